@@ -1,0 +1,67 @@
+/*
+ * The model: the MoE layers of one checkpoint held in memory, independent of which
+ * router or expert backend serves them.  A model comes from a HuggingFace-layout
+ * directory (config.json + safetensors, see checkpoint.c) or from the embedded
+ * synthetic generator ("synthetic:S0".."synthetic:S4", see synthetic.c).
+ *
+ * Only MoE layers are kept (layers that have router weights); dense layers are
+ * listed nowhere but counted in num_hidden_layers.  Router weights and biases are
+ * always fp32.  Expert weights are held in `dtype` (fp32 after conversion unless a
+ * later stage keeps bf16).  All memory belongs to the model and is released by
+ * model_free().
+ */
+#ifndef MOED_MODEL_H
+#define MOED_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/moed/plugin.h"
+
+struct moed_layer {
+	uint32_t index;                 /* layer index in the checkpoint */
+	float *gate;                    /* [E][H] router weight, fp32 */
+	float *bias;                    /* [E] e_score_correction_bias, or NULL */
+	void **expert_gate;             /* E arrays [I][H] in model dtype */
+	void **expert_up;               /* E arrays [I][H] */
+	void **expert_down;             /* E arrays [H][I] */
+	void *shared_gate;              /* [Is][H] or NULL */
+	void *shared_up;                /* [Is][H] or NULL */
+	void *shared_down;              /* [H][Is] or NULL */
+};
+
+struct moed_model {
+	char *source;                   /* directory path or "synthetic:S0" */
+	char *model_type;               /* config.json "model_type", e.g. "deepseek_v3" */
+	uint32_t num_hidden_layers;
+	uint32_t hidden_size;           /* H */
+	uint32_t intermediate_size;     /* I = moe_intermediate_size */
+	uint32_t n_experts;             /* E */
+	uint32_t top_k;
+	uint32_t n_group;               /* >= 1 */
+	uint32_t topk_group;
+	uint32_t n_shared_experts;
+	uint32_t shared_intermediate_size; /* n_shared_experts * I (or shared_expert_intermediate_size) */
+	uint32_t scoring;               /* enum moed_scoring */
+	char *topk_method;              /* "greedy", "group_limited_greedy", "noaux_tc" */
+	uint32_t norm_topk_prob;
+	float routed_scaling_factor;
+	uint32_t dtype;                 /* enum moed_dtype of expert weights in memory */
+	uint64_t weight_bytes;          /* bytes of all weights held */
+	uint32_t n_layers;              /* number of MoE layers */
+	struct moed_layer *layers;      /* sorted by index */
+	void *priv;                     /* loader-owned allocations */
+};
+
+/* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
+ * writes a one-line reason naming the file and field/tensor into err. */
+int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen);
+void model_free(struct moed_model *model);
+
+/* The MoE layer with checkpoint index `index`, or NULL (dense or out of range). */
+const struct moed_layer *model_layer(const struct moed_model *model, uint32_t index);
+
+/* Name of the router plugin the model's config asks for ("sigmoid-norm" or "softmax-topk"). */
+const char *model_default_router(const struct moed_model *model);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * Tensor messages: checking what a peer sent and wrapping local arrays for sending.
+ * A Tensor's data are raw little-endian bytes; its shape is row-major.
+ */
+#ifndef MOED_TENSOR_H
+#define MOED_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/moed.pb-c.h"
+
+size_t tensor_dtype_size(Moed__DType dtype);       /* 0 for invalid */
+const char *tensor_dtype_name(Moed__DType dtype);
+
+/* Check that t has dtype `want`, exactly `ndim` dimensions, and a byte count equal
+ * to the product of its shape times the element size (no overflow).  On failure
+ * returns -EINVAL with a reason in err. */
+int tensor_check(const Moed__Tensor *t, Moed__DType want, size_t ndim, char *err,
+		 size_t errlen);
+
+/* Make t describe the 2-D array `data` [rows][cols] without copying it; shape must
+ * point at storage for two uint64_t that outlives t. */
+void tensor_wrap2(Moed__Tensor *t, uint64_t *shape, Moed__DType dtype, const void *data,
+		  uint64_t rows, uint64_t cols);
+
+#endif

@@ -1,1 +1,325 @@
-/* placeholder */
+/*
+ * Dispatch.  Every request gets exactly one response with its id: either right
+ * here (hello, status, plugins, model, every validation error, "busy") or from
+ * tensor_done() on the loop thread when the worker pool has run the layer.
+ * Validation happens before anything is queued: layer, dtype, shape against the
+ * byte count, hidden size, token limits, finite values.  The unpacked request
+ * stays alive while its job runs because the job reads the input in place.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/dispatch.h"
+#include "daemon/engine.h"
+#include "daemon/info.h"
+#include "daemon/log.h"
+#include "daemon/pool.h"
+#include "daemon/server.h"
+#include "daemon/session.h"
+#include "proto/tensor.h"
+
+struct tensor_job {
+	struct pool_job pj;
+	struct session *s;
+	Moed__Request *req;
+	struct engine_call call;
+	uint64_t start_ns;
+	void *buf;                      /* experts, weights and y in one block */
+};
+
+static void reply_ok(struct session *s, Moed__Response *resp, uint64_t id)
+{
+	resp->id = id;
+	resp->status = MOED__STATUS__OK;
+	session_send(s, resp);
+}
+
+static void do_hello(struct session *s, const Moed__Request *req)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__HelloResponse hello = MOED__HELLO_RESPONSE__INIT;
+	uint32_t v = req->hello->protocol_version;
+
+	if (v != MOED_PROTOCOL_VERSION) {
+		session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION,
+				   "protocol version %u not supported; this moed speaks version %u",
+				   v, MOED_PROTOCOL_VERSION);
+		return;
+	}
+	s->hello_done = 1;
+	log_debug("session %llu: hello from '%s'", (unsigned long long)s->id,
+		  req->hello->client ? req->hello->client : "?");
+	hello.protocol_version = MOED_PROTOCOL_VERSION;
+	hello.server_version = PACKAGE_VERSION;
+	resp.body_case = MOED__RESPONSE__BODY_HELLO;
+	resp.hello = &hello;
+	reply_ok(s, &resp, req->id);
+}
+
+static void do_info(struct session *s, const Moed__Request *req)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__StatusResponse status;
+	Moed__PluginsResponse plugins;
+	Moed__ModelInfo model;
+	struct info_mem mem = { .n = 0 };
+	int r;
+
+	switch (req->body_case) {
+	case MOED__REQUEST__BODY_STATUS:
+		r = info_status(s->srv, &status, &model, &mem);
+		resp.body_case = MOED__RESPONSE__BODY_STATUS_INFO;
+		resp.status_info = &status;
+		break;
+	case MOED__REQUEST__BODY_PLUGINS:
+		r = info_plugins(s->srv, &plugins, &mem);
+		resp.body_case = MOED__RESPONSE__BODY_PLUGINS;
+		resp.plugins = &plugins;
+		break;
+	default:
+		r = info_model(s->srv->engine, &model, &mem);
+		resp.body_case = MOED__RESPONSE__BODY_MODEL;
+		resp.model = &model;
+		break;
+	}
+	if (r < 0)
+		session_send_error(s, req->id, MOED__STATUS__INTERNAL, "cannot describe: %s",
+				   strerror(-r));
+	else
+		reply_ok(s, &resp, req->id);
+	info_mem_release(&mem);
+}
+
+static void describe_moe_layers(const struct engine *e, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < e->n_layers && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%u", i ? ", " : "",
+					e->layers[i].w->index);
+}
+
+/* Validate a tensor request; returns the layer or NULL after replying. */
+static struct engine_layer *check_tensor_request(struct session *s, uint64_t id, uint32_t index,
+						 const Moed__Tensor *hidden)
+{
+	struct engine *e = s->srv->engine;
+	struct engine_layer *l = engine_layer(e, index);
+	const struct moed_config *cfg = s->srv->cfg;
+	char why[256], layers[256];
+
+	if (!l) {
+		describe_moe_layers(e, layers, sizeof(layers));
+		session_send_error(s, id, MOED__STATUS__NOT_FOUND,
+				   "layer %u is %s; MoE layers are: %s", index,
+				   index < e->model->num_hidden_layers ? "a dense layer"
+								      : "not in this model",
+				   layers);
+		return NULL;
+	}
+	if (tensor_check(hidden, MOED__DTYPE__F32, 2, why, sizeof(why)) < 0) {
+		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT, "hidden: %s", why);
+		return NULL;
+	}
+	if (hidden->shape[1] != l->rspec.hidden_size) {
+		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT,
+				   "hidden size %llu, the model's is %u",
+				   (unsigned long long)hidden->shape[1], l->rspec.hidden_size);
+		return NULL;
+	}
+	if (hidden->shape[0] == 0) {
+		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT, "empty batch (0 tokens)");
+		return NULL;
+	}
+	if (hidden->shape[0] > cfg->max_tokens_per_request) {
+		session_send_error(s, id, MOED__STATUS__RESOURCE_EXHAUSTED,
+				   "%llu tokens exceed max_tokens_per_request %u",
+				   (unsigned long long)hidden->shape[0], cfg->max_tokens_per_request);
+		return NULL;
+	}
+	const float *x = (const float *)hidden->data.data;
+	size_t n = hidden->data.len / sizeof(float);
+	for (size_t i = 0; i < n; i++) {
+		float v;
+		memcpy(&v, &x[i], sizeof(v));
+		if (!isfinite(v)) {
+			session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT,
+					   "hidden[%zu][%zu] is not finite", i / l->rspec.hidden_size,
+					   i % l->rspec.hidden_size);
+			return NULL;
+		}
+	}
+	return l;
+}
+
+static void tensor_work(struct pool_job *pj)
+{
+	struct tensor_job *j = (struct tensor_job *)pj;
+
+	engine_call_run(&j->call);
+}
+
+static void send_tensor_reply(struct tensor_job *j)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__InferResponse infer = MOED__INFER_RESPONSE__INIT;
+	Moed__RouteResponse route = MOED__ROUTE_RESPONSE__INIT;
+	struct engine_call *c = &j->call;
+	uint64_t shape_y[2], shape_e[2], shape_w[2];
+	Moed__Tensor ty, te, tw;
+	size_t k = c->layer->rspec.top_k;
+
+	if (c->y) {
+		tensor_wrap2(&ty, shape_y, MOED__DTYPE__F32, c->y, c->n_tokens,
+			     c->layer->rspec.hidden_size);
+		infer.output = &ty;
+		infer.router = c->router->gen->name;
+		infer.generation = c->router->gen->generation;
+		infer.compute_us = c->compute_ns / 1000;
+		resp.body_case = MOED__RESPONSE__BODY_INFER;
+		resp.infer = &infer;
+	} else {
+		tensor_wrap2(&te, shape_e, MOED__DTYPE__I32, c->experts, c->n_tokens, k);
+		tensor_wrap2(&tw, shape_w, MOED__DTYPE__F32, c->weights, c->n_tokens, k);
+		route.experts = &te;
+		route.weights = &tw;
+		route.router = c->router->gen->name;
+		route.generation = c->router->gen->generation;
+		resp.body_case = MOED__RESPONSE__BODY_ROUTE;
+		resp.route = &route;
+	}
+	reply_ok(j->s, &resp, j->req->id);
+}
+
+static void tensor_done(struct pool_job *pj)
+{
+	struct tensor_job *j = (struct tensor_job *)pj;
+	struct server *srv = j->s->srv;
+
+	if (j->call.rc < 0) {
+		log_warn("dispatch: layer %u: %s", j->call.layer->w->index, j->call.err);
+		session_send_error(j->s, j->req->id, MOED__STATUS__INTERNAL, "%s", j->call.err);
+	} else {
+		send_tensor_reply(j);
+		srv->requests_served++;
+		srv->tokens_served += j->call.n_tokens;
+	}
+	engine_call_end(&j->call);
+	moed__request__free_unpacked(j->req, NULL);
+	session_release(j->s);
+	free(j->buf);
+	free(j);
+	server_check_drained(srv);
+}
+
+/* Takes ownership of req. */
+static void do_tensor(struct session *s, Moed__Request *req)
+{
+	int infer = req->body_case == MOED__REQUEST__BODY_INFER;
+	uint32_t layer = infer ? req->infer->layer : req->route->layer;
+	const Moed__Tensor *hidden = infer ? req->infer->hidden : req->route->hidden;
+	struct engine_layer *l;
+	struct tensor_job *j;
+	size_t T, k, H;
+	int r;
+
+	if (s->srv->stopping) {
+		session_send_error(s, req->id, MOED__STATUS__UNAVAILABLE, "moed is shutting down");
+		goto drop;
+	}
+	if (s->inflight >= s->srv->cfg->max_inflight_per_conn) {
+		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED,
+				   "busy: %u requests in flight on this connection (max_inflight_per_conn)",
+				   s->inflight);
+		goto drop;
+	}
+	l = check_tensor_request(s, req->id, layer, hidden);
+	if (!l)
+		goto drop;
+	T = hidden->shape[0];
+	k = l->rspec.top_k;
+	H = l->rspec.hidden_size;
+	j = calloc(1, sizeof(*j));
+	if (j)
+		j->buf = malloc(T * k * (sizeof(int32_t) + sizeof(float)) +
+				(infer ? T * H * sizeof(float) : 0));
+	if (!j || !j->buf) {
+		if (j)
+			free(j);
+		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
+		goto drop;
+	}
+	j->s = s;
+	j->req = req;
+	j->pj.work = tensor_work;
+	j->pj.done = tensor_done;
+	j->call.x = (const float *)hidden->data.data;
+	j->call.n_tokens = T;
+	j->call.experts = j->buf;
+	j->call.weights = (float *)(j->call.experts + T * k);
+	j->call.y = infer ? j->call.weights + T * k : NULL;
+	engine_call_begin(&j->call, l);
+	r = pool_submit(s->srv->pool, &j->pj);
+	if (r < 0) {
+		engine_call_end(&j->call);
+		session_send_error(s, req->id,
+				   r == -EBUSY ? MOED__STATUS__RESOURCE_EXHAUSTED
+					       : MOED__STATUS__UNAVAILABLE,
+				   r == -EBUSY ? "busy: the worker queue is full (queue_depth %u)"
+					       : "moed is shutting down (queue_depth %u)",
+				   s->srv->cfg->queue_depth);
+		free(j->buf);
+		free(j);
+		goto drop;
+	}
+	session_hold(s);
+	return;
+drop:
+	moed__request__free_unpacked(req, NULL);
+}
+
+void dispatch_frame(struct session *s, const uint8_t *frame, size_t len)
+{
+	Moed__Request *req = moed__request__unpack(NULL, len, frame);
+
+	if (!req) {
+		log_warn("session %llu (uid %u pid %d): undecodable request (%zu bytes)",
+			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, len);
+		session_send_error(s, 0, MOED__STATUS__INVALID_ARGUMENT,
+				   "cannot decode the request (%zu bytes) as moed.Request", len);
+		return;
+	}
+	if (req->body_case == MOED__REQUEST__BODY_HELLO) {
+		do_hello(s, req);
+		goto done;
+	}
+	if (!s->hello_done) {
+		session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION,
+				   "the first request must be hello (protocol version %u)",
+				   MOED_PROTOCOL_VERSION);
+		goto done;
+	}
+	switch (req->body_case) {
+	case MOED__REQUEST__BODY_STATUS:
+	case MOED__REQUEST__BODY_PLUGINS:
+	case MOED__REQUEST__BODY_MODEL:
+		do_info(s, req);
+		break;
+	case MOED__REQUEST__BODY_INFER:
+	case MOED__REQUEST__BODY_ROUTE:
+		do_tensor(s, req);
+		return;         /* owns req */
+	default:
+		session_send_error(s, req->id, MOED__STATUS__UNIMPLEMENTED,
+				   "unknown request type %d", (int)req->body_case);
+		break;
+	}
+done:
+	moed__request__free_unpacked(req, NULL);
+}

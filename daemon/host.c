@@ -1,1 +1,46 @@
-/* placeholder */
+/*
+ * Host services for plugins.  Everything here is thread-safe and allocation
+ * free: plugins call these from worker threads in the middle of a request.
+ */
+#include "config.h"
+
+#include <cblas.h>
+#include <stdarg.h>
+
+#include "daemon/host.h"
+#include "daemon/log.h"
+
+static void host_log(int level, const char *plugin, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, plugin, fmt, ap);
+	va_end(ap);
+}
+
+static void host_sgemm_nt(size_t m, size_t n, size_t k, const float *a, const float *b,
+			  float *c)
+{
+	if (m == 0 || n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k,
+		    1.0f, a, (blasint)k, b, (blasint)k, 0.0f, c, (blasint)n);
+}
+
+static const struct moed_host host = {
+	.struct_size = sizeof(struct moed_host),
+	.abi_version = MOED_PLUGIN_ABI_VERSION,
+	.log = host_log,
+	.sgemm_nt = host_sgemm_nt,
+};
+
+void host_init(void)
+{
+	openblas_set_num_threads(1);
+}
+
+const struct moed_host *host_table(void)
+{
+	return &host;
+}

@@ -1,1 +1,329 @@
-int main(void){return 0;}
+/*
+ * moed: entry point.  Reads the config file, applies command-line overrides,
+ * loads the model and the router/expert plugins, starts the worker pool and the
+ * listener, tells the service manager READY=1, and runs the libuv loop until
+ * SIGTERM/SIGINT.  Shutdown stops accepting, lets in-flight requests finish
+ * within [limits] shutdown_timeout_ms, then closes what is left and exits 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/conf.h"
+#include "daemon/engine.h"
+#include "daemon/host.h"
+#include "daemon/log.h"
+#include "daemon/model.h"
+#include "daemon/notify.h"
+#include "daemon/pool.h"
+#include "daemon/server.h"
+
+#define DEFAULT_CONFIG MOED_SYSCONFDIR "/moed/moed.conf"
+
+struct daemon_ctx {
+	uv_loop_t *loop;
+	struct moed_config cfg;
+	struct engine *engine;
+	struct pool *pool;
+	struct server srv;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t watchdog, deadline;
+	int have_watchdog;
+	int exit_code;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: moed [OPTION]...\n"
+		"Serve Mixture-of-Experts layer inference on a Unix socket.\n\n"
+		"  -c, --config FILE      read FILE (default " DEFAULT_CONFIG " if present)\n"
+		"  -s, --socket PATH      listen on PATH (default " MOED_DEFAULT_SOCKET ")\n"
+		"  -m, --model PATH       HuggingFace checkpoint directory or synthetic:S0..S4\n"
+		"  -r, --router NAME      router plugin (default: the model's)\n"
+		"  -e, --expert NAME      expert backend plugin (default: cpu)\n"
+		"  -P, --plugin-dir DIR   plugin directory (default " MOED_PLUGIN_DIR ")\n"
+		"  -S, --state-dir DIR    state directory (default " MOED_DEFAULT_STATE_DIR ")\n"
+		"  -w, --workers N        worker threads (default: online CPUs)\n"
+		"  -l, --log-level LEVEL  err, warning, notice, info, debug\n"
+		"  -v, --verbose          log at debug level\n"
+		"      --check-config     validate the configuration and exit\n"
+		"  -h, --help             show this help\n"
+		"  -V, --version          show the version\n");
+}
+
+struct cli {
+	const char *config;
+	const char *socket, *model, *router, *expert, *plugin_dir, *state_dir, *workers;
+	const char *log_level;
+	int verbose, check_config;
+};
+
+static int parse_cli(int argc, char **argv, struct cli *cli)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "router", required_argument, NULL, 'r' },
+		{ "expert", required_argument, NULL, 'e' },
+		{ "plugin-dir", required_argument, NULL, 'P' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:s:m:r:e:P:S:w:l:vhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': cli->config = optarg; break;
+		case 's': cli->socket = optarg; break;
+		case 'm': cli->model = optarg; break;
+		case 'r': cli->router = optarg; break;
+		case 'e': cli->expert = optarg; break;
+		case 'P': cli->plugin_dir = optarg; break;
+		case 'S': cli->state_dir = optarg; break;
+		case 'w': cli->workers = optarg; break;
+		case 'l': cli->log_level = optarg; break;
+		case 'v': cli->verbose = 1; break;
+		case 'C': cli->check_config = 1; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("moed %s\n", PACKAGE_VERSION); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "moed: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Config file first, then flags on top; everything validated. */
+static int build_config(const struct cli *cli, struct moed_config *cfg, char *err, size_t errlen)
+{
+	const char *path = cli->config;
+	int r = 0;
+
+	config_init(cfg);
+	if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
+		path = DEFAULT_CONFIG;
+	if (path && (r = config_load(cfg, path, err, errlen)) < 0)
+		return r;
+	if ((cli->socket && config_set_string(&cfg->socket_path, cli->socket) < 0) ||
+	    (cli->model && config_set_string(&cfg->model_path, cli->model) < 0) ||
+	    (cli->router && config_set_string(&cfg->router, cli->router) < 0) ||
+	    (cli->expert && config_set_string(&cfg->expert, cli->expert) < 0) ||
+	    (cli->plugin_dir && config_set_string(&cfg->plugin_dir, cli->plugin_dir) < 0) ||
+	    (cli->state_dir && config_set_string(&cfg->state_dir, cli->state_dir) < 0))
+		return -ENOMEM;
+	if (!cfg->socket_path && config_set_string(&cfg->socket_path, MOED_DEFAULT_SOCKET) < 0)
+		return -ENOMEM;
+	if (!cfg->plugin_dir && config_set_string(&cfg->plugin_dir, MOED_PLUGIN_DIR) < 0)
+		return -ENOMEM;
+	if (!cfg->state_dir && config_set_string(&cfg->state_dir, MOED_DEFAULT_STATE_DIR) < 0)
+		return -ENOMEM;
+	if (!cfg->expert && config_set_string(&cfg->expert, "cpu") < 0)
+		return -ENOMEM;
+	if (cli->workers) {
+		char *end;
+		long w = strtol(cli->workers, &end, 10);
+		if (*end || w < 0 || w > 1024) {
+			snprintf(err, errlen, "--workers must be 0..1024, got '%s'", cli->workers);
+			return -EINVAL;
+		}
+		cfg->workers = (unsigned)w;
+	}
+	if (cli->log_level) {
+		int l = log_level_parse(cli->log_level);
+		if (l < 0) {
+			snprintf(err, errlen, "--log-level must be err, warning, notice, info or debug");
+			return -EINVAL;
+		}
+		cfg->log_level = l;
+	}
+	if (cli->verbose)
+		cfg->log_level = MOED_LOG_DEBUG;
+	if (cfg->router && !loader_name_valid(cfg->router)) {
+		snprintf(err, errlen, "router plugin name '%s' is not valid", cfg->router);
+		return -EINVAL;
+	}
+	if (!loader_name_valid(cfg->expert)) {
+		snprintf(err, errlen, "expert plugin name '%s' is not valid", cfg->expert);
+		return -EINVAL;
+	}
+	return config_validate(cfg, err, errlen);
+}
+
+static void on_pool_closed(void *arg)
+{
+	struct daemon_ctx *d = arg;
+
+	uv_close((uv_handle_t *)&d->sig_term, NULL);
+	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	uv_close((uv_handle_t *)&d->deadline, NULL);
+	if (d->have_watchdog)
+		uv_close((uv_handle_t *)&d->watchdog, NULL);
+}
+
+static void on_drained(struct server *srv)
+{
+	struct daemon_ctx *d = srv->loop->data;
+
+	log_info("moed: all requests finished");
+	uv_timer_stop(&d->deadline);
+	pool_shutdown(d->pool, on_pool_closed, d);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct daemon_ctx *d = t->data;
+
+	log_warn("moed: shutdown deadline of %u ms passed; closing remaining connections",
+		 d->cfg.shutdown_timeout_ms);
+	server_close_all(&d->srv);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+	struct daemon_ctx *d = h->data;
+
+	if (d->srv.stopping)
+		return;
+	log_notice("moed: %s received; stopping (in-flight requests finish first)",
+		   strsignal(signum));
+	notify_send("STOPPING=1\nSTATUS=Stopping");
+	uv_timer_start(&d->deadline, on_deadline, d->cfg.shutdown_timeout_ms, 0);
+	server_stop(&d->srv);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+	log_notice("moed: SIGHUP: live reload is not available in this version; restart to apply changes");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	notify_send("WATCHDOG=1");
+}
+
+static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
+{
+	const char *router = d->cfg.router ? d->cfg.router : model_default_router(d->engine->model);
+	int r;
+
+	r = engine_set_plugin(d->engine, MOED_PLUGIN_ROUTER, router, d->cfg.router_params.p,
+			      d->cfg.router_params.n, -1, err, errlen);
+	if (r < 0)
+		return r;
+	return engine_set_plugin(d->engine, MOED_PLUGIN_EXPERT, d->cfg.expert,
+				 d->cfg.expert_params.p, d->cfg.expert_params.n, -1, err, errlen);
+}
+
+static int run(struct daemon_ctx *d)
+{
+	struct moed_model *model;
+	char err[512];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = d->cfg.workers ? d->cfg.workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+	const char *source = d->cfg.model_path ? d->cfg.model_path : "synthetic:S0";
+	uint64_t wd;
+	int r;
+
+	notify_sendf("STATUS=Loading model %s", source);
+	r = model_load(source, &model, err, sizeof(err));
+	if (r < 0) {
+		log_err("model: %s", err);
+		return r;
+	}
+	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %llu bytes",
+		 source, model->n_layers, model->hidden_size, model->intermediate_size,
+		 model->n_experts, model->top_k, (unsigned long long)model->weight_bytes);
+	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
+	if (r < 0)
+		return r;
+	r = start_plugins(d, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
+		return r;
+	}
+	r = pool_new(d->loop, workers, d->cfg.queue_depth, &d->pool);
+	if (r < 0) {
+		log_err("pool: cannot start %u workers: %s", workers, strerror(-r));
+		return r;
+	}
+	server_init(&d->srv, d->loop, &d->cfg, d->engine, d->pool);
+	d->srv.on_drained = on_drained;
+	r = server_listen(&d->srv, notify_listen_fd("api"), err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
+		pool_shutdown(d->pool, NULL, NULL);
+		uv_run(d->loop, UV_RUN_DEFAULT);
+		return r;
+	}
+	uv_signal_init(d->loop, &d->sig_term);
+	uv_signal_init(d->loop, &d->sig_int);
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
+	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
+	uv_timer_init(d->loop, &d->deadline);
+	d->deadline.data = d;
+	wd = notify_watchdog_usec();
+	if (wd > 0) {
+		d->have_watchdog = 1;
+		uv_timer_init(d->loop, &d->watchdog);
+		uv_timer_start(&d->watchdog, on_watchdog, wd / 2000, wd / 2000);
+	}
+	log_notice("moed: serving on '%s' with %u workers", d->cfg.socket_path, workers);
+	notify_sendf("READY=1\nSTATUS=Serving %s on %s", source, d->cfg.socket_path);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	log_notice("moed: stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon_ctx d = { .exit_code = 0 };
+	struct cli cli = { 0 };
+	char err[512];
+	int r;
+
+	if (parse_cli(argc, argv, &cli) < 0)
+		return 2;
+	r = build_config(&cli, &d.cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "moed: %s\n", r == -ENOMEM ? "out of memory" : err);
+		config_release(&d.cfg);
+		return 1;
+	}
+	log_set_level(d.cfg.log_level);
+	if (cli.check_config) {
+		printf("moed: configuration OK\n");
+		config_release(&d.cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	host_init();
+	d.loop = uv_default_loop();
+	d.loop->data = &d;
+	r = run(&d);
+	engine_free(d.engine);
+	uv_loop_close(d.loop);
+	config_release(&d.cfg);
+	return r < 0 ? 1 : 0;
+}

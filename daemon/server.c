@@ -1,1 +1,159 @@
-/* placeholder */
+/*
+ * The listening socket and shutdown.  We either adopt a socket handed over by
+ * the service manager or bind our own path (refusing to steal a path another
+ * live daemon answers on, replacing a stale one).  Stopping closes the listener,
+ * lets sessions finish their in-flight requests, and reports "drained" once the
+ * last session with work is gone; idle sessions are closed right away.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+#include "daemon/server.h"
+#include "daemon/session.h"
+
+void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
+		 struct engine *engine, struct pool *pool)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->loop = loop;
+	srv->cfg = cfg;
+	srv->engine = engine;
+	srv->pool = pool;
+	srv->start_ms = uv_now(loop);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct server *srv = listener->data;
+	int r;
+
+	if (status < 0) {
+		log_warn("server: accept: %s", uv_strerror(status));
+		return;
+	}
+	r = session_accept(srv);
+	if (r < 0)
+		log_warn("server: cannot accept a connection: %s", uv_strerror(r));
+}
+
+/* Is somebody answering on path?  Then it is not stale. */
+static int path_in_use(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+
+	if (fd < 0)
+		return 0;
+	memcpy(sa.sun_path, path, strlen(path));
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return r;
+}
+
+int server_listen(struct server *srv, int fd, char *err, size_t errlen)
+{
+	const char *path = srv->cfg->socket_path;
+	struct stat st;
+	int r;
+
+	r = uv_pipe_init(srv->loop, &srv->listener, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "server: %s", uv_strerror(r));
+		return r;
+	}
+	srv->listener.data = srv;
+	if (fd >= 0) {
+		r = uv_pipe_open(&srv->listener, fd);
+		if (r < 0) {
+			snprintf(err, errlen, "server: inherited socket fd %d: %s", fd, uv_strerror(r));
+			goto fail;
+		}
+	} else {
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(err, errlen, "server: socket path '%s' longer than 107 bytes", path);
+			r = -ENAMETOOLONG;
+			goto fail;
+		}
+		if (lstat(path, &st) == 0) {
+			if (!S_ISSOCK(st.st_mode)) {
+				snprintf(err, errlen, "server: '%s' exists and is not a socket", path);
+				r = -EEXIST;
+				goto fail;
+			}
+			if (path_in_use(path)) {
+				snprintf(err, errlen, "server: another daemon is listening on '%s'", path);
+				r = -EADDRINUSE;
+				goto fail;
+			}
+			unlink(path);
+		}
+		r = uv_pipe_bind(&srv->listener, path);
+		if (r < 0) {
+			snprintf(err, errlen, "server: cannot bind '%s': %s", path, uv_strerror(r));
+			goto fail;
+		}
+		srv->owns_path = 1;
+	}
+	r = uv_listen((uv_stream_t *)&srv->listener, 128, on_connection);
+	if (r < 0) {
+		snprintf(err, errlen, "server: cannot listen on '%s': %s", path, uv_strerror(r));
+		goto fail;
+	}
+	srv->listening = 1;
+	return 0;
+fail:
+	uv_close((uv_handle_t *)&srv->listener, NULL);
+	return r;
+}
+
+void server_check_drained(struct server *srv)
+{
+	if (!srv->stopping || srv->listening)
+		return;
+	for (struct session *s = srv->sessions; s; s = s->next)
+		if (s->inflight > 0 || s->writes_pending > 0)
+			return;
+	/* idle sessions: close them; their close callbacks come back here */
+	for (struct session *s = srv->sessions; s; s = s->next)
+		session_close(s);
+	if (srv->sessions == NULL && srv->on_drained) {
+		void (*cb)(struct server *) = srv->on_drained;
+		srv->on_drained = NULL;
+		cb(srv);
+	}
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct server *srv = h->data;
+
+	srv->listening = 0;
+	server_check_drained(srv);
+}
+
+void server_stop(struct server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = 1;
+	if (srv->owns_path)
+		unlink(srv->cfg->socket_path);
+	if (srv->listening)
+		uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+	else
+		server_check_drained(srv);
+}
+
+void server_close_all(struct server *srv)
+{
+	for (struct session *s = srv->sessions; s; s = s->next)
+		session_close(s);
+}

@@ -1,0 +1,65 @@
+/*
+ * moed.conf: the daemon's settings, read from an INI file (inih) and then
+ * overridden by command-line flags.  Every key has a documented default set by
+ * config_init(); unknown sections or keys are errors (naming file and line), so
+ * a typo never silently falls back to a default.  In [router] and [expert],
+ * every key other than `plugin` is passed to the plugin as a parameter.
+ */
+#ifndef MOED_CONFIG_H
+#define MOED_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/moed/plugin.h"
+
+#define MOED_DEFAULT_SOCKET "/run/moed.sock"
+#define MOED_DEFAULT_STATE_DIR "/var/lib/moed"
+#define CONFIG_MAX_PARAMS 32
+
+struct config_params {
+	size_t n;
+	struct moed_param p[CONFIG_MAX_PARAMS];   /* strings owned by the list */
+};
+
+struct moed_config {
+	/* [daemon] */
+	char *socket_path;
+	char *plugin_dir;
+	char *state_dir;
+	int log_level;                  /* MOED_LOG_* */
+	unsigned workers;               /* 0 = number of online CPUs */
+	/* [model] */
+	char *model_path;               /* NULL = embedded synthetic S0 */
+	/* [router] */
+	char *router;                   /* NULL = what the model's config names */
+	struct config_params router_params;
+	/* [expert] */
+	char *expert;
+	struct config_params expert_params;
+	/* [limits] */
+	uint32_t max_frame_bytes;
+	uint32_t max_connections;
+	uint32_t max_inflight_per_conn;
+	uint32_t queue_depth;           /* jobs waiting for a worker */
+	uint32_t max_tokens_per_request;
+	uint32_t shutdown_timeout_ms;
+};
+
+void config_init(struct moed_config *cfg);
+void config_release(struct moed_config *cfg);
+/* Parse `path` over the values already in cfg.  -errno with a reason in err. */
+int config_load(struct moed_config *cfg, const char *path, char *err, size_t errlen);
+/* Parse an in-memory INI text (tests, fuzzing); `name` is used in messages. */
+int config_load_string(struct moed_config *cfg, const char *text, const char *name, char *err,
+		       size_t errlen);
+/* Cross-field checks after flags were applied. */
+int config_validate(const struct moed_config *cfg, char *err, size_t errlen);
+
+int config_params_set(struct config_params *ps, const char *key, const char *value);
+void config_params_clear(struct config_params *ps);
+
+/* Replace *slot by a copy of value (NULL clears).  -ENOMEM. */
+int config_set_string(char **slot, const char *value);
+
+#endif

@@ -1,0 +1,139 @@
+"""Raw protocol client for hostile-input tests: speaks the framing and a few
+protobuf fields by hand (no protobuf library), so a test can send exactly the
+bytes it wants -- bad lengths, garbage bodies, pipelined requests -- and read
+back the status codes.  Usage: rawclient.py SOCKET SCENARIO; prints one line per
+response "id=<id> status=<code>" and exits 0 when the scenario ran."""
+import socket
+import struct
+import sys
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    if wire == 0:
+        return key + varint(payload)
+    return key + varint(len(payload)) + payload
+
+
+def request(rid, body_field, body=b""):
+    return field(1, 0, rid) + field(body_field, 2, body)
+
+
+def hello(rid, version=1):
+    return request(rid, 10, field(1, 0, version))
+
+
+def frame(msg):
+    return struct.pack(">I", len(msg)) + msg
+
+
+def parse(buf):
+    """Top-level fields of a message: {num: [values]} (varints as int, others bytes)."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            val, i = read_varint(buf, i)
+        elif wire == 2:
+            ln, i = read_varint(buf, i)
+            val, i = buf[i:i + ln], i + ln
+        elif wire == 5:
+            val, i = buf[i:i + 4], i + 4
+        elif wire == 1:
+            val, i = buf[i:i + 8], i + 8
+        else:
+            raise ValueError("wire type %d" % wire)
+        out.setdefault(num, []).append(val)
+    return out
+
+
+def read_varint(buf, i):
+    shift = val = 0
+    while True:
+        b = buf[i]
+        i += 1
+        val |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return val, i
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_response(s):
+    hdr = recv_exact(s, 4)
+    if hdr is None:
+        return None
+    body = recv_exact(s, struct.unpack(">I", hdr)[0])
+    f = parse(body)
+    return f.get(1, [0])[0], f.get(2, [0])[0], f.get(3, [b""])[0].decode()
+
+
+def report(s, n):
+    for _ in range(n):
+        r = read_response(s)
+        if r is None:
+            print("closed")
+            return
+        print("id=%d status=%d msg=%s" % r)
+
+
+def main():
+    path, scenario = sys.argv[1], sys.argv[2]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(path)
+    if scenario == "no-hello":
+        s.sendall(frame(request(7, 11)))               # status before hello
+        report(s, 1)
+    elif scenario == "bad-version":
+        s.sendall(frame(hello(3, version=99)))
+        report(s, 1)
+    elif scenario == "garbage":
+        s.sendall(frame(hello(1)) + frame(b"\xff\xff\xff\xff\xff\xff"))
+        report(s, 2)
+    elif scenario == "oversize":
+        s.sendall(struct.pack(">I", 0xFFFFFFFF))
+        report(s, 2)                                  # error, then closed
+    elif scenario == "zero":
+        s.sendall(struct.pack(">I", 0))
+        report(s, 2)
+    elif scenario == "truncated":
+        s.sendall(struct.pack(">I", 100) + b"abc")
+        s.shutdown(socket.SHUT_WR)
+        report(s, 1)
+    elif scenario == "unknown-type":
+        s.sendall(frame(hello(1)) + frame(field(1, 0, 5)))   # id only, no body
+        report(s, 2)
+    elif scenario == "pipeline":
+        # hello, then status, plugins and model without waiting
+        s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +
+                  frame(request(103, 13)))
+        report(s, 4)
+    else:
+        sys.exit("unknown scenario " + scenario)
+
+
+if __name__ == "__main__":
+    main()

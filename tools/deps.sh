@@ -1,0 +1,17 @@
+#!/bin/sh
+# Install what moed needs to build and test on Debian 12, if it is missing.
+# Runs apt-get as root (directly, or through sudo).
+set -e
+PKGS="build-essential autoconf automake libtool pkg-config \
+libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libinih-dev \
+libjson-c-dev libcmocka-dev libsystemd-dev python3 python3-numpy"
+missing=
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "deps: installing$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -35,6 +35,11 @@ static const struct config_key config_keys[] = {
 	KEY("daemon", "state_dir", SLOT_STRING, state_dir, 0, 0),
 	KEY("daemon", "log_level", SLOT_LOGLEVEL, log_level, 0, 0),
 	KEY("daemon", "workers", SLOT_U32, workers, 0, 1024),
+	KEY("daemon", "admin_group", SLOT_STRING, admin_group, 0, 0),
+	KEY("daemon", "socket_mode", SLOT_U32, socket_mode, 0, 0777),
+	KEY("daemon", "socket_group", SLOT_STRING, socket_group, 0, 0),
+	KEY("daemon", "state_save_interval_s", SLOT_U32, state_save_interval_s, 0, 86400),
+	KEY("daemon", "stats_window_s", SLOT_U32, stats_window_s, 1, 86400),
 	KEY("model", "path", SLOT_STRING, model_path, 0, 0),
 	KEY("router", "plugin", SLOT_STRING, router, 0, 0),
 	KEY("expert", "plugin", SLOT_STRING, expert, 0, 0),
@@ -69,6 +74,9 @@ void config_init(struct moed_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = MOED_LOG_INFO;
+	cfg->socket_mode = 0660;
+	cfg->state_save_interval_s = 60;
+	cfg->stats_window_s = 60;
 	cfg->max_frame_bytes = 64u << 20;
 	cfg->max_connections = 256;
 	cfg->max_inflight_per_conn = 64;
@@ -117,6 +125,8 @@ void config_release(struct moed_config *cfg)
 	free(cfg->socket_path);
 	free(cfg->plugin_dir);
 	free(cfg->state_dir);
+	free(cfg->admin_group);
+	free(cfg->socket_group);
 	free(cfg->model_path);
 	free(cfg->router);
 	free(cfg->expert);

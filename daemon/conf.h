@@ -29,6 +29,11 @@ struct moed_config {
 	char *state_dir;
 	int log_level;                  /* MOED_LOG_* */
 	unsigned workers;               /* 0 = number of online CPUs */
+	char *admin_group;              /* members may use admin operations */
+	uint32_t socket_mode;           /* permissions of the bound socket */
+	char *socket_group;             /* group of the bound socket */
+	uint32_t state_save_interval_s; /* 0 = only on swap, reload and exit */
+	uint32_t stats_window_s;        /* the "recent" window of moectl stats */
 	/* [model] */
 	char *model_path;               /* NULL = embedded synthetic S0 */
 	/* [router] */

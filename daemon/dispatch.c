@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/admin.h"
 #include "daemon/dispatch.h"
 #include "daemon/engine.h"
 #include "daemon/info.h"
@@ -209,6 +210,9 @@ static void tensor_done(struct pool_job *pj)
 		send_tensor_reply(j);
 		srv->requests_served++;
 		srv->tokens_served += j->call.n_tokens;
+		stats_record(&j->call.layer->stats, uv_now(srv->loop), j->call.experts,
+			     j->call.n_tokens * j->call.layer->rspec.top_k, j->call.n_tokens,
+			     j->call.compute_ns / 1000, (uv_hrtime() - j->start_ns) / 1000);
 	}
 	engine_call_end(&j->call);
 	moed__request__free_unpacked(j->req, NULL);
@@ -257,6 +261,7 @@ static void do_tensor(struct session *s, Moed__Request *req)
 	}
 	j->s = s;
 	j->req = req;
+	j->start_ns = uv_hrtime();
 	j->pj.work = tensor_work;
 	j->pj.done = tensor_done;
 	j->call.x = (const float *)hidden->data.data;
@@ -315,6 +320,14 @@ void dispatch_frame(struct session *s, const uint8_t *frame, size_t len)
 	case MOED__REQUEST__BODY_ROUTE:
 		do_tensor(s, req);
 		return;         /* owns req */
+	case MOED__REQUEST__BODY_ROUTER_SET:
+	case MOED__REQUEST__BODY_ROUTER_SHOW:
+	case MOED__REQUEST__BODY_EXPERT_SET:
+	case MOED__REQUEST__BODY_STATS:
+	case MOED__REQUEST__BODY_BIAS:
+	case MOED__REQUEST__BODY_RELOAD:
+		admin_handle(s, req);
+		break;
 	default:
 		session_send_error(s, req->id, MOED__STATUS__UNIMPLEMENTED,
 				   "unknown request type %d", (int)req->body_case);

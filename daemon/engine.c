@@ -66,10 +66,128 @@ int engine_new(struct moed_model *model, const char *plugin_dir, struct engine *
 	}
 	e->model = model;
 	e->n_layers = model->n_layers;
-	for (uint32_t i = 0; i < model->n_layers; i++)
-		fill_specs(model, &model->layers[i], &e->layers[i]);
+	for (uint32_t i = 0; i < model->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		fill_specs(model, &model->layers[i], l);
+		l->saved_bias = calloc(model->n_experts, sizeof(float));
+		if (!l->saved_bias || stats_init(&l->stats, model->n_experts, 60000, 0) < 0) {
+			engine_free(e);
+			return -ENOMEM;
+		}
+	}
 	*ret_engine = e;
 	return 0;
+}
+
+int engine_stats_window(struct engine *e, uint64_t window_ms)
+{
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		stats_release(&e->layers[i].stats);
+		if (stats_init(&e->layers[i].stats, e->model->n_experts, window_ms, 0) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int binding_bias_live(const struct binding *b)
+{
+	const struct moed_router_ops *o = b && b->gen->desc->kind == MOED_PLUGIN_ROUTER
+						  ? b->gen->desc->router : NULL;
+
+	return o && o->get_bias && o->set_bias && o->bias_ctl;
+}
+
+void engine_bias_capture(struct engine *e)
+{
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		uint32_t frozen = 0;
+
+		if (!binding_bias_live(l->router))
+			continue;
+		if (l->router->gen->desc->router->get_bias(l->router->obj, l->saved_bias,
+							   &frozen) == 0) {
+			l->has_saved_bias = 1;
+			l->saved_frozen = frozen != 0;
+		}
+	}
+}
+
+/* Give a freshly bound live router the layer's saved bias and frozen state. */
+static void bias_restore(struct engine_layer *l, struct binding *b)
+{
+	const struct moed_router_ops *o = b->gen->desc->router;
+
+	if (!binding_bias_live(b) || !l->has_saved_bias)
+		return;
+	if (o->set_bias(b->obj, l->saved_bias) == 0 && l->saved_frozen)
+		o->bias_ctl(b->obj, MOED_BIAS_FREEZE);
+}
+
+int engine_bias_op(struct engine *e, int64_t layer, int op, char *err, size_t errlen)
+{
+	int done = 0;
+
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		int r;
+
+		if (layer >= 0 && l->w->index != layer)
+			continue;
+		if (!binding_bias_live(l->router)) {
+			if (layer < 0)
+				continue;
+			snprintf(err, errlen, "layer %u: router '%s' keeps no live bias (use bias-balanced)",
+				 l->w->index, l->router->gen->name);
+			return -ENOTSUP;
+		}
+		r = l->router->gen->desc->router->bias_ctl(l->router->obj, op);
+		if (r < 0) {
+			snprintf(err, errlen, "layer %u: router '%s': %s", l->w->index,
+				 l->router->gen->name, strerror(-r));
+			return r;
+		}
+		if (op == MOED_BIAS_RESET)
+			l->has_saved_bias = 0;
+		done++;
+	}
+	if (done == 0) {
+		snprintf(err, errlen, layer >= 0 ? "layer %lld is not a MoE layer of this model"
+						 : "no layer's router keeps a live bias (use bias-balanced)",
+			 (long long)layer);
+		return layer >= 0 ? -ENOENT : -ENOTSUP;
+	}
+	engine_bias_capture(e);
+	return 0;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+uint64_t engine_model_fingerprint(const struct engine *e)
+{
+	const struct moed_model *m = e->model;
+	uint32_t dims[6] = { m->hidden_size, m->intermediate_size, m->n_experts, m->top_k,
+			     m->n_group, m->n_layers };
+	uint64_t h = fnv1a(0xcbf29ce484222325ULL, dims, sizeof(dims));
+
+	for (uint32_t i = 0; i < m->n_layers; i++) {
+		const struct moed_layer *w = &m->layers[i];
+		size_t n = (size_t)m->n_experts * m->hidden_size;
+		h = fnv1a(h, &w->index, sizeof(w->index));
+		h = fnv1a(h, w->gate, (n < 4096 ? n : 4096) * sizeof(float));
+		if (w->bias)
+			h = fnv1a(h, w->bias, m->n_experts * sizeof(float));
+	}
+	return h;
 }
 
 void binding_unref(struct binding *b)
@@ -91,6 +209,8 @@ void engine_free(struct engine *e)
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		binding_unref(e->layers[i].router);
 		binding_unref(e->layers[i].expert);
+		stats_release(&e->layers[i].stats);
+		free(e->layers[i].saved_bias);
 	}
 	free(e->layers);
 	free(e->plugin_dir);
@@ -168,9 +288,13 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 			goto out;
 		}
 	}
+	if (kind == MOED_PLUGIN_ROUTER)
+		engine_bias_capture(e);
 	for (uint32_t i = first; i < end; i++) {
 		struct binding **slot = kind == MOED_PLUGIN_ROUTER ? &e->layers[i].router
 								   : &e->layers[i].expert;
+		if (kind == MOED_PLUGIN_ROUTER)
+			bias_restore(&e->layers[i], fresh[i]);
 		binding_unref(*slot);
 		*slot = fresh[i];
 	}
@@ -240,8 +364,4 @@ void engine_call_end(struct engine_call *c)
 	binding_unref(c->router);
 	binding_unref(c->expert);
 	c->router = c->expert = NULL;
-	if (c->rc == 0) {
-		c->layer->requests++;
-		c->layer->tokens += c->n_tokens;
-	}
 }

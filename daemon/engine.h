@@ -17,6 +17,7 @@
 
 #include "daemon/loader.h"
 #include "daemon/model.h"
+#include "daemon/stats.h"
 
 struct binding {
 	unsigned refs;
@@ -30,7 +31,12 @@ struct engine_layer {
 	struct moed_expert_spec espec;
 	struct binding *router;
 	struct binding *expert;
-	uint64_t requests, tokens;
+	struct layer_stats stats;
+	/* last live bias seen from a router that keeps one (bias-balanced); given
+	 * to the next such router bound to this layer, persisted in the state dir */
+	float *saved_bias;              /* [E] */
+	int has_saved_bias;
+	int saved_frozen;
 };
 
 struct engine {
@@ -44,6 +50,8 @@ struct engine {
 /* Takes ownership of model (freed by engine_free, also on failure). */
 int engine_new(struct moed_model *model, const char *plugin_dir, struct engine **ret_engine);
 void engine_free(struct engine *e);
+/* Set the statistics window (at startup: it clears the statistics). */
+int engine_stats_window(struct engine *e, uint64_t window_ms);
 
 struct engine_layer *engine_layer(struct engine *e, uint32_t index);
 
@@ -54,6 +62,16 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 		      char *err, size_t errlen);
 
 void binding_unref(struct binding *b);
+
+/* Does this router binding keep a live, settable bias? */
+int binding_bias_live(const struct binding *b);
+/* Copy every live router bias into saved_bias (before a swap, save or exit). */
+void engine_bias_capture(struct engine *e);
+/* Apply a MOED_BIAS_* op to layer `layer` (or all when < 0); -ENOTSUP if the
+ * layer's router keeps no live bias, -ENOENT for a non-MoE layer. */
+int engine_bias_op(struct engine *e, int64_t layer, int op, char *err, size_t errlen);
+/* A fingerprint of the model's shape and router weights, for the state file. */
+uint64_t engine_model_fingerprint(const struct engine *e);
 
 /* One routing (and optionally expert) computation over T tokens of one layer. */
 struct engine_call {

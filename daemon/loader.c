@@ -133,6 +133,30 @@ out:
 	return dl;
 }
 
+static void free_params(struct moed_param *p, size_t n)
+{
+	for (size_t i = 0; p && i < n; i++) {
+		free((char *)p[i].key);
+		free((char *)p[i].value);
+	}
+	free(p);
+}
+
+static int copy_params(struct plugin_gen *g, const struct moed_param *params, size_t n)
+{
+	g->params = calloc(n ? n : 1, sizeof(*g->params));
+	if (!g->params)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		g->params[i].key = strdup(params[i].key);
+		g->params[i].value = strdup(params[i].value);
+		g->n_params = i + 1;
+		if (!g->params[i].key || !g->params[i].value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int loader_open(const char *dir, const char *name, uint32_t want_kind,
 		const struct moed_param *params, size_t n_params, uint64_t generation,
 		struct plugin_gen **ret_gen, char *err, size_t errlen)
@@ -155,7 +179,8 @@ int loader_open(const char *dir, const char *name, uint32_t want_kind,
 		return r;
 	}
 	g = calloc(1, sizeof(*g));
-	if (!g || !(g->name = strdup(name)) || !(g->path = strdup(path))) {
+	if (!g || !(g->name = strdup(name)) || !(g->path = strdup(path)) ||
+	    copy_params(g, params, n_params) < 0) {
 		r = -ENOMEM;
 		snprintf(why, sizeof(why), "out of memory");
 		goto fail;
@@ -191,6 +216,7 @@ fail:
 	if (g) {
 		if (g->dl)
 			dlclose(g->dl);
+		free_params(g->params, g->n_params);
 		free(g->name);
 		free(g->path);
 		free(g);
@@ -211,6 +237,7 @@ void plugin_gen_unref(struct plugin_gen *gen)
 		 (unsigned long long)gen->generation);
 	gen->desc->fini(gen->state);
 	dlclose(gen->dl);
+	free_params(gen->params, gen->n_params);
 	free(gen->name);
 	free(gen->path);
 	free(gen);

@@ -26,6 +26,8 @@ struct plugin_gen {
 	void *dl;
 	const struct moed_plugin *desc;
 	void *state;                    /* from init() */
+	struct moed_param *params;      /* copy of what init()/layer_new() were given */
+	size_t n_params;
 };
 
 /* What a plugin file says about itself, without calling it. */

@@ -8,6 +8,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,18 +26,28 @@
 #include "daemon/model.h"
 #include "daemon/notify.h"
 #include "daemon/pool.h"
+#include "daemon/reload.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 
 #define DEFAULT_CONFIG MOED_SYSCONFDIR "/moed/moed.conf"
 
+struct cli {
+	const char *config;
+	const char *socket, *model, *router, *expert, *plugin_dir, *state_dir, *workers;
+	const char *log_level;
+	int verbose, check_config;
+};
+
 struct daemon_ctx {
 	uv_loop_t *loop;
+	struct cli cli;
 	struct moed_config cfg;
 	struct engine *engine;
 	struct pool *pool;
 	struct server srv;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t watchdog, deadline;
+	uv_timer_t watchdog, deadline, save;
 	int have_watchdog;
 	int exit_code;
 };
@@ -58,13 +71,6 @@ static void usage(FILE *f)
 		"  -h, --help             show this help\n"
 		"  -V, --version          show the version\n");
 }
-
-struct cli {
-	const char *config;
-	const char *socket, *model, *router, *expert, *plugin_dir, *state_dir, *workers;
-	const char *log_level;
-	int verbose, check_config;
-};
 
 static int parse_cli(int argc, char **argv, struct cli *cli)
 {
@@ -175,8 +181,22 @@ static void on_pool_closed(void *arg)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	uv_close((uv_handle_t *)&d->deadline, NULL);
+	uv_close((uv_handle_t *)&d->save, NULL);
 	if (d->have_watchdog)
 		uv_close((uv_handle_t *)&d->watchdog, NULL);
+}
+
+static void save_state(struct daemon_ctx *d)
+{
+	char err[512];
+
+	if (state_save(d->engine, d->cfg.state_dir, err, sizeof(err)) < 0)
+		log_warn("%s", err);
+}
+
+static void on_save_timer(uv_timer_t *t)
+{
+	save_state(t->data);
 }
 
 static void on_drained(struct server *srv)
@@ -184,6 +204,7 @@ static void on_drained(struct server *srv)
 	struct daemon_ctx *d = srv->loop->data;
 
 	log_info("moed: all requests finished");
+	save_state(d);
 	uv_timer_stop(&d->deadline);
 	pool_shutdown(d->pool, on_pool_closed, d);
 }
@@ -210,9 +231,72 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	server_stop(&d->srv);
 }
 
+static uint64_t monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Re-read the config file with the command-line flags on top and apply it. */
+static int do_reload(struct server *srv, struct reload_result *res, char *err, size_t errlen)
+{
+	struct daemon_ctx *d = srv->loop->data;
+	struct moed_config next;
+	int r;
+
+	notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading configuration",
+		     (unsigned long long)monotonic_usec());
+	r = build_config(&d->cli, &next, err, errlen);
+	if (r == 0) {
+		save_state(d);
+		r = reload_apply(&d->cfg, &next, d->engine, res, err, errlen);
+	}
+	config_release(&next);
+	if (r < 0) {
+		log_err("reload: %s; the previous configuration stays", err);
+	} else {
+		log_notice("reload: done (%zu changes applied, %zu need a restart)", res->n_applied,
+			   res->n_restart);
+		for (size_t i = 0; i < res->n_restart; i++)
+			log_warn("reload: '%s' changed; it takes effect at the next restart",
+				 res->restart[i]);
+	}
+	notify_sendf("READY=1\nSTATUS=Serving on %s%s", d->cfg.socket_path,
+		     r < 0 ? " (last reload failed)" : "");
+	return r;
+}
+
 static void on_hup(uv_signal_t *h, int signum)
 {
-	log_notice("moed: SIGHUP: live reload is not available in this version; restart to apply changes");
+	struct daemon_ctx *d = h->data;
+	struct reload_result res;
+	char err[512];
+
+	log_notice("moed: SIGHUP: reloading the configuration");
+	do_reload(&d->srv, &res, err, sizeof(err));
+}
+
+/* Permissions and group of a socket we bound ourselves. */
+static int socket_perms(const struct moed_config *cfg, char *err, size_t errlen)
+{
+	gid_t gid = (gid_t)-1;
+
+	if (cfg->socket_group) {
+		struct group *g = getgrnam(cfg->socket_group);
+		if (!g) {
+			snprintf(err, errlen, "socket_group '%s' does not exist", cfg->socket_group);
+			return -ENOENT;
+		}
+		gid = g->gr_gid;
+	}
+	if ((gid != (gid_t)-1 && chown(cfg->socket_path, (uid_t)-1, gid) < 0) ||
+	    chmod(cfg->socket_path, (mode_t)cfg->socket_mode) < 0) {
+		snprintf(err, errlen, "socket '%s': %s", cfg->socket_path, strerror(errno));
+		return -errno;
+	}
+	return 0;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -253,8 +337,11 @@ static int run(struct daemon_ctx *d)
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
 		 model->n_experts, model->top_k, (unsigned long long)model->weight_bytes);
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
-	if (r < 0)
+	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)
 		return r;
+	r = state_load(d->engine, d->cfg.state_dir, err, sizeof(err));
+	if (r < 0 && r != -ENOENT)
+		log_warn("%s", err);
 	r = start_plugins(d, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);
@@ -267,7 +354,10 @@ static int run(struct daemon_ctx *d)
 	}
 	server_init(&d->srv, d->loop, &d->cfg, d->engine, d->pool);
 	d->srv.on_drained = on_drained;
+	d->srv.reload = do_reload;
 	r = server_listen(&d->srv, notify_listen_fd("api"), err, sizeof(err));
+	if (r == 0 && d->srv.owns_path)
+		r = socket_perms(&d->cfg, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);
 		pool_shutdown(d->pool, NULL, NULL);
@@ -283,6 +373,11 @@ static int run(struct daemon_ctx *d)
 	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
 	uv_timer_init(d->loop, &d->deadline);
 	d->deadline.data = d;
+	uv_timer_init(d->loop, &d->save);
+	d->save.data = d;
+	if (d->cfg.state_save_interval_s)
+		uv_timer_start(&d->save, on_save_timer, d->cfg.state_save_interval_s * 1000ull,
+			       d->cfg.state_save_interval_s * 1000ull);
 	wd = notify_watchdog_usec();
 	if (wd > 0) {
 		d->have_watchdog = 1;
@@ -299,20 +394,19 @@ static int run(struct daemon_ctx *d)
 int main(int argc, char **argv)
 {
 	struct daemon_ctx d = { .exit_code = 0 };
-	struct cli cli = { 0 };
 	char err[512];
 	int r;
 
-	if (parse_cli(argc, argv, &cli) < 0)
+	if (parse_cli(argc, argv, &d.cli) < 0)
 		return 2;
-	r = build_config(&cli, &d.cfg, err, sizeof(err));
+	r = build_config(&d.cli, &d.cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "moed: %s\n", r == -ENOMEM ? "out of memory" : err);
 		config_release(&d.cfg);
 		return 1;
 	}
 	log_set_level(d.cfg.log_level);
-	if (cli.check_config) {
+	if (d.cli.check_config) {
 		printf("moed: configuration OK\n");
 		config_release(&d.cfg);
 		return 0;

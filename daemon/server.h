@@ -15,6 +15,14 @@ struct engine;
 struct pool;
 struct session;
 
+/* What a reload applied and what needs a restart (static strings). */
+struct reload_result {
+	const char *applied[16];
+	size_t n_applied;
+	const char *restart[16];
+	size_t n_restart;
+};
+
 struct server {
 	uv_loop_t *loop;
 	struct moed_config *cfg;
@@ -30,6 +38,8 @@ struct server {
 	uint64_t start_ms;              /* uv_now at start */
 	int stopping;
 	void (*on_drained)(struct server *srv);  /* stopping and no work left */
+	/* re-read the config and apply it; -errno with err, nothing changed */
+	int (*reload)(struct server *srv, struct reload_result *res, char *err, size_t errlen);
 };
 
 void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,

@@ -1,0 +1,50 @@
+/*
+ * Per-layer serving statistics: tokens routed to each expert since start and
+ * over a sliding window, request/token counters, and latency histograms for the
+ * compute step and for whole requests.  Updated and read on the loop thread only.
+ *
+ * The window is STATS_SLOTS ring slots of window_ms / STATS_SLOTS each; the
+ * window load is the sum of the slots, so it covers between (STATS_SLOTS-1)/
+ * STATS_SLOTS and all of window_ms.  Latencies go into log-scale buckets (four
+ * per power of two) from 1 µs to about 1.2 hours; a percentile is reported as
+ * its bucket's upper bound, so it is at most 19% above the true value.
+ */
+#ifndef MOED_STATS_H
+#define MOED_STATS_H
+
+#include <stdint.h>
+
+#define STATS_SLOTS 10
+#define HIST_BUCKETS 128
+
+struct hist {
+	uint64_t count;
+	uint64_t buckets[HIST_BUCKETS];
+};
+
+struct layer_stats {
+	uint32_t n_experts;
+	uint64_t *total;                /* [E] */
+	uint64_t *slots;                /* [STATS_SLOTS][E] */
+	uint64_t slot_tokens[STATS_SLOTS];
+	uint64_t slot_ms;               /* width of one slot */
+	uint64_t slot_start;            /* start time of the current slot */
+	unsigned cur;
+	uint64_t requests, tokens;
+	struct hist compute, request;
+};
+
+int stats_init(struct layer_stats *st, uint32_t n_experts, uint64_t window_ms, uint64_t now_ms);
+void stats_release(struct layer_stats *st);
+/* Count the T*k expert choices of one request. */
+void stats_record(struct layer_stats *st, uint64_t now_ms, const int32_t *experts,
+		  uint64_t n_choices, uint64_t n_tokens, uint64_t compute_us, uint64_t request_us);
+/* Sum of the window's slots into ret_load[E]; returns the window's token count. */
+uint64_t stats_window(struct layer_stats *st, uint64_t now_ms, uint64_t *ret_load);
+/* (max - mean) / mean; 0 when nothing was routed. */
+float stats_max_vio(const uint64_t *load, uint32_t n);
+
+void hist_add(struct hist *h, uint64_t us);
+uint64_t hist_percentile(const struct hist *h, double p);   /* p in (0,1] */
+
+#endif

@@ -36,6 +36,7 @@ static const struct config_key config_keys[] = {
 	KEY("daemon", "log_level", SLOT_LOGLEVEL, log_level, 0, 0),
 	KEY("daemon", "workers", SLOT_U32, workers, 0, 1024),
 	KEY("daemon", "admin_group", SLOT_STRING, admin_group, 0, 0),
+	KEY("daemon", "admin_socket", SLOT_STRING, admin_socket, 0, 0),
 	KEY("daemon", "socket_mode", SLOT_U32, socket_mode, 0, 0777),
 	KEY("daemon", "socket_group", SLOT_STRING, socket_group, 0, 0),
 	KEY("daemon", "state_save_interval_s", SLOT_U32, state_save_interval_s, 0, 86400),
@@ -126,6 +127,7 @@ void config_release(struct moed_config *cfg)
 	free(cfg->plugin_dir);
 	free(cfg->state_dir);
 	free(cfg->admin_group);
+	free(cfg->admin_socket);
 	free(cfg->socket_group);
 	free(cfg->model_path);
 	free(cfg->router);
@@ -275,6 +277,11 @@ int config_validate(const struct moed_config *cfg, char *err, size_t errlen)
 	if (cfg->socket_path && strlen(cfg->socket_path) > 107) {
 		snprintf(err, errlen, "socket path '%s' is %zu bytes; Unix sockets allow 107",
 			 cfg->socket_path, strlen(cfg->socket_path));
+		return -ENAMETOOLONG;
+	}
+	if (cfg->admin_socket && strlen(cfg->admin_socket) > 107) {
+		snprintf(err, errlen, "admin socket path '%s' is longer than 107 bytes",
+			 cfg->admin_socket);
 		return -ENAMETOOLONG;
 	}
 	if (cfg->max_inflight_per_conn > cfg->queue_depth) {

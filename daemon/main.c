@@ -278,25 +278,40 @@ static void on_hup(uv_signal_t *h, int signum)
 	do_reload(&d->srv, &res, err, sizeof(err));
 }
 
-/* Permissions and group of a socket we bound ourselves. */
-static int socket_perms(const struct moed_config *cfg, char *err, size_t errlen)
+static int socket_gid(const struct moed_config *cfg, gid_t *ret, char *err, size_t errlen)
 {
-	gid_t gid = (gid_t)-1;
+	struct group *g;
 
-	if (cfg->socket_group) {
-		struct group *g = getgrnam(cfg->socket_group);
-		if (!g) {
-			snprintf(err, errlen, "socket_group '%s' does not exist", cfg->socket_group);
-			return -ENOENT;
-		}
-		gid = g->gr_gid;
+	*ret = (gid_t)-1;
+	if (!cfg->socket_group)
+		return 0;
+	g = getgrnam(cfg->socket_group);
+	if (!g) {
+		snprintf(err, errlen, "socket_group '%s' does not exist", cfg->socket_group);
+		return -ENOENT;
 	}
-	if ((gid != (gid_t)-1 && chown(cfg->socket_path, (uid_t)-1, gid) < 0) ||
-	    chmod(cfg->socket_path, (mode_t)cfg->socket_mode) < 0) {
-		snprintf(err, errlen, "socket '%s': %s", cfg->socket_path, strerror(errno));
-		return -errno;
-	}
+	*ret = g->gr_gid;
 	return 0;
+}
+
+/* The API socket, and the admin socket when configured or handed over. */
+static int start_listeners(struct daemon_ctx *d, char *err, size_t errlen)
+{
+	int api_fd = notify_listen_fd("api"), admin_fd = notify_listen_fd("admin");
+	gid_t gid;
+	int r;
+
+	r = socket_gid(&d->cfg, &gid, err, errlen);
+	if (r < 0)
+		return r;
+	r = server_listen(&d->srv, LISTEN_API, api_fd, d->cfg.socket_path, d->cfg.socket_mode,
+			  gid, err, errlen);
+	if (r < 0)
+		return r;
+	if (admin_fd >= 0 || d->cfg.admin_socket)
+		r = server_listen(&d->srv, LISTEN_ADMIN, admin_fd, d->cfg.admin_socket, 0600,
+				  (gid_t)-1, err, errlen);
+	return r;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -355,10 +370,10 @@ static int run(struct daemon_ctx *d)
 	server_init(&d->srv, d->loop, &d->cfg, d->engine, d->pool);
 	d->srv.on_drained = on_drained;
 	d->srv.reload = do_reload;
-	r = server_listen(&d->srv, notify_listen_fd("api"), err, sizeof(err));
-	if (r == 0 && d->srv.owns_path)
-		r = socket_perms(&d->cfg, err, sizeof(err));
+	r = start_listeners(d, err, sizeof(err));
 	if (r < 0) {
+		d->srv.on_drained = NULL;
+		server_stop(&d->srv);
 		log_err("%s", err);
 		pool_shutdown(d->pool, NULL, NULL);
 		uv_run(d->loop, UV_RUN_DEFAULT);

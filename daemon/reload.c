@@ -110,6 +110,8 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 	}
 	if (str_differs(cur->socket_path, next->socket_path))
 		note(res->restart, &res->n_restart, "socket");
+	if (str_differs(cur->admin_socket, next->admin_socket))
+		note(res->restart, &res->n_restart, "admin_socket");
 	if (str_differs(cur->plugin_dir, next->plugin_dir))
 		note(res->restart, &res->n_restart, "plugin_dir");
 	if (str_differs(cur->state_dir, next->state_dir))

@@ -30,16 +30,16 @@ void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
 	srv->start_ms = uv_now(loop);
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static void on_connection(uv_stream_t *stream, int status)
 {
-	struct server *srv = listener->data;
+	struct listener *l = stream->data;
 	int r;
 
 	if (status < 0) {
 		log_warn("server: accept: %s", uv_strerror(status));
 		return;
 	}
-	r = session_accept(srv);
+	r = session_accept(l->srv, stream, l->admin);
 	if (r < 0)
 		log_warn("server: cannot accept a connection: %s", uv_strerror(r));
 }
@@ -58,65 +58,84 @@ static int path_in_use(const char *path)
 	return r;
 }
 
-int server_listen(struct server *srv, int fd, char *err, size_t errlen)
+static int bind_path(struct listener *l, const char *path, unsigned mode, gid_t gid, char *err,
+		     size_t errlen)
 {
-	const char *path = srv->cfg->socket_path;
 	struct stat st;
 	int r;
 
-	r = uv_pipe_init(srv->loop, &srv->listener, 0);
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(err, errlen, "server: socket path '%s' longer than 107 bytes", path);
+		return -ENAMETOOLONG;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "server: '%s' exists and is not a socket", path);
+			return -EEXIST;
+		}
+		if (path_in_use(path)) {
+			snprintf(err, errlen, "server: another daemon is listening on '%s'", path);
+			return -EADDRINUSE;
+		}
+		unlink(path);
+	}
+	r = uv_pipe_bind(&l->pipe, path);
+	if (r < 0) {
+		snprintf(err, errlen, "server: cannot bind '%s': %s", path, uv_strerror(r));
+		return r;
+	}
+	l->path = path;
+	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, (mode_t)mode) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "server: socket '%s': %s", path, strerror(errno));
+		unlink(path);
+		l->path = NULL;
+		return r;
+	}
+	return 0;
+}
+
+int server_listen(struct server *srv, int which, int fd, const char *path, unsigned mode,
+		  gid_t gid, char *err, size_t errlen)
+{
+	struct listener *l = &srv->listeners[which];
+	int r;
+
+	r = uv_pipe_init(srv->loop, &l->pipe, 0);
 	if (r < 0) {
 		snprintf(err, errlen, "server: %s", uv_strerror(r));
 		return r;
 	}
-	srv->listener.data = srv;
+	l->pipe.data = l;
+	l->srv = srv;
+	l->admin = which == LISTEN_ADMIN;
+	l->active = 1;
 	if (fd >= 0) {
-		r = uv_pipe_open(&srv->listener, fd);
-		if (r < 0) {
+		r = uv_pipe_open(&l->pipe, fd);
+		if (r < 0)
 			snprintf(err, errlen, "server: inherited socket fd %d: %s", fd, uv_strerror(r));
-			goto fail;
-		}
 	} else {
-		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			snprintf(err, errlen, "server: socket path '%s' longer than 107 bytes", path);
-			r = -ENAMETOOLONG;
-			goto fail;
-		}
-		if (lstat(path, &st) == 0) {
-			if (!S_ISSOCK(st.st_mode)) {
-				snprintf(err, errlen, "server: '%s' exists and is not a socket", path);
-				r = -EEXIST;
-				goto fail;
-			}
-			if (path_in_use(path)) {
-				snprintf(err, errlen, "server: another daemon is listening on '%s'", path);
-				r = -EADDRINUSE;
-				goto fail;
-			}
-			unlink(path);
-		}
-		r = uv_pipe_bind(&srv->listener, path);
-		if (r < 0) {
-			snprintf(err, errlen, "server: cannot bind '%s': %s", path, uv_strerror(r));
-			goto fail;
-		}
-		srv->owns_path = 1;
+		r = bind_path(l, path, mode, gid, err, errlen);
 	}
-	r = uv_listen((uv_stream_t *)&srv->listener, 128, on_connection);
+	if (r == 0) {
+		r = uv_listen((uv_stream_t *)&l->pipe, 128, on_connection);
+		if (r < 0)
+			snprintf(err, errlen, "server: cannot listen on '%s': %s",
+				 path ? path : "inherited socket", uv_strerror(r));
+	}
 	if (r < 0) {
-		snprintf(err, errlen, "server: cannot listen on '%s': %s", path, uv_strerror(r));
-		goto fail;
+		if (l->path)
+			unlink(l->path);
+		l->path = NULL;
+		l->active = 0;
+		uv_close((uv_handle_t *)&l->pipe, NULL);
 	}
-	srv->listening = 1;
-	return 0;
-fail:
-	uv_close((uv_handle_t *)&srv->listener, NULL);
 	return r;
 }
 
 void server_check_drained(struct server *srv)
 {
-	if (!srv->stopping || srv->listening)
+	if (!srv->stopping || srv->listeners[0].active || srv->listeners[1].active)
 		return;
 	for (struct session *s = srv->sessions; s; s = s->next)
 		if (s->inflight > 0 || s->writes_pending > 0)
@@ -133,10 +152,10 @@ void server_check_drained(struct server *srv)
 
 static void on_listener_closed(uv_handle_t *h)
 {
-	struct server *srv = h->data;
+	struct listener *l = h->data;
 
-	srv->listening = 0;
-	server_check_drained(srv);
+	l->active = 0;
+	server_check_drained(l->srv);
 }
 
 void server_stop(struct server *srv)
@@ -144,12 +163,15 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = 1;
-	if (srv->owns_path)
-		unlink(srv->cfg->socket_path);
-	if (srv->listening)
-		uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-	else
-		server_check_drained(srv);
+	for (int i = 0; i < 2; i++) {
+		struct listener *l = &srv->listeners[i];
+		if (!l->active)
+			continue;
+		if (l->path)
+			unlink(l->path);
+		uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+	}
+	server_check_drained(srv);
 }
 
 void server_close_all(struct server *srv)

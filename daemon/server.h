@@ -1,12 +1,15 @@
 /*
- * The server: the listening socket, the set of client sessions, and the shared
+ * The server: the listening sockets, the set of client sessions, and the shared
  * state requests are answered from (config limits, engine, worker pool,
- * counters).  Lives on the loop thread.
+ * counters).  There is an API socket and, optionally, an admin socket whose
+ * peers may use admin operations whatever their uid (its file mode, 0600 by
+ * default, is the access control).  Lives on the loop thread.
  */
 #ifndef MOED_SERVER_H
 #define MOED_SERVER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "daemon/conf.h"
@@ -28,9 +31,13 @@ struct server {
 	struct moed_config *cfg;
 	struct engine *engine;
 	struct pool *pool;
-	uv_pipe_t listener;
-	int listening;
-	int owns_path;                  /* we bound it: unlink on stop */
+	struct listener {
+		uv_pipe_t pipe;
+		struct server *srv;
+		const char *path;       /* NULL when inherited */
+		int active;             /* open (close not yet finished) */
+		int admin;
+	} listeners[2];                 /* LISTEN_API, LISTEN_ADMIN */
 	struct session *sessions;       /* doubly linked */
 	uint32_t n_sessions;
 	uint64_t requests_served;
@@ -44,8 +51,12 @@ struct server {
 
 void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
 		 struct engine *engine, struct pool *pool);
-/* Listen on an inherited fd (fd >= 0) or bind cfg->socket_path.  -errno, err set. */
-int server_listen(struct server *srv, int fd, char *err, size_t errlen);
+enum { LISTEN_API = 0, LISTEN_ADMIN = 1 };
+
+/* Listen on an inherited fd (fd >= 0) or bind `path` with `mode`, `gid`
+ * ((gid_t)-1 = keep).  -errno, err set. */
+int server_listen(struct server *srv, int which, int fd, const char *path, unsigned mode,
+		  gid_t gid, char *err, size_t errlen);
 /* Stop accepting; in-flight requests finish; sessions close once idle;
  * on_drained is called when nothing is left. */
 void server_stop(struct server *srv);

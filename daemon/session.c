@@ -193,7 +193,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
-int session_accept(struct server *srv)
+int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	struct ucred cred;
@@ -205,6 +205,7 @@ int session_accept(struct server *srv)
 		return -ENOMEM;
 	s->srv = srv;
 	s->id = ++session_ids;
+	s->admin_socket = admin_socket;
 	frame_reader_init(&s->reader, srv->cfg->max_frame_bytes);
 	r = uv_pipe_init(srv->loop, &s->pipe, 0);
 	if (r < 0) {
@@ -217,7 +218,7 @@ int session_accept(struct server *srv)
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->n_sessions++;
-	r = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&s->pipe);
+	r = uv_accept(listener, (uv_stream_t *)&s->pipe);
 	if (r < 0) {
 		session_close(s);
 		return r;

@@ -25,6 +25,7 @@ struct session {
 	uid_t uid;
 	pid_t pid;
 	int hello_done;
+	int admin_socket;               /* accepted on the admin socket */
 	int closing;                    /* close started */
 	int closed;                     /* handle close callback ran */
 	int close_after_write;
@@ -32,7 +33,7 @@ struct session {
 	unsigned writes_pending;
 };
 
-int session_accept(struct server *srv);
+int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket);
 /* Pack and queue resp.  Does not take ownership of resp. */
 void session_send(struct session *s, const Moed__Response *resp);
 /* Reply with an error status and message for request `id`. */

@@ -50,6 +50,10 @@ static const struct config_key config_keys[] = {
 	KEY("limits", "queue_depth", SLOT_U32, queue_depth, 1, 1u << 20),
 	KEY("limits", "max_tokens_per_request", SLOT_U32, max_tokens_per_request, 1, 1u << 24),
 	KEY("limits", "shutdown_timeout_ms", SLOT_U32, shutdown_timeout_ms, 0, 3600000),
+	KEY("limits", "idle_timeout_ms", SLOT_U32, idle_timeout_ms, 0, 86400000),
+	KEY("limits", "frame_timeout_ms", SLOT_U32, frame_timeout_ms, 100, 3600000),
+	KEY("limits", "write_high_water", SLOT_U32, write_high_water, 4096, 1u << 31),
+	KEY("limits", "write_hard_cap", SLOT_U32, write_hard_cap, 4096, 1u << 31),
 };
 
 struct parse_ctx {
@@ -84,6 +88,10 @@ void config_init(struct moed_config *cfg)
 	cfg->queue_depth = 1024;
 	cfg->max_tokens_per_request = 65536;
 	cfg->shutdown_timeout_ms = 10000;
+	cfg->idle_timeout_ms = 600000;
+	cfg->frame_timeout_ms = 30000;
+	cfg->write_high_water = 64u << 20;
+	cfg->write_hard_cap = 512u << 20;
 }
 
 void config_params_clear(struct config_params *ps)
@@ -283,6 +291,11 @@ int config_validate(const struct moed_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "admin socket path '%s' is longer than 107 bytes",
 			 cfg->admin_socket);
 		return -ENAMETOOLONG;
+	}
+	if (cfg->write_high_water > cfg->write_hard_cap) {
+		snprintf(err, errlen, "[limits] write_high_water (%u) exceeds write_hard_cap (%u)",
+			 cfg->write_high_water, cfg->write_hard_cap);
+		return -EINVAL;
 	}
 	if (cfg->max_inflight_per_conn > cfg->queue_depth) {
 		snprintf(err, errlen, "[limits] max_inflight_per_conn (%u) exceeds queue_depth (%u)",

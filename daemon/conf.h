@@ -50,6 +50,10 @@ struct moed_config {
 	uint32_t queue_depth;           /* jobs waiting for a worker */
 	uint32_t max_tokens_per_request;
 	uint32_t shutdown_timeout_ms;
+	uint32_t idle_timeout_ms;       /* close a connection silent this long; 0 = never */
+	uint32_t frame_timeout_ms;      /* a started frame must complete within this */
+	uint32_t write_high_water;      /* stop reading a client with this many unsent bytes */
+	uint32_t write_hard_cap;        /* drop a client with this many unsent bytes */
 };
 
 void config_init(struct moed_config *cfg);

@@ -289,9 +289,36 @@ drop:
 	moed__request__free_unpacked(req, NULL);
 }
 
+/*
+ * protobuf-c's unpack may allocate many times the input size (OPS.md); this
+ * allocator gives it a byte budget proportional to the frame.  The memory is
+ * plain malloc(), so requests are later freed with the default allocator (jobs
+ * keep them after the budget, which lives on this stack, is gone).
+ */
+struct budget {
+	size_t left;
+};
+
+static void *budget_alloc(void *data, size_t size)
+{
+	struct budget *b = data;
+
+	if (!b || size > b->left)
+		return NULL;
+	b->left -= size;
+	return malloc(size);
+}
+
+static void budget_free(void *data, void *ptr)
+{
+	free(ptr);
+}
+
 void dispatch_frame(struct session *s, const uint8_t *frame, size_t len)
 {
-	Moed__Request *req = moed__request__unpack(NULL, len, frame);
+	struct budget budget = { .left = 4 * len + (256u << 10) };
+	ProtobufCAllocator alloc = { budget_alloc, budget_free, &budget };
+	Moed__Request *req = moed__request__unpack(&alloc, len, frame);
 
 	if (!req) {
 		log_warn("session %llu (uid %u pid %d): undecodable request (%zu bytes)",

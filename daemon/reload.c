@@ -97,13 +97,21 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 	    cur->queue_depth != next->queue_depth ||
 	    cur->max_tokens_per_request != next->max_tokens_per_request ||
 	    cur->shutdown_timeout_ms != next->shutdown_timeout_ms ||
-	    cur->state_save_interval_s != next->state_save_interval_s) {
+	    cur->state_save_interval_s != next->state_save_interval_s ||
+	    cur->idle_timeout_ms != next->idle_timeout_ms ||
+	    cur->frame_timeout_ms != next->frame_timeout_ms ||
+	    cur->write_high_water != next->write_high_water ||
+	    cur->write_hard_cap != next->write_hard_cap) {
 		cur->max_frame_bytes = next->max_frame_bytes;
 		cur->max_connections = next->max_connections;
 		cur->max_inflight_per_conn = next->max_inflight_per_conn;
 		cur->max_tokens_per_request = next->max_tokens_per_request;
 		cur->shutdown_timeout_ms = next->shutdown_timeout_ms;
 		cur->state_save_interval_s = next->state_save_interval_s;
+		cur->idle_timeout_ms = next->idle_timeout_ms;
+		cur->frame_timeout_ms = next->frame_timeout_ms;
+		cur->write_high_water = next->write_high_water;
+		cur->write_hard_cap = next->write_hard_cap;
 		note(res->applied, &res->n_applied, "limits");
 		if (cur->queue_depth != next->queue_depth)
 			note(res->restart, &res->n_restart, "queue_depth");

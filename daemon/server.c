@@ -19,6 +19,17 @@
 #include "daemon/server.h"
 #include "daemon/session.h"
 
+static void on_sweep(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+	uint64_t now = uv_now(srv->loop);
+
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		session_sweep(s, now);
+	}
+}
+
 void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
 		 struct engine *engine, struct pool *pool)
 {
@@ -28,6 +39,9 @@ void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
 	srv->engine = engine;
 	srv->pool = pool;
 	srv->start_ms = uv_now(loop);
+	uv_timer_init(loop, &srv->sweep);
+	srv->sweep.data = srv;
+	uv_timer_start(&srv->sweep, on_sweep, 1000, 1000);
 }
 
 static void on_connection(uv_stream_t *stream, int status)
@@ -163,6 +177,7 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = 1;
+	uv_close((uv_handle_t *)&srv->sweep, NULL);
 	for (int i = 0; i < 2; i++) {
 		struct listener *l = &srv->listeners[i];
 		if (!l->active)

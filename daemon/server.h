@@ -38,6 +38,7 @@ struct server {
 		int active;             /* open (close not yet finished) */
 		int admin;
 	} listeners[2];                 /* LISTEN_API, LISTEN_ADMIN */
+	uv_timer_t sweep;               /* session deadlines, once a second */
 	struct session *sessions;       /* doubly linked */
 	uint32_t n_sessions;
 	uint64_t requests_served;

@@ -4,6 +4,12 @@
  * frame is dispatched at once.  A framing error is answered with a status and
  * the connection is closed after that reply is written.  Writes are one
  * uv_write per reply with the packed frame freed in the callback.
+ *
+ * Back-pressure: a client that does not read its replies stops being read once
+ * its unsent bytes pass write_high_water (so it cannot queue more work), is read
+ * again below half of that, and is dropped past write_hard_cap.  A silent
+ * connection is closed after idle_timeout_ms, and a frame whose first byte came
+ * in must be complete within frame_timeout_ms.
  */
 #include "config.h"
 
@@ -66,6 +72,8 @@ void session_close(struct session *s)
 
 void session_close_after_write(struct session *s)
 {
+	if (s->closing)
+		return;
 	uv_read_stop((uv_stream_t *)&s->pipe);
 	if (s->writes_pending == 0)
 		session_close(s);
@@ -85,6 +93,53 @@ void session_release(struct session *s)
 	/* the session may be gone now */
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
+
+static void check_backpressure(struct session *s)
+{
+	const struct moed_config *cfg = s->srv->cfg;
+	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe);
+
+	if (s->closing)
+		return;
+	if (queued > cfg->write_hard_cap) {
+		log_warn("session %llu (uid %u pid %d): %zu reply bytes unread, over write_hard_cap; dropping",
+			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, queued);
+		session_close(s);
+	} else if (!s->read_paused && queued > cfg->write_high_water) {
+		log_debug("session %llu: slow reader (%zu bytes queued); pausing reads",
+			  (unsigned long long)s->id, queued);
+		uv_read_stop((uv_stream_t *)&s->pipe);
+		s->read_paused = 1;
+	} else if (s->read_paused && queued < cfg->write_high_water / 2 && !s->close_after_write) {
+		s->read_paused = 0;
+		uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
+	}
+}
+
+void session_sweep(struct session *s, uint64_t now_ms)
+{
+	const struct moed_config *cfg = s->srv->cfg;
+
+	if (s->closing || s->close_after_write)
+		return;
+	if (s->frame_start_ms && now_ms - s->frame_start_ms > cfg->frame_timeout_ms) {
+		log_warn("session %llu (uid %u pid %d): frame incomplete after %u ms; closing",
+			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid,
+			 cfg->frame_timeout_ms);
+		session_send_error(s, 0, MOED__STATUS__DEADLINE_EXCEEDED,
+				   "frame incomplete after %u ms (frame_timeout_ms)",
+				   cfg->frame_timeout_ms);
+		session_close_after_write(s);
+	} else if (cfg->idle_timeout_ms && s->inflight == 0 && s->writes_pending == 0 &&
+		   now_ms - s->last_activity_ms > cfg->idle_timeout_ms) {
+		log_debug("session %llu: idle for %u ms; closing", (unsigned long long)s->id,
+			  cfg->idle_timeout_ms);
+		session_close(s);
+	}
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
@@ -99,6 +154,8 @@ static void on_write(uv_write_t *req, int status)
 		session_close(s);
 	} else if (s->close_after_write && s->writes_pending == 0) {
 		session_close(s);
+	} else if (s->read_paused) {
+		check_backpressure(s);
 	}
 	maybe_free(s);
 }
@@ -129,6 +186,7 @@ void session_send(struct session *s, const Moed__Response *resp)
 		return;
 	}
 	s->writes_pending++;
+	check_backpressure(s);
 }
 
 void session_send_error(struct session *s, uint64_t id, Moed__Status status, const char *fmt, ...)
@@ -164,6 +222,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		session_close(s);
 		return;
 	}
+	s->last_activity_ms = uv_now(s->srv->loop);
 	while (off < (size_t)n && !s->closing && !s->close_after_write) {
 		uint8_t *frame;
 		size_t len = 0;
@@ -187,10 +246,13 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		}
 		off += (size_t)used;
 		if (frame) {
+			s->frame_start_ms = 0;
 			dispatch_frame(s, frame, len);
 			free(frame);
 		}
 	}
+	if (frame_reader_partial(&s->reader) && !s->frame_start_ms)
+		s->frame_start_ms = s->last_activity_ms;
 }
 
 int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket)
@@ -205,6 +267,7 @@ int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket)
 		return -ENOMEM;
 	s->srv = srv;
 	s->id = ++session_ids;
+	s->last_activity_ms = uv_now(srv->loop);
 	s->admin_socket = admin_socket;
 	frame_reader_init(&s->reader, srv->cfg->max_frame_bytes);
 	r = uv_pipe_init(srv->loop, &s->pipe, 0);

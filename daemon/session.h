@@ -31,7 +31,13 @@ struct session {
 	int close_after_write;
 	unsigned inflight;              /* requests on the worker pool */
 	unsigned writes_pending;
+	int read_paused;                /* slow reader over write_high_water */
+	uint64_t last_activity_ms;      /* last byte read */
+	uint64_t frame_start_ms;        /* first byte of an incomplete frame; 0 = none */
 };
+
+/* Periodic check of idle and partial-frame deadlines (server's sweep timer). */
+void session_sweep(struct session *s, uint64_t now_ms);
 
 int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket);
 /* Pack and queue resp.  Does not take ownership of resp. */

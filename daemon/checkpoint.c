@@ -1,1 +1,314 @@
-/* placeholder */
+/*
+ * Checkpoint loading.  The safetensors files are mapped; each tensor a MoE layer
+ * needs is looked up by its family's name, checked (present, a dtype moed can
+ * compute with, the expected shape) and converted to fp32 into memory the
+ * model owns, after which the files are unmapped.  With an index, the
+ * weight_map decides which shard holds a tensor, and the shard must agree.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/checkpoint.h"
+#include "daemon/dtype.h"
+#include "daemon/hfconfig.h"
+#include "daemon/log.h"
+#include "daemon/safetensors.h"
+
+struct ckpt {
+	const char *dir;
+	struct hf_config cfg;
+	struct st_file **files;
+	size_t n_files;
+	json_object *index;             /* weight_map object, or NULL */
+	json_object *index_root;
+	char *err;
+	size_t errlen;
+};
+
+static void ckpt_close(struct ckpt *c)
+{
+	for (size_t i = 0; i < c->n_files; i++)
+		st_close(c->files[i]);
+	free(c->files);
+	json_object_put(c->index_root);
+}
+
+static int add_file(struct ckpt *c, const char *name)
+{
+	char path[PATH_MAX];
+	struct st_file **v;
+
+	if (!*name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, ".")) {
+		snprintf(c->err, c->errlen, "%s/model.safetensors.index.json: shard name '%s' is not a file name in the directory",
+			 c->dir, name);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->n_files; i++)
+		if (!strcmp(strrchr(c->files[i]->path, '/') + 1, name))
+			return 0;
+	v = realloc(c->files, (c->n_files + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->files = v;
+	snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+	return st_open(path, &c->files[c->n_files++], c->err, c->errlen) < 0
+		       ? (c->n_files--, -EBADMSG) : 0;
+}
+
+static int open_index(struct ckpt *c, const char *path)
+{
+	json_object *map;
+
+	c->index_root = json_object_from_file(path);
+	if (!c->index_root || !json_object_object_get_ex(c->index_root, "weight_map", &map) ||
+	    !json_object_is_type(map, json_type_object)) {
+		snprintf(c->err, c->errlen, "%s: not JSON with a \"weight_map\" object", path);
+		return -EBADMSG;
+	}
+	c->index = map;
+	json_object_object_foreach(map, key, val) {
+		if (!json_object_is_type(val, json_type_string)) {
+			snprintf(c->err, c->errlen, "%s: weight_map entry '%s' is not a file name", path,
+				 key);
+			return -EBADMSG;
+		}
+		int r = add_file(c, json_object_get_string(val));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int open_files(struct ckpt *c)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", c->dir);
+	if (access(path, F_OK) == 0)
+		return open_index(c, path);
+	snprintf(path, sizeof(path), "%s/model.safetensors", c->dir);
+	if (access(path, F_OK) != 0) {
+		snprintf(c->err, c->errlen, "%s: no model.safetensors or model.safetensors.index.json",
+			 c->dir);
+		return -ENOENT;
+	}
+	return add_file(c, "model.safetensors");
+}
+
+/* Find a tensor; NULL (no message) when the checkpoint does not have it. */
+static const struct st_tensor *lookup(struct ckpt *c, const char *name, const struct st_file **ret)
+{
+	json_object *shard;
+
+	if (c->index) {
+		if (!json_object_object_get_ex(c->index, name, &shard))
+			return NULL;
+		const char *file = json_object_get_string(shard);
+		for (size_t i = 0; i < c->n_files; i++)
+			if (!strcmp(strrchr(c->files[i]->path, '/') + 1, file)) {
+				*ret = c->files[i];
+				return st_find(c->files[i], name);
+			}
+		return NULL;
+	}
+	*ret = c->files[0];
+	return st_find(c->files[0], name);
+}
+
+/* Load `name` with shape [d0] (d1 == 0) or [d0, d1] as fp32. */
+static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, int optional,
+		    float **ret)
+{
+	const struct st_file *f = NULL;
+	const struct st_tensor *t = lookup(c, name, &f);
+	uint32_t ndim = d1 ? 2 : 1;
+
+	if (!t) {
+		if (optional && !(c->index && json_object_object_get_ex(c->index, name, NULL)))
+			return 0;
+		if (c->index && json_object_object_get_ex(c->index, name, NULL))
+			snprintf(c->err, c->errlen, "%s: index.json puts tensor '%s' in %s, which does not have it",
+				 c->dir, name, f ? f->path : "a missing shard");
+		else
+			snprintf(c->err, c->errlen, "%s: missing tensor '%s'", c->dir, name);
+		return -ENOENT;
+	}
+	if (!t->dtype) {
+		snprintf(c->err, c->errlen, "%s: tensor '%s' has dtype %s; supported: F32, BF16, F16",
+			 f->path, name, t->dtype_name);
+		return -ENOTSUP;
+	}
+	if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+		char found[96] = "";
+		size_t off = 0;
+		for (uint32_t i = 0; i < t->ndim && off < sizeof(found); i++)
+			off += (size_t)snprintf(found + off, sizeof(found) - off, "%s%llu", i ? ", " : "",
+						(unsigned long long)t->shape[i]);
+		if (d1)
+			snprintf(c->err, c->errlen, "%s: tensor '%s' has shape [%s], expected [%llu, %llu]",
+				 f->path, name, found, (unsigned long long)d0, (unsigned long long)d1);
+		else
+			snprintf(c->err, c->errlen, "%s: tensor '%s' has shape [%s], expected [%llu]",
+				 f->path, name, found, (unsigned long long)d0);
+		return -EINVAL;
+	}
+	size_t n = (size_t)d0 * (d1 ? d1 : 1);
+	*ret = malloc(n * sizeof(float));
+	if (!*ret)
+		return -ENOMEM;
+	dtype_to_f32(t->dtype, st_data(f, t), *ret, n);
+	return 0;
+}
+
+static const char *mlp(const struct ckpt *c)
+{
+	return c->cfg.family == HF_MIXTRAL ? "block_sparse_moe" : "mlp";
+}
+
+static int load_expert(struct ckpt *c, struct moed_model *m, uint32_t L, uint32_t e,
+		       struct moed_layer *l)
+{
+	static const char *ds[3] = { "gate_proj", "up_proj", "down_proj" };
+	static const char *mx[3] = { "w1", "w3", "w2" };
+	const char **p = c->cfg.family == HF_MIXTRAL ? mx : ds;
+	uint32_t H = m->hidden_size, I = m->intermediate_size;
+	char name[256];
+	int r;
+
+	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[0]);
+	r = load_f32(c, name, I, H, 0, (float **)&l->expert_gate[e]);
+	if (r < 0)
+		return r;
+	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[1]);
+	r = load_f32(c, name, I, H, 0, (float **)&l->expert_up[e]);
+	if (r < 0)
+		return r;
+	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[2]);
+	return load_f32(c, name, H, I, 0, (float **)&l->expert_down[e]);
+}
+
+static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct moed_layer *l)
+{
+	uint32_t H = m->hidden_size, E = m->n_experts, Is = m->shared_intermediate_size;
+	char name[256];
+	int r;
+
+	l->index = L;
+	snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
+	r = load_f32(c, name, E, H, 0, &l->gate);
+	if (r < 0)
+		return r;
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.gate.e_score_correction_bias", L);
+	r = load_f32(c, name, E, 0, 1, &l->bias);
+	if (r < 0)
+		return r;
+	l->expert_gate = calloc(E, sizeof(void *));
+	l->expert_up = calloc(E, sizeof(void *));
+	l->expert_down = calloc(E, sizeof(void *));
+	if (!l->expert_gate || !l->expert_up || !l->expert_down)
+		return -ENOMEM;
+	for (uint32_t e = 0; e < E; e++) {
+		r = load_expert(c, m, L, e, l);
+		if (r < 0)
+			return r;
+	}
+	if (!Is)
+		return 0;
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.gate_proj.weight", L);
+	r = load_f32(c, name, Is, H, 0, (float **)&l->shared_gate);
+	if (r < 0)
+		return r;
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.up_proj.weight", L);
+	r = load_f32(c, name, Is, H, 0, (float **)&l->shared_up);
+	if (r < 0)
+		return r;
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.down_proj.weight", L);
+	return load_f32(c, name, H, Is, 0, (float **)&l->shared_down);
+}
+
+static void fill_model(struct moed_model *m, const struct hf_config *h)
+{
+	m->num_hidden_layers = h->num_hidden_layers;
+	m->hidden_size = h->hidden_size;
+	m->intermediate_size = h->moe_intermediate_size;
+	m->n_experts = h->n_routed_experts;
+	m->top_k = h->num_experts_per_tok;
+	m->n_group = h->n_group;
+	m->topk_group = h->topk_group;
+	m->n_shared_experts = h->n_shared_experts;
+	m->shared_intermediate_size = h->n_shared_experts * h->moe_intermediate_size;
+	m->scoring = h->sigmoid ? MOED_SCORING_SIGMOID : MOED_SCORING_SOFTMAX;
+	m->norm_topk_prob = (uint32_t)h->norm_topk_prob;
+	m->routed_scaling_factor = h->routed_scaling_factor;
+	m->dtype = MOED_DTYPE_F32;
+}
+
+static int load_layers(struct ckpt *c, struct moed_model *m)
+{
+	uint32_t n = 0;
+	int r;
+
+	r = model_alloc_layers(m, c->cfg.num_hidden_layers);
+	if (r < 0)
+		return r;
+	for (uint32_t L = 0; L < c->cfg.num_hidden_layers; L++) {
+		const struct st_file *f;
+		char name[256];
+
+		snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
+		if (!lookup(c, name, &f) && !hfconfig_layer_is_moe(&c->cfg, L))
+			continue;       /* a dense layer */
+		m->n_layers = n + 1;    /* so model_free releases a partial layer */
+		r = load_layer(c, m, L, &m->layers[n]);
+		if (r < 0)
+			return r;
+		n++;
+	}
+	m->n_layers = n;
+	if (n == 0) {
+		snprintf(c->err, c->errlen, "%s: no MoE layer (no router weight '*.%s.gate.weight')",
+			 c->dir, mlp(c));
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int checkpoint_load(const char *dir, struct moed_model **ret_model, char *err, size_t errlen)
+{
+	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen };
+	struct moed_model *m = NULL;
+	char path[PATH_MAX];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	r = hfconfig_load(path, &c.cfg, err, errlen);
+	if (r < 0)
+		return r;
+	r = open_files(&c);
+	if (r < 0)
+		goto out;
+	r = model_new(dir, c.cfg.model_type, &m);
+	if (r < 0 || (r = model_set_string(&m->topk_method, c.cfg.topk_method)) < 0)
+		goto out;
+	fill_model(m, &c.cfg);
+	m->n_layers = 0;
+	r = load_layers(&c, m);
+	if (r < 0)
+		goto out;
+	model_count_bytes(m);
+	*ret_model = m;
+	m = NULL;
+out:
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "%s: out of memory", dir);
+	model_free(m);
+	ckpt_close(&c);
+	return r;
+}

@@ -1,1 +1,82 @@
-/* placeholder */
+/*
+ * Conversions.  Sources may come straight from a mapped file at any offset, so
+ * elements are read with memcpy; the compiler turns that into plain loads.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "daemon/dtype.h"
+
+float dtype_bf16_to_f32(uint16_t v)
+{
+	uint32_t u = (uint32_t)v << 16;
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+float dtype_f16_to_f32(uint16_t v)
+{
+	uint32_t sign = (uint32_t)(v >> 15) << 31, exp = (v >> 10) & 0x1f, man = v & 0x3ff;
+	uint32_t u;
+	float f;
+
+	if (exp == 0) {
+		/* zero or subnormal: man * 2^-24, exact in fp32 */
+		f = ldexpf((float)man, -24);
+		return sign ? -f : f;
+	}
+	if (exp == 31)
+		u = sign | 0x7f800000u | (man << 13);
+	else
+		u = sign | ((exp + 112) << 23) | (man << 13);
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+size_t dtype_size(uint32_t dtype)
+{
+	switch (dtype) {
+	case MOED_DTYPE_F32: return 4;
+	case MOED_DTYPE_BF16:
+	case MOED_DTYPE_F16: return 2;
+	default: return 0;
+	}
+}
+
+const char *dtype_name(uint32_t dtype)
+{
+	switch (dtype) {
+	case MOED_DTYPE_F32: return "F32";
+	case MOED_DTYPE_BF16: return "BF16";
+	case MOED_DTYPE_F16: return "F16";
+	default: return "unknown";
+	}
+}
+
+void dtype_to_f32(uint32_t dtype, const void *src, float *dst, size_t n)
+{
+	const uint8_t *p = src;
+	uint16_t h;
+
+	switch (dtype) {
+	case MOED_DTYPE_F32:
+		memcpy(dst, src, n * sizeof(float));
+		break;
+	case MOED_DTYPE_BF16:
+		for (size_t i = 0; i < n; i++) {
+			memcpy(&h, p + 2 * i, 2);
+			dst[i] = dtype_bf16_to_f32(h);
+		}
+		break;
+	case MOED_DTYPE_F16:
+		for (size_t i = 0; i < n; i++) {
+			memcpy(&h, p + 2 * i, 2);
+			dst[i] = dtype_f16_to_f32(h);
+		}
+		break;
+	}
+}

@@ -1,1 +1,20 @@
-/* placeholder */
+/*
+ * Element types of checkpoint tensors and their exact conversion to fp32:
+ * bf16 is the top half of an fp32; f16 is IEEE half (subnormals, inf, nan).
+ */
+#ifndef MOED_DTYPE_H
+#define MOED_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/moed/plugin.h"
+
+float dtype_bf16_to_f32(uint16_t v);
+float dtype_f16_to_f32(uint16_t v);
+size_t dtype_size(uint32_t dtype);              /* MOED_DTYPE_*; 0 if unknown */
+const char *dtype_name(uint32_t dtype);
+/* dst[i] = src[i] as fp32 for n elements of `dtype` (unaligned src is fine). */
+void dtype_to_f32(uint32_t dtype, const void *src, float *dst, size_t n);
+
+#endif

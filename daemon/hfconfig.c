@@ -1,1 +1,284 @@
-/* placeholder */
+/*
+ * config.json reading.  The family comes from model_type (or, failing that,
+ * from which expert-count field exists).  Each numeric field is read through
+ * one helper that reports "config.json: 'field' ..." so every refusal names the
+ * field; the cross-field checks at the end name both fields involved.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/hfconfig.h"
+
+struct reader {
+	json_object *root;
+	const char *name;
+	char *err;
+	size_t errlen;
+};
+
+/* Read a positive (or, with allow_zero, non-negative) integer; absent -> def or error. */
+static int get_uint(struct reader *rd, const char *field, int required, uint32_t def,
+		    int allow_zero, uint32_t *ret)
+{
+	json_object *o;
+	int64_t v;
+
+	if (!json_object_object_get_ex(rd->root, field, &o) || json_object_is_type(o, json_type_null)) {
+		if (required) {
+			snprintf(rd->err, rd->errlen, "%s: '%s' missing", rd->name, field);
+			return -EINVAL;
+		}
+		*ret = def;
+		return 0;
+	}
+	v = json_object_get_int64(o);
+	if (!json_object_is_type(o, json_type_int) || v < (allow_zero ? 0 : 1) || v > (1 << 30)) {
+		snprintf(rd->err, rd->errlen, "%s: '%s' must be a %s integer, got %s", rd->name, field,
+			 allow_zero ? "non-negative" : "positive",
+			 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		return -EINVAL;
+	}
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int get_float(struct reader *rd, const char *field, float def, float *ret)
+{
+	json_object *o;
+	double v;
+
+	if (!json_object_object_get_ex(rd->root, field, &o) || json_object_is_type(o, json_type_null)) {
+		*ret = def;
+		return 0;
+	}
+	v = json_object_get_double(o);
+	if ((!json_object_is_type(o, json_type_double) && !json_object_is_type(o, json_type_int)) ||
+	    !isfinite(v) || v <= 0) {
+		snprintf(rd->err, rd->errlen, "%s: '%s' must be a positive number", rd->name, field);
+		return -EINVAL;
+	}
+	*ret = (float)v;
+	return 0;
+}
+
+static int get_bool(struct reader *rd, const char *field, int def, int *ret)
+{
+	json_object *o;
+
+	if (!json_object_object_get_ex(rd->root, field, &o) || json_object_is_type(o, json_type_null)) {
+		*ret = def;
+		return 0;
+	}
+	if (!json_object_is_type(o, json_type_boolean)) {
+		snprintf(rd->err, rd->errlen, "%s: '%s' must be true or false", rd->name, field);
+		return -EINVAL;
+	}
+	*ret = json_object_get_boolean(o);
+	return 0;
+}
+
+static int get_string(struct reader *rd, const char *field, const char *def, char *ret, size_t n)
+{
+	json_object *o;
+
+	if (!json_object_object_get_ex(rd->root, field, &o) || json_object_is_type(o, json_type_null)) {
+		snprintf(ret, n, "%s", def);
+		return 0;
+	}
+	if (!json_object_is_type(o, json_type_string) || json_object_get_string_len(o) >= (int)n) {
+		snprintf(rd->err, rd->errlen, "%s: '%s' must be a short string", rd->name, field);
+		return -EINVAL;
+	}
+	snprintf(ret, n, "%s", json_object_get_string(o));
+	return 0;
+}
+
+static int has(struct reader *rd, const char *field)
+{
+	return json_object_object_get_ex(rd->root, field, NULL);
+}
+
+static enum hf_family family_of(struct reader *rd, const char *model_type)
+{
+	if (!strncmp(model_type, "deepseek", 8) || !strcmp(model_type, "kimi_k2"))
+		return HF_DEEPSEEK;
+	if (!strcmp(model_type, "mixtral"))
+		return HF_MIXTRAL;
+	if (!strcmp(model_type, "qwen2_moe") || !strcmp(model_type, "qwen3_moe"))
+		return HF_QWEN;
+	if (!strcmp(model_type, "olmoe"))
+		return HF_OLMOE;
+	if (has(rd, "n_routed_experts"))
+		return HF_DEEPSEEK;
+	if (has(rd, "num_local_experts"))
+		return HF_MIXTRAL;
+	if (has(rd, "num_experts"))
+		return HF_QWEN;
+	return 0;
+}
+
+static int read_family_fields(struct reader *rd, struct hf_config *c)
+{
+	char scoring[16];
+	uint32_t shared_width = 0;
+	int r = 0;
+
+	switch (c->family) {
+	case HF_DEEPSEEK:
+		r = get_uint(rd, "moe_intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
+		    get_uint(rd, "n_routed_experts", 1, 0, 0, &c->n_routed_experts) ?:
+		    get_uint(rd, "n_group", 0, 1, 0, &c->n_group) ?:
+		    get_uint(rd, "topk_group", 0, 1, 0, &c->topk_group) ?:
+		    get_uint(rd, "n_shared_experts", 0, 0, 1, &c->n_shared_experts) ?:
+		    get_uint(rd, "first_k_dense_replace", 0, 0, 1, &c->first_k_dense_replace) ?:
+		    get_uint(rd, "moe_layer_freq", 0, 1, 0, &c->moe_layer_freq) ?:
+		    get_float(rd, "routed_scaling_factor", 1.0f, &c->routed_scaling_factor) ?:
+		    get_bool(rd, "norm_topk_prob", !strcmp(c->model_type, "deepseek_v3"),
+			     &c->norm_topk_prob) ?:
+		    get_string(rd, "scoring_func", "softmax", scoring, sizeof(scoring)) ?:
+		    get_string(rd, "topk_method", "greedy", c->topk_method, sizeof(c->topk_method));
+		if (r == 0 && strcmp(scoring, "softmax") && strcmp(scoring, "sigmoid")) {
+			snprintf(rd->err, rd->errlen, "%s: 'scoring_func' must be softmax or sigmoid, got '%s'",
+				 rd->name, scoring);
+			return -EINVAL;
+		}
+		c->sigmoid = r == 0 && !strcmp(scoring, "sigmoid");
+		return r;
+	case HF_MIXTRAL:
+		c->norm_topk_prob = 1;
+		return get_uint(rd, "intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
+		       get_uint(rd, "num_local_experts", 1, 0, 0, &c->n_routed_experts);
+	case HF_QWEN:
+		r = get_uint(rd, "moe_intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
+		    get_uint(rd, "num_experts", 1, 0, 0, &c->n_routed_experts) ?:
+		    get_uint(rd, "decoder_sparse_step", 0, 1, 0, &c->moe_layer_freq) ?:
+		    get_uint(rd, "shared_expert_intermediate_size", 0, 0, 1, &shared_width) ?:
+		    get_bool(rd, "norm_topk_prob", 0, &c->norm_topk_prob);
+		if (r == 0 && shared_width) {
+			snprintf(rd->err, rd->errlen,
+				 "%s: 'shared_expert_intermediate_size' %u: Qwen2-MoE's gated shared expert is not supported",
+				 rd->name, shared_width);
+			return -ENOTSUP;
+		}
+		return r;
+	case HF_OLMOE:
+		return get_uint(rd, "intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
+		       get_uint(rd, "num_experts", 1, 0, 0, &c->n_routed_experts) ?:
+		       get_bool(rd, "norm_topk_prob", 0, &c->norm_topk_prob);
+	}
+	return -EINVAL;
+}
+
+static int check_consistency(struct reader *rd, const struct hf_config *c)
+{
+	if (c->num_experts_per_tok > c->n_routed_experts) {
+		snprintf(rd->err, rd->errlen, "%s: 'num_experts_per_tok' %u exceeds the %u experts",
+			 rd->name, c->num_experts_per_tok, c->n_routed_experts);
+		return -EINVAL;
+	}
+	if (c->n_routed_experts % c->n_group) {
+		snprintf(rd->err, rd->errlen, "%s: 'n_routed_experts' %u is not divisible by 'n_group' %u",
+			 rd->name, c->n_routed_experts, c->n_group);
+		return -EINVAL;
+	}
+	if (c->topk_group > c->n_group ||
+	    (uint64_t)c->topk_group * (c->n_routed_experts / c->n_group) < c->num_experts_per_tok) {
+		snprintf(rd->err, rd->errlen,
+			 "%s: 'topk_group' %u of 'n_group' %u leaves fewer than 'num_experts_per_tok' %u experts",
+			 rd->name, c->topk_group, c->n_group, c->num_experts_per_tok);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int hfconfig_parse(const char *text, size_t len, const char *name, struct hf_config *ret,
+		   char *err, size_t errlen)
+{
+	struct json_tokener *tok = json_tokener_new_ex(32);
+	struct reader rd = { NULL, name, err, errlen };
+	struct hf_config c;
+	int r = -EINVAL;
+
+	memset(&c, 0, sizeof(c));
+	c.n_group = c.topk_group = c.moe_layer_freq = 1;
+	c.routed_scaling_factor = 1.0f;
+	snprintf(c.topk_method, sizeof(c.topk_method), "greedy");
+	if (!tok)
+		return -ENOMEM;
+	if (len > INT32_MAX)
+		len = INT32_MAX;
+	rd.root = json_tokener_parse_ex(tok, text, (int)len);
+	if (!rd.root || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(rd.root, json_type_object)) {
+		snprintf(err, errlen, "%s: not a JSON object (%s)", name,
+			 rd.root ? "wrong type" : json_tokener_error_desc(json_tokener_get_error(tok)));
+		goto out;
+	}
+	r = get_string(&rd, "model_type", "", c.model_type, sizeof(c.model_type));
+	if (r < 0)
+		goto out;
+	c.family = family_of(&rd, c.model_type);
+	if (!c.family) {
+		snprintf(err, errlen, "%s: 'model_type' '%s' is not a MoE family moed knows (deepseek_v2, deepseek_v3, mixtral, qwen2_moe, qwen3_moe, olmoe)",
+			 name, c.model_type);
+		r = -ENOTSUP;
+		goto out;
+	}
+	r = get_uint(&rd, "num_hidden_layers", 1, 0, 0, &c.num_hidden_layers) ?:
+	    get_uint(&rd, "hidden_size", 1, 0, 0, &c.hidden_size) ?:
+	    get_uint(&rd, "num_experts_per_tok", 1, 0, 0, &c.num_experts_per_tok) ?:
+	    read_family_fields(&rd, &c) ?: check_consistency(&rd, &c);
+	if (r == 0)
+		*ret = c;
+out:
+	json_object_put(rd.root);
+	json_tokener_free(tok);
+	return r;
+}
+
+int hfconfig_load(const char *path, struct hf_config *ret, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char *text;
+	long n;
+	int r;
+
+	if (!f) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return r;
+	}
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > (16 << 20) ||
+	    fseek(f, 0, SEEK_SET) < 0) {
+		fclose(f);
+		snprintf(err, errlen, "%s: unreadable or larger than 16 MiB", path);
+		return -EFBIG;
+	}
+	text = malloc((size_t)n + 1);
+	if (!text || fread(text, 1, (size_t)n, f) != (size_t)n) {
+		free(text);
+		fclose(f);
+		snprintf(err, errlen, "%s: cannot read", path);
+		return -EIO;
+	}
+	fclose(f);
+	text[n] = '\0';
+	r = hfconfig_parse(text, (size_t)n, path, ret, err, errlen);
+	free(text);
+	return r;
+}
+
+int hfconfig_layer_is_moe(const struct hf_config *c, uint32_t layer)
+{
+	if (c->family == HF_DEEPSEEK)
+		return layer >= c->first_k_dense_replace && layer % c->moe_layer_freq == 0;
+	if (c->family == HF_QWEN)
+		return (layer + 1) % c->moe_layer_freq == 0;
+	return 1;
+}

@@ -1,1 +1,118 @@
-/* placeholder */
+/*
+ * Model lifetime and lookup.  model_load() picks the loader by the path's form
+ * ("synthetic:NAME" or a directory); loaders build the model with the helpers
+ * here, and model_free() releases every tensor a loader may have set: each is
+ * its own allocation.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/checkpoint.h"
+#include "daemon/model.h"
+#include "daemon/synthetic.h"
+
+int model_set_string(char **slot, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+int model_new(const char *source, const char *model_type, struct moed_model **ret_model)
+{
+	struct moed_model *m = calloc(1, sizeof(*m));
+
+	if (!m || model_set_string(&m->source, source) < 0 ||
+	    model_set_string(&m->model_type, model_type) < 0) {
+		model_free(m);
+		return -ENOMEM;
+	}
+	m->n_group = m->topk_group = 1;
+	m->routed_scaling_factor = 1.0f;
+	*ret_model = m;
+	return 0;
+}
+
+int model_alloc_layers(struct moed_model *m, uint32_t n)
+{
+	m->layers = calloc(n ? n : 1, sizeof(*m->layers));
+	if (!m->layers)
+		return -ENOMEM;
+	m->n_layers = n;
+	return 0;
+}
+
+void model_count_bytes(struct moed_model *m)
+{
+	uint64_t es = m->dtype == MOED_DTYPE_F32 ? 4 : 2, H = m->hidden_size;
+	uint64_t per_expert = 3 * H * m->intermediate_size * es, total = 0;
+
+	for (uint32_t i = 0; i < m->n_layers; i++) {
+		const struct moed_layer *l = &m->layers[i];
+		total += (uint64_t)m->n_experts * H * 4 + (l->bias ? m->n_experts * 4 : 0);
+		total += m->n_experts * per_expert;
+		if (l->shared_gate)
+			total += 3 * H * m->shared_intermediate_size * es;
+	}
+	m->weight_bytes = total;
+}
+
+void model_free(struct moed_model *m)
+{
+	if (!m)
+		return;
+	for (uint32_t i = 0; m->layers && i < m->n_layers; i++) {
+		struct moed_layer *l = &m->layers[i];
+		free(l->gate);
+		free(l->bias);
+		for (uint32_t e = 0; e < m->n_experts; e++) {
+			if (l->expert_gate)
+				free(l->expert_gate[e]);
+			if (l->expert_up)
+				free(l->expert_up[e]);
+			if (l->expert_down)
+				free(l->expert_down[e]);
+		}
+		free(l->expert_gate);
+		free(l->expert_up);
+		free(l->expert_down);
+		free(l->shared_gate);
+		free(l->shared_up);
+		free(l->shared_down);
+	}
+	free(m->layers);
+	free(m->source);
+	free(m->model_type);
+	free(m->topk_method);
+	free(m);
+}
+
+int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen)
+{
+	if (strcmp(path, "synthetic") == 0)
+		return synthetic_load("", ret_model, err, errlen);
+	if (strncmp(path, "synthetic:", 10) == 0)
+		return synthetic_load(path + 10, ret_model, err, errlen);
+	return checkpoint_load(path, ret_model, err, errlen);
+}
+
+const struct moed_layer *model_layer(const struct moed_model *m, uint32_t index)
+{
+	for (uint32_t i = 0; i < m->n_layers; i++)
+		if (m->layers[i].index == index)
+			return &m->layers[i];
+	return NULL;
+}
+
+const char *model_default_router(const struct moed_model *m)
+{
+	return m->scoring == MOED_SCORING_SIGMOID ? "sigmoid-norm" : "softmax-topk";
+}

@@ -50,7 +50,6 @@ struct moed_model {
 	uint64_t weight_bytes;          /* bytes of all weights held */
 	uint32_t n_layers;              /* number of MoE layers */
 	struct moed_layer *layers;      /* sorted by index */
-	void *priv;                     /* loader-owned allocations */
 };
 
 /* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
@@ -60,6 +59,14 @@ void model_free(struct moed_model *model);
 
 /* The MoE layer with checkpoint index `index`, or NULL (dense or out of range). */
 const struct moed_layer *model_layer(const struct moed_model *model, uint32_t index);
+
+/* For loaders: an empty model with source and model_type set; -ENOMEM. */
+int model_new(const char *source, const char *model_type, struct moed_model **ret_model);
+int model_set_string(char **slot, const char *value);
+/* Allocate n zeroed MoE layers (sets n_layers). */
+int model_alloc_layers(struct moed_model *model, uint32_t n);
+/* Compute weight_bytes from the shapes, dtype and which tensors exist. */
+void model_count_bytes(struct moed_model *model);
 
 /* Name of the router plugin the model's config asks for ("sigmoid-norm" or "softmax-topk"). */
 const char *model_default_router(const struct moed_model *model);

@@ -1,1 +1,16 @@
-/* placeholder */
+/*
+ * The embedded synthetic model: deterministic weights from a fixed seed in
+ * DeepSeek-V3 form, so that moed serves out of the box and benchmarks have
+ * every shape of ROUTING.md without a checkpoint on disk.
+ */
+#ifndef MOED_SYNTHETIC_H
+#define MOED_SYNTHETIC_H
+
+#include <stddef.h>
+
+#include "daemon/model.h"
+
+/* name: "S0".."S4" (what follows "synthetic:"); "" means S0. */
+int synthetic_load(const char *name, struct moed_model **ret_model, char *err, size_t errlen);
+
+#endif

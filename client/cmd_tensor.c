@@ -1,1 +1,319 @@
-/* placeholder */
+/*
+ * infer and route: send hidden states of T tokens for one layer and show or
+ * save what comes back.  Input is a .npy float32 [T, H] array (a 1-D [H] array
+ * is one token) or --random T tokens: uniform values in [-1, 1) from
+ * splitmix64 seeded with --seed (default 0), 24 random bits each, so any tool
+ * can reproduce them.  Inputs are checked here too (finite, non-empty) so the
+ * user gets the reason before a round trip.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/moectl.h"
+#include "client/npy.h"
+#include "client/output.h"
+#include "proto/tensor.h"
+
+struct tensor_args {
+	uint64_t layer;
+	int have_layer;
+	const char *input, *output;
+	uint64_t random_tokens, seed;
+};
+
+static int parse_args(const char *cmd, int allow_output, int argc, char **argv,
+		      struct tensor_args *a)
+{
+	static const struct option opts[] = {
+		{ "layer", required_argument, NULL, 'l' },
+		{ "input", required_argument, NULL, 'i' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "random", required_argument, NULL, 'r' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			if (parse_uint(cmd, "--layer", optarg, UINT32_MAX, &a->layer) != EXIT_OK)
+				return EXIT_USAGE;
+			a->have_layer = 1;
+			break;
+		case 'i': a->input = optarg; break;
+		case 'o':
+			if (!allow_output)
+				return usage_error(cmd, "--output is for infer");
+			a->output = optarg;
+			break;
+		case 'r':
+			if (parse_uint(cmd, "--random", optarg, 1u << 24, &a->random_tokens) != EXIT_OK)
+				return EXIT_USAGE;
+			if (!a->random_tokens)
+				return usage_error(cmd, "--random needs at least 1 token");
+			break;
+		case 'S':
+			if (parse_uint(cmd, "--seed", optarg, UINT64_MAX, &a->seed) != EXIT_OK)
+				return EXIT_USAGE;
+			break;
+		default:
+			return usage_error(cmd, "unknown option");
+		}
+	}
+	if (optind < argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (!a->have_layer)
+		return usage_error(cmd, "--layer is required");
+	if (!a->input == !a->random_tokens)
+		return usage_error(cmd, "give exactly one of --input FILE and --random T");
+	return EXIT_OK;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static int hidden_size(struct conn *c, uint32_t *ret)
+{
+	Moed__Request req = MOED__REQUEST__INIT;
+	Moed__ModelRequest m = MOED__MODEL_REQUEST__INIT;
+	Moed__Response *resp;
+	int r;
+
+	req.body_case = MOED__REQUEST__BODY_MODEL;
+	req.model = &m;
+	r = conn_call(c, &req, &resp);
+	if (r != EXIT_OK)
+		return r;
+	*ret = resp->model->hidden_size;
+	moed__response__free_unpacked(resp, NULL);
+	return EXIT_OK;
+}
+
+/* Load or generate the input; checks it is non-empty and finite. */
+static int get_input(const char *cmd, struct conn *c, const struct tensor_args *a,
+		     struct npy_array *x)
+{
+	char err[512];
+	uint32_t H;
+	int r;
+
+	if (a->input) {
+		if (npy_read(a->input, x, err, sizeof(err)) < 0) {
+			fprintf(stderr, "moectl %s: %s\n", cmd, err);
+			return EXIT_USAGE;
+		}
+		if (x->type != NPY_F32) {
+			npy_release(x);
+			return usage_error(cmd, "%s: input must be float32 [T, H]", a->input);
+		}
+	} else {
+		r = hidden_size(c, &H);
+		if (r != EXIT_OK)
+			return r;
+		x->type = NPY_F32;
+		x->rows = a->random_tokens;
+		x->cols = H;
+		x->data = malloc(x->rows * x->cols * sizeof(float));
+		if (!x->data)
+			return usage_error(cmd, "out of memory for %llu tokens",
+					   (unsigned long long)x->rows);
+		uint64_t s = a->seed;
+		for (uint64_t i = 0; i < x->rows * x->cols; i++)
+			((float *)x->data)[i] =
+				2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
+	}
+	if (x->rows == 0 || x->cols == 0) {
+		npy_release(x);
+		return usage_error(cmd, "the input is empty (%llu x %llu)",
+				   (unsigned long long)x->rows, (unsigned long long)x->cols);
+	}
+	for (uint64_t i = 0; i < x->rows * x->cols; i++)
+		if (!isfinite(((float *)x->data)[i])) {
+			npy_release(x);
+			return usage_error(cmd, "input[%llu][%llu] is not finite",
+					   (unsigned long long)(i / x->cols),
+					   (unsigned long long)(i % x->cols));
+		}
+	return EXIT_OK;
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Connect, build the input, send infer or route; the reply goes to *ret. */
+static int run_tensor(const struct global *g, const char *cmd, const struct tensor_args *a,
+		      int infer, struct npy_array *x, Moed__Response **ret, double *ret_rtt_us)
+{
+	Moed__Request req = MOED__REQUEST__INIT;
+	Moed__InferRequest ir = MOED__INFER_REQUEST__INIT;
+	Moed__RouteRequest rr = MOED__ROUTE_REQUEST__INIT;
+	Moed__Tensor t;
+	uint64_t shape[2];
+	struct conn c;
+	int r;
+
+	r = moectl_connect(g, &c);
+	if (r != EXIT_OK)
+		return r;
+	r = get_input(cmd, &c, a, x);
+	if (r != EXIT_OK)
+		goto out;
+	tensor_wrap2(&t, shape, MOED__DTYPE__F32, x->data, x->rows, x->cols);
+	if (infer) {
+		ir.layer = (uint32_t)a->layer;
+		ir.hidden = &t;
+		req.body_case = MOED__REQUEST__BODY_INFER;
+		req.infer = &ir;
+	} else {
+		rr.layer = (uint32_t)a->layer;
+		rr.hidden = &t;
+		req.body_case = MOED__REQUEST__BODY_ROUTE;
+		req.route = &rr;
+	}
+	double t0 = now_us();
+	r = conn_call(&c, &req, ret);
+	*ret_rtt_us = now_us() - t0;
+out:
+	conn_close(&c);
+	return r;
+}
+
+static int check_reply_tensor(const char *cmd, const Moed__Tensor *t, Moed__DType dtype,
+			      uint64_t rows)
+{
+	char why[256];
+
+	if (tensor_check(t, dtype, 2, why, sizeof(why)) < 0 || t->shape[0] != rows) {
+		fprintf(stderr, "moectl %s: protocol error: reply tensor: %s\n", cmd,
+			why[0] ? why : "wrong number of tokens");
+		return EXIT_UNREACHABLE;
+	}
+	return EXIT_OK;
+}
+
+int cmd_infer(const struct global *g, int argc, char **argv)
+{
+	struct tensor_args a;
+	struct npy_array x = { 0 };
+	Moed__Response *resp = NULL;
+	double rtt, norm = 0, sum_abs = 0;
+	char err[512];
+	int r = parse_args("infer", 1, argc, argv, &a);
+
+	if (r != EXIT_OK || (r = run_tensor(g, "infer", &a, 1, &x, &resp, &rtt)) != EXIT_OK)
+		goto out;
+	const Moed__InferResponse *ir = resp->infer;
+	r = check_reply_tensor("infer", ir->output, MOED__DTYPE__F32, x.rows);
+	if (r != EXIT_OK)
+		goto out;
+	const float *y = (const float *)ir->output->data.data;
+	size_t n = ir->output->data.len / sizeof(float);
+	for (size_t i = 0; i < n; i++) {
+		norm += (double)y[i] * y[i];
+		sum_abs += fabs(y[i]);
+	}
+	if (a.output && npy_write(a.output, NPY_F32, y, ir->output->shape[0],
+				  ir->output->shape[1], err, sizeof(err)) < 0) {
+		fprintf(stderr, "moectl infer: %s\n", err);
+		r = EXIT_USAGE;
+		goto out;
+	}
+	if (g->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "layer", json_object_new_int64((int64_t)a.layer));
+		json_object_object_add(o, "tokens", json_object_new_uint64(x.rows));
+		json_object_object_add(o, "hidden_size", json_object_new_uint64(x.cols));
+		json_object_object_add(o, "l2_norm", json_object_new_double(sqrt(norm)));
+		json_object_object_add(o, "mean_abs", json_object_new_double(n ? sum_abs / n : 0));
+		json_object_object_add(o, "router", json_object_new_string(ir->router));
+		json_object_object_add(o, "generation", json_object_new_uint64(ir->generation));
+		json_object_object_add(o, "compute_us", json_object_new_uint64(ir->compute_us));
+		json_object_object_add(o, "round_trip_us", json_object_new_uint64((uint64_t)rtt));
+		if (a.output)
+			json_object_object_add(o, "output", json_object_new_string(a.output));
+		json_print(o);
+	} else {
+		printf("layer %llu: %llu tokens x %llu, output L2 norm %.6g, mean |y| %.6g\n",
+		       (unsigned long long)a.layer, (unsigned long long)x.rows,
+		       (unsigned long long)x.cols, sqrt(norm), n ? sum_abs / n : 0.0);
+		printf("router %s (generation %llu), compute %.3f ms, round trip %.3f ms%s%s\n",
+		       ir->router, (unsigned long long)ir->generation, ir->compute_us / 1e3,
+		       rtt / 1e3, a.output ? ", written to " : "", a.output ? a.output : "");
+	}
+out:
+	if (resp)
+		moed__response__free_unpacked(resp, NULL);
+	npy_release(&x);
+	return r;
+}
+
+int cmd_route(const struct global *g, int argc, char **argv)
+{
+	struct tensor_args a;
+	struct npy_array x = { 0 };
+	Moed__Response *resp = NULL;
+	double rtt;
+	int r = parse_args("route", 0, argc, argv, &a);
+
+	if (r != EXIT_OK || (r = run_tensor(g, "route", &a, 0, &x, &resp, &rtt)) != EXIT_OK)
+		goto out;
+	const Moed__RouteResponse *rr = resp->route;
+	if ((r = check_reply_tensor("route", rr->experts, MOED__DTYPE__I32, x.rows)) != EXIT_OK ||
+	    (r = check_reply_tensor("route", rr->weights, MOED__DTYPE__F32, x.rows)) != EXIT_OK)
+		goto out;
+	uint64_t T = x.rows, k = rr->experts->shape[1];
+	const int32_t *e = (const int32_t *)rr->experts->data.data;
+	const float *w = (const float *)rr->weights->data.data;
+	if (g->json) {
+		json_object *o = json_object_new_object(), *ea = json_object_new_array(),
+			    *wa = json_object_new_array();
+		for (uint64_t t = 0; t < T; t++) {
+			json_object *er = json_object_new_array(), *wr = json_object_new_array();
+			for (uint64_t j = 0; j < k; j++) {
+				json_object_array_add(er, json_object_new_int(e[t * k + j]));
+				json_object_array_add(wr, json_object_new_double(w[t * k + j]));
+			}
+			json_object_array_add(ea, er);
+			json_object_array_add(wa, wr);
+		}
+		json_object_object_add(o, "layer", json_object_new_int64((int64_t)a.layer));
+		json_object_object_add(o, "experts", ea);
+		json_object_object_add(o, "weights", wa);
+		json_object_object_add(o, "router", json_object_new_string(rr->router));
+		json_object_object_add(o, "generation", json_object_new_uint64(rr->generation));
+		json_print(o);
+	} else {
+		printf("layer %llu, router %s (generation %llu)\n", (unsigned long long)a.layer,
+		       rr->router, (unsigned long long)rr->generation);
+		for (uint64_t t = 0; t < T; t++) {
+			printf("token %llu:", (unsigned long long)t);
+			for (uint64_t j = 0; j < k; j++)
+				printf("  %3d (%.4f)", e[t * k + j], w[t * k + j]);
+			printf("\n");
+		}
+	}
+out:
+	if (resp)
+		moed__response__free_unpacked(resp, NULL);
+	npy_release(&x);
+	return r;
+}

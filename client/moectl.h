@@ -1,1 +1,51 @@
-/* placeholder */
+/*
+ * moectl: shared definitions of the client's commands.  Each command gets its
+ * arguments (after the command name, with --json removed), the global options
+ * and returns an exit code.
+ */
+#ifndef MOECTL_H
+#define MOECTL_H
+
+#include "client/conn.h"
+
+#define EXIT_OK 0
+#define EXIT_SERVER 1           /* the daemon answered with an error status */
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3      /* cannot connect, connection lost, protocol error */
+
+struct global {
+	const char *socket;
+	int json;
+	int timeout_ms;
+};
+
+struct command {
+	const char *name;
+	const char *synopsis;
+	const char *help;
+	int (*run)(const struct global *g, int argc, char **argv);
+};
+
+/* Connect + hello; prints the reason on failure. */
+int moectl_connect(const struct global *g, struct conn *c);
+/* Connect, send one request, get the OK reply (caller frees it). */
+int moectl_call_once(const struct global *g, Moed__Request *req, Moed__Response **ret);
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse "--layer N"-style unsigned values; prints a usage error. */
+int parse_uint(const char *cmd, const char *opt, const char *s, uint64_t max, uint64_t *ret);
+
+/* Commands (cmd_info.c, cmd_tensor.c, cmd_admin.c). */
+int cmd_status(const struct global *g, int argc, char **argv);
+int cmd_plugins(const struct global *g, int argc, char **argv);
+int cmd_model(const struct global *g, int argc, char **argv);
+int cmd_infer(const struct global *g, int argc, char **argv);
+int cmd_route(const struct global *g, int argc, char **argv);
+int cmd_router(const struct global *g, int argc, char **argv);
+int cmd_expert(const struct global *g, int argc, char **argv);
+int cmd_stats(const struct global *g, int argc, char **argv);
+int cmd_bias(const struct global *g, int argc, char **argv);
+int cmd_reload(const struct global *g, int argc, char **argv);
+
+extern const struct command moectl_commands[];
+
+#endif

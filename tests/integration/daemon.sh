@@ -33,7 +33,7 @@ ok "plugins lists all four"
 # handshake and hostile frames; after each, the daemon still answers
 check_raw() {
 	local scenario=$1 want=$2 out
-	out=$($RAW "$scenario" 2>&1)
+	out=$($RAW "$scenario" 2>&1 | tr "\n" " ")
 	if echo "$out" | grep -qE -- "$want"; then ok "raw $scenario: $(echo $out | head -c 160)"
 	else fail "raw $scenario: got '$out', want /$want/"; fi
 	"$MOECTL" status >/dev/null 2>&1 || fail "daemon not serving after $scenario"

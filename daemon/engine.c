@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "daemon/engine.h"
+#include "daemon/host.h"
 #include "daemon/log.h"
 
 static void fill_specs(const struct moed_model *m, const struct moed_layer *w,
@@ -278,10 +279,12 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 		goto out;
 	e->last_generation++;
 	for (uint32_t i = first; i < end; i++) {
+		host_clear_error();
 		r = bind_layer(g, &e->layers[i], params, n_params, &fresh[i]);
 		if (r < 0) {
-			snprintf(err, errlen, "plugin '%s': layer %u: setup failed: %s", name,
-				 e->layers[i].w->index, strerror(-r));
+			snprintf(err, errlen, "plugin '%s': layer %u: setup failed: %s%s%s", name,
+				 e->layers[i].w->index, strerror(-r), *host_last_error() ? "; " : "",
+				 host_last_error());
 			for (uint32_t j = first; j < i; j++)
 				binding_unref(fresh[j]);
 			plugin_gen_unref(g);

@@ -6,9 +6,12 @@
 
 #include <cblas.h>
 #include <stdarg.h>
+#include <stdio.h>
 
 #include "daemon/host.h"
 #include "daemon/log.h"
+
+static _Thread_local char last_error[256];
 
 static void host_log(int level, const char *plugin, const char *fmt, ...)
 {
@@ -17,6 +20,22 @@ static void host_log(int level, const char *plugin, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, plugin, fmt, ap);
 	va_end(ap);
+	if (level <= MOED_LOG_ERR) {
+		int n = snprintf(last_error, sizeof(last_error), "%s: ", plugin ? plugin : "plugin");
+		va_start(ap, fmt);
+		vsnprintf(last_error + n, sizeof(last_error) - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+}
+
+const char *host_last_error(void)
+{
+	return last_error;
+}
+
+void host_clear_error(void)
+{
+	last_error[0] = '\0';
 }
 
 static void host_sgemm_nt(size_t m, size_t n, size_t k, const float *a, const float *b,

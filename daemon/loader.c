@@ -199,9 +199,11 @@ int loader_open(const char *dir, const char *name, uint32_t want_kind,
 	r = check_descriptor(g->desc, name, want_kind, why, sizeof(why));
 	if (r < 0)
 		goto fail;
+	host_clear_error();
 	r = g->desc->init(host_table(), params, n_params, &g->state);
 	if (r < 0) {
-		snprintf(why, sizeof(why), "init failed: %s", strerror(-r));
+		snprintf(why, sizeof(why), "init failed: %s%s%s", strerror(-r),
+			 *host_last_error() ? "; " : "", host_last_error());
 		g->desc = NULL;         /* no fini after a failed init */
 		goto fail;
 	}

@@ -179,3 +179,38 @@ def write_safetensors(path, tensors):
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+def read_safetensors(path):
+    """{name: float32 array} from an F32/BF16/F16 safetensors file."""
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b = data[8 + n + t["data_offsets"][0]:8 + n + t["data_offsets"][1]]
+        if t["dtype"] == "F32":
+            a = np.frombuffer(b, "<f4")
+        elif t["dtype"] == "F16":
+            a = np.frombuffer(b, "<f2").astype(F32)
+        elif t["dtype"] == "BF16":
+            a = from_bf16_bits(np.frombuffer(b, "<u2"))
+        else:
+            continue
+        out[name] = a.reshape(t["shape"]).astype(F32)
+    return out
+
+
+def deepseek_layer(tensors, L, n_experts):
+    """A DeepSeek-named MoE layer from read_safetensors() output."""
+    p = "model.layers.%d.mlp." % L
+    ex = [tuple(tensors[p + "experts.%d.%s.weight" % (e, n)]
+                for n in ("gate_proj", "up_proj", "down_proj")) for e in range(n_experts)]
+    sh = None
+    if p + "shared_experts.gate_proj.weight" in tensors:
+        sh = tuple(tensors[p + "shared_experts.%s.weight" % n]
+                   for n in ("gate_proj", "up_proj", "down_proj"))
+    return {"gate": tensors[p + "gate.weight"], "bias": tensors.get(p + "gate.e_score_correction_bias"),
+            "experts": ex, "shared": sh}

@@ -31,6 +31,7 @@
 #include "daemon/state.h"
 
 #define DEFAULT_CONFIG MOED_SYSCONFDIR "/moed/moed.conf"
+#define LOAD_TIMEOUT_USEC (30ull * 60 * 1000000)
 
 struct cli {
 	const char *config;
@@ -342,7 +343,9 @@ static int run(struct daemon_ctx *d)
 	uint64_t wd;
 	int r;
 
-	notify_sendf("STATUS=Loading model %s", source);
+	/* loading big weights can outlast TimeoutStartSec: ask for more time */
+	notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=Loading model %s",
+		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
 	r = model_load(source, &model, err, sizeof(err));
 	if (r < 0) {
 		log_err("model: %s", err);

@@ -1,0 +1,36 @@
+# bash completion for moectl(1)
+_moectl()
+{
+	local cur prev words cword
+	_init_completion || return
+	local commands="status plugins model infer route router expert stats bias reload"
+	local i cmd=
+	for ((i = 1; i < cword; i++)); do
+		case ${words[i]} in
+		-s|--socket|-t|--timeout) ((i++)) ;;
+		-*) ;;
+		*) cmd=${words[i]}; break ;;
+		esac
+	done
+	case $prev in
+	-s|--socket) _filedir; return ;;
+	--input|--output) _filedir npy; return ;;
+	--layer|--random|--seed|--watch|-t|--timeout|--param) return ;;
+	esac
+	if [[ -z $cmd ]]; then
+		COMPREPLY=($(compgen -W "$commands --socket --json --timeout --help --version" -- "$cur"))
+		return
+	fi
+	local opts="--json --help"
+	case $cmd in
+	infer) opts+=" --layer --input --random --seed --output" ;;
+	route) opts+=" --layer --input --random --seed" ;;
+	router) opts+=" set show --param --layer softmax-topk sigmoid-norm bias-balanced" ;;
+	expert) opts+=" set --param --layer cpu cuda" ;;
+	stats) opts+=" --layer --watch" ;;
+	bias) opts+=" show reset freeze thaw --layer" ;;
+	reload) opts+=" --wait" ;;
+	esac
+	COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+}
+complete -F _moectl moectl

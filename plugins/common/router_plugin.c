@@ -33,7 +33,8 @@ int router_layer_new(const struct moed_host *host, const char *plugin,
 		goto fail;
 	}
 	all[0] = (struct param_spec){ "epsilon", PARAM_FLOAT, &epsilon, 0.0, 1.0 };
-	memcpy(all + 1, extra, n_extra * sizeof(*extra));
+	if (n_extra)
+		memcpy(all + 1, extra, n_extra * sizeof(*extra));
 	r = params_parse(host, plugin, all, n_extra + 1, params, n_params);
 	free(all);
 	if (r < 0)

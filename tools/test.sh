@@ -1,22 +1,65 @@
 #!/bin/sh
-# Install dependencies, build, and run the whole test suite (make check).
-# Ends with "N passed, N failed" and exits non-zero when anything failed.
+# The README's test command: install dependencies, build, and run the whole
+# test suite three ways —
+#   1. make check in the source tree,
+#   2. make check of a copy built with --enable-sanitizers (ASan + UBSan),
+#   3. make distcheck (the release tarball builds, passes and installs cleanly).
+# Ends with "N passed, N failed" over all of them; exits non-zero on any failure.
+# MOED_TEST_QUICK=1 runs only the first.
 cd "$(dirname "$0")/.." || exit 1
+top=$(pwd)
 tools/deps.sh || exit 1
-tools/build.sh || { echo "0 passed, 1 failed"; exit 1; }
-make -j"$(nproc)" check >check.out 2>&1
-rc=$?
-cat check.out
-for f in $(find tests -name '*.log' ! -name test-suite.log); do
-	grep -q '^:test-result: FAIL\|^:test-result: ERROR' "${f%.log}.trs" 2>/dev/null &&
-		{ echo "==== $f"; tail -n 40 "$f"; }
-done
-pass=$(sed -n 's/^# PASS: *//p' check.out | tail -n 1)
-skip=$(sed -n 's/^# SKIP: *//p' check.out | tail -n 1)
-fail=$(sed -n 's/^# FAIL: *//p' check.out | tail -n 1)
-err=$(sed -n 's/^# ERROR: *//p' check.out | tail -n 1)
-fail=$(( ${fail:-0} + ${err:-0} ))
-[ "$rc" -ne 0 ] && [ "$fail" -eq 0 ] && fail=1
-echo "(${skip:-0} skipped)"
-echo "${pass:-0} passed, $fail failed"
-[ "$rc" -eq 0 ] && [ "$fail" -eq 0 ]
+pass=0 fail=0 skip=0
+
+# count DIR LOG RC: add the automake summary of LOG to the totals
+count() {
+	p=$(sed -n 's/^# PASS: *//p' "$2" | tail -n 1)
+	s=$(sed -n 's/^# SKIP: *//p' "$2" | tail -n 1)
+	f=$(sed -n 's/^# FAIL: *//p' "$2" | tail -n 1)
+	e=$(sed -n 's/^# ERROR: *//p' "$2" | tail -n 1)
+	f=$(( ${f:-0} + ${e:-0} ))
+	[ "$3" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+	pass=$((pass + ${p:-0})) fail=$((fail + f)) skip=$((skip + ${s:-0}))
+	for log in $(find "$1" -name '*.trs' 2>/dev/null); do
+		grep -q '^:test-result: \(FAIL\|ERROR\)' "$log" && { echo "==== ${log%.trs}.log"; tail -n 40 "${log%.trs}.log"; }
+	done
+}
+
+echo "== 1. build and make check"
+if tools/build.sh >build.out 2>&1; then
+	make -j"$(nproc)" check >check.out 2>&1
+	rc=$?
+	cat check.out
+	count "$top/tests" check.out $rc
+else
+	cat build.out
+	fail=$((fail + 1))
+fi
+
+if [ -z "$MOED_TEST_QUICK" ]; then
+	echo "== 2. sanitizer build (ASan + UBSan) and make check"
+	rm -rf build-asan && mkdir build-asan
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C build-asan
+	if (cd build-asan && autoreconf -fi && ./configure -q --enable-sanitizers &&
+	    make -j"$(nproc)") >build-asan.out 2>&1; then
+		(cd build-asan && make -j"$(nproc)" check) >check-asan.out 2>&1
+		rc=$?
+		grep -E '^(PASS|FAIL|SKIP|ERROR|#)' check-asan.out
+		count "$top/build-asan/tests" check-asan.out $rc
+	else
+		tail -n 40 build-asan.out
+		fail=$((fail + 1))
+	fi
+
+	echo "== 3. make distcheck"
+	if make -j"$(nproc)" distcheck >distcheck.out 2>&1; then
+		echo "distcheck: ok"
+		pass=$((pass + 1))
+	else
+		tail -n 60 distcheck.out
+		fail=$((fail + 1))
+	fi
+fi
+echo "($skip skipped)"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -29,8 +29,9 @@ need_numpy() {
 }
 
 # start_moed [ARGS...]: run moed on $SOCK with the in-tree plugins; wait for it.
+# $MOED_WRAPPER (e.g. "prlimit --nofile=48 --" or valgrind) runs in front of it.
 start_moed() {
-	"$MOED" --socket "$SOCK" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --state-dir "$TMP" \
+	${MOED_WRAPPER:-} "$MOED" --socket "$SOCK" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --state-dir "$TMP" \
 		--config /dev/null "$@" >"$TMP/moed.log" 2>&1 &
 	MOED_PID=$!
 	for _ in $(seq 1 600); do

@@ -126,6 +126,33 @@ def main():
     elif scenario == "unknown-type":
         s.sendall(frame(hello(1)) + frame(field(1, 0, 5)))   # id only, no body
         report(s, 2)
+    elif scenario == "huge-shape":
+        # an infer whose tensor shape has 100k (packed, empty) dimensions
+        shape = b"".join(varint(0) for _ in range(100000))
+        tensor = field(1, 0, 1) + field(2, 2, shape) + field(3, 2, b"")
+        s.sendall(frame(hello(1)) + frame(request(9, 14, field(1, 0, 1) + field(2, 2, tensor))))
+        report(s, 2)
+    elif scenario == "many-params":
+        # a router_set with 100k empty Param entries: refused, nothing swapped
+        params = b"".join(field(2, 2, b"") for _ in range(100000))
+        s.sendall(frame(hello(1)) + frame(request(9, 16, field(1, 2, b"x") + params)))
+        report(s, 2)
+    elif scenario == "bad-tensor":
+        # dtype F32, shape [2, 64] but 12 bytes of data
+        tensor = field(1, 0, 1) + field(2, 2, varint(2) + varint(64)) + field(3, 2, bytes(12))
+        s.sendall(frame(hello(1)) + frame(request(4, 15, field(1, 0, 1) + field(2, 2, tensor))))
+        report(s, 2)
+    elif scenario == "hold":
+        # open a connection, say hello, keep it open until stdin closes
+        s.sendall(frame(hello(1)))
+        report(s, 1)
+        sys.stdin.read()
+    elif scenario == "disconnect-mid-reply":
+        # ask for a large result and close without reading it
+        shape = varint(2000) + varint(256)
+        tensor = field(1, 0, 1) + field(2, 2, shape) + field(3, 2, bytes(2000 * 256 * 4))
+        s.sendall(frame(hello(1)) + frame(request(5, 14, field(1, 0, 1) + field(2, 2, tensor))))
+        print("sent")
     elif scenario == "pipeline":
         # hello, then status, plugins and model without waiting
         s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +

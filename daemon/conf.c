@@ -37,6 +37,7 @@ static const struct config_key config_keys[] = {
 	KEY("daemon", "workers", SLOT_U32, workers, 0, 1024),
 	KEY("daemon", "admin_group", SLOT_STRING, admin_group, 0, 0),
 	KEY("daemon", "admin_socket", SLOT_STRING, admin_socket, 0, 0),
+	KEY("daemon", "allow_group_writable_plugins", SLOT_U32, allow_group_writable_plugins, 0, 1),
 	KEY("daemon", "socket_mode", SLOT_U32, socket_mode, 0, 0777),
 	KEY("daemon", "socket_group", SLOT_STRING, socket_group, 0, 0),
 	KEY("daemon", "state_save_interval_s", SLOT_U32, state_save_interval_s, 0, 86400),

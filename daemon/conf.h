@@ -31,6 +31,7 @@ struct moed_config {
 	unsigned workers;               /* 0 = number of online CPUs */
 	char *admin_group;              /* members may use admin operations */
 	char *admin_socket;             /* optional socket (mode 0600) for admin peers */
+	uint32_t allow_group_writable_plugins; /* root-owned, group-writable plugin paths ok */
 	uint32_t socket_mode;           /* permissions of the bound socket */
 	char *socket_group;             /* group of the bound socket */
 	uint32_t state_save_interval_s; /* 0 = only on swap, reload and exit */

@@ -157,6 +157,29 @@ static int copy_params(struct plugin_gen *g, const struct moed_param *params, si
 	return 0;
 }
 
+int loader_allow_group_writable;
+
+/* Loading a plugin runs its code: refuse a directory or file that someone other
+ * than its owner may write (group-writable is allowed for root-owned paths when
+ * configured), and say which path and what to do. */
+static int check_writable(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
+		return -errno;
+	}
+	if ((st.st_mode & S_IWOTH) ||
+	    ((st.st_mode & S_IWGRP) && !(loader_allow_group_writable && st.st_uid == 0))) {
+		snprintf(err, errlen, "%s '%s' is writable by %s (mode %04o); refusing to load code from it (chmod go-w)",
+			 what, path, st.st_mode & S_IWOTH ? "others" : "its group",
+			 (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
 int loader_open(const char *dir, const char *name, uint32_t want_kind,
 		const struct moed_param *params, size_t n_params, uint64_t generation,
 		struct plugin_gen **ret_gen, char *err, size_t errlen)
@@ -178,6 +201,9 @@ int loader_open(const char *dir, const char *name, uint32_t want_kind,
 		snprintf(err, errlen, "plugin '%s': '%s': %s", name, path, strerror(errno));
 		return r;
 	}
+	if ((r = check_writable(dir, "plugin directory", err, errlen)) < 0 ||
+	    (r = check_writable(path, "plugin file", err, errlen)) < 0)
+		return r;
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->name = strdup(name)) || !(g->path = strdup(path)) ||
 	    copy_params(g, params, n_params) < 0) {

@@ -39,6 +39,10 @@ struct plugin_probe {
 	char error[256];                /* empty when loadable */
 };
 
+/* Accept group-writable plugin directories and files owned by root
+ * ([daemon] allow_group_writable_plugins); others-writable is always refused. */
+extern int loader_allow_group_writable;
+
 /* Only [a-z0-9_-], 1..63 characters. */
 int loader_name_valid(const char *name);
 const char *loader_kind_name(uint32_t kind);

@@ -22,6 +22,7 @@
 #include "daemon/conf.h"
 #include "daemon/engine.h"
 #include "daemon/host.h"
+#include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/model.h"
 #include "daemon/notify.h"
@@ -354,6 +355,7 @@ static int run(struct daemon_ctx *d)
 	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %llu bytes",
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
 		 model->n_experts, model->top_k, (unsigned long long)model->weight_bytes);
+	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
 	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)
 		return r;

@@ -7,6 +7,7 @@
 # Ends with "N passed, N failed" over all of them; exits non-zero on any failure.
 # MOED_TEST_QUICK=1 runs only the first.
 cd "$(dirname "$0")/.." || exit 1
+umask 022        # build outputs must not be group-writable: moed refuses such plugins
 top=$(pwd)
 tools/deps.sh || exit 1
 pass=0 fail=0 skip=0

@@ -102,6 +102,13 @@ expect_fail 1 "ABI 999, want 1" "$MOECTL" router set bad-abi
 expect_fail 1 "init failed" "$MOECTL" router set failing-init
 expect_fail 1 "not valid" "$MOECTL" router set ../plugins/cpu
 expect_fail 1 "unknown parameter 'gama'" "$MOECTL" router set bias-balanced --param gama=1
+# a plugin file or directory others may write is refused, naming the path
+chmod o+w "$PDIR/softmax-topk.so"
+expect_fail 1 "plugin file '$PDIR/softmax-topk.so' is writable by others" "$MOECTL" router set softmax-topk
+chmod o-w "$PDIR/softmax-topk.so"
+chmod g+w "$PDIR"
+expect_fail 1 "plugin directory '$PDIR' is writable by its group" "$MOECTL" router set softmax-topk
+chmod g-w "$PDIR"
 [ "$("$MOECTL" --json router show | tr -d ' \n')" = "$gen_before" ] && ok "bindings unchanged" ||
 	fail "bindings changed by a failed swap"
 "$MOECTL" infer --layer 1 --input "$X" >/dev/null || fail "infer after failed swaps"

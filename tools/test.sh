@@ -3,7 +3,8 @@
 # test suite three ways —
 #   1. make check in the source tree,
 #   2. make check of a copy built with --enable-sanitizers (ASan + UBSan),
-#   3. make distcheck (the release tarball builds, passes and installs cleanly).
+#   3. make distcheck (the release tarball builds, passes and installs cleanly),
+#   4. make check-valgrind (the daemon under memcheck through the integration tests).
 # Ends with "N passed, N failed" over all of them; exits non-zero on any failure.
 # MOED_TEST_QUICK=1 runs only the first.
 cd "$(dirname "$0")/.." || exit 1
@@ -60,6 +61,12 @@ if [ -z "$MOED_TEST_QUICK" ]; then
 		tail -n 60 distcheck.out
 		fail=$((fail + 1))
 	fi
+
+	echo "== 4. valgrind memcheck (make check-valgrind)"
+	make check-valgrind >valgrind.out 2>&1
+	rc=$?
+	grep -E '^(PASS|FAIL|SKIP|ERROR|#)|valgrind' valgrind.out
+	count "$top/tests" valgrind.out $rc
 fi
 echo "($skip skipped)"
 echo "$pass passed, $fail failed"

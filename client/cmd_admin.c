@@ -192,6 +192,7 @@ static json_object *stats_json(const Moed__StatsResponse *s)
 		json_object_object_add(j, "bias", json_float_array(l->bias, l->n_bias));
 		json_object_object_add(j, "bias_frozen", json_object_new_boolean(l->bias_frozen));
 		json_object_object_add(j, "requests", json_object_new_uint64(l->requests));
+		json_object_object_add(j, "batches", json_object_new_uint64(l->batches));
 		json_object_object_add(j, "tokens", json_object_new_uint64(l->tokens));
 		json_object_object_add(j, "compute_latency", latency_json(l->compute));
 		json_object_object_add(j, "request_latency", latency_json(l->request));
@@ -210,9 +211,10 @@ static void stats_print(const Moed__StatsResponse *s)
 		for (size_t e = 0; e < l->n_window_load; e++)
 			if (l->window_load[e] > max)
 				max = l->window_load[e];
-		printf("layer %u  router %s (generation %llu)  %llu requests, %llu tokens\n",
+		printf("layer %u  router %s (generation %llu)  %llu requests in %llu batches, %llu tokens\n",
 		       l->layer, l->router, (unsigned long long)l->generation,
-		       (unsigned long long)l->requests, (unsigned long long)l->tokens);
+		       (unsigned long long)l->requests, (unsigned long long)l->batches,
+		       (unsigned long long)l->tokens);
 		printf("  MaxVio %.3f recent, %.3f since start; latency compute p50/p90/p99 %llu/%llu/%llu us, request %llu/%llu/%llu us\n",
 		       l->max_vio, l->max_vio_total, (unsigned long long)l->compute->p50_us,
 		       (unsigned long long)l->compute->p90_us, (unsigned long long)l->compute->p99_us,

@@ -226,6 +226,8 @@ static int do_stats(struct session *s, const Moed__Request *req, struct arena *a
 		ls->bias = bias;
 		ls->bias_frozen = frozen != 0;
 		ls->requests = l->stats.requests;
+		ls->has_batches = 1;
+		ls->batches = l->stats.batches;
 		ls->tokens = l->stats.tokens;
 		fill_latency(&lat[0], &l->stats.compute);
 		fill_latency(&lat[1], &l->stats.request);

@@ -55,6 +55,8 @@ static const struct config_key config_keys[] = {
 	KEY("limits", "frame_timeout_ms", SLOT_U32, frame_timeout_ms, 100, 3600000),
 	KEY("limits", "write_high_water", SLOT_U32, write_high_water, 4096, 1u << 31),
 	KEY("limits", "write_hard_cap", SLOT_U32, write_hard_cap, 4096, 1u << 31),
+	KEY("limits", "max_batch_tokens", SLOT_U32, max_batch_tokens, 1, 1u << 24),
+	KEY("limits", "coalesce_window_us", SLOT_U32, coalesce_window_us, 0, 1000000),
 };
 
 struct parse_ctx {
@@ -93,6 +95,8 @@ void config_init(struct moed_config *cfg)
 	cfg->frame_timeout_ms = 30000;
 	cfg->write_high_water = 64u << 20;
 	cfg->write_hard_cap = 512u << 20;
+	cfg->max_batch_tokens = 1024;
+	cfg->coalesce_window_us = 0;
 }
 
 void config_params_clear(struct config_params *ps)

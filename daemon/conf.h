@@ -55,6 +55,8 @@ struct moed_config {
 	uint32_t frame_timeout_ms;      /* a started frame must complete within this */
 	uint32_t write_high_water;      /* stop reading a client with this many unsent bytes */
 	uint32_t write_hard_cap;        /* drop a client with this many unsent bytes */
+	uint32_t max_batch_tokens;      /* coalesced infer batch size cap */
+	uint32_t coalesce_window_us;    /* wait this long to coalesce even when idle; 0 = no */
 };
 
 void config_init(struct moed_config *cfg);

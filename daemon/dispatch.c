@@ -1,10 +1,9 @@
 /*
  * Dispatch.  Every request gets exactly one response with its id: either right
- * here (hello, status, plugins, model, every validation error, "busy") or from
- * tensor_done() on the loop thread when the worker pool has run the layer.
- * Validation happens before anything is queued: layer, dtype, shape against the
- * byte count, hidden size, token limits, finite values.  The unpacked request
- * stays alive while its job runs because the job reads the input in place.
+ * here (hello, status, plugins, model, every validation error, "busy"), from
+ * admin.c, or from batch.c once the worker pool has run the layer.  Validation
+ * happens before anything is queued: layer, dtype, shape against the byte
+ * count, hidden size, token limits, finite values.
  */
 #include "config.h"
 
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "daemon/admin.h"
+#include "daemon/batch.h"
 #include "daemon/dispatch.h"
 #include "daemon/engine.h"
 #include "daemon/info.h"
@@ -23,15 +23,6 @@
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "proto/tensor.h"
-
-struct tensor_job {
-	struct pool_job pj;
-	struct session *s;
-	Moed__Request *req;
-	struct engine_call call;
-	uint64_t start_ns;
-	void *buf;                      /* experts, weights and y in one block */
-};
 
 static void reply_ok(struct session *s, Moed__Response *resp, uint64_t id)
 {
@@ -159,69 +150,6 @@ static struct engine_layer *check_tensor_request(struct session *s, uint64_t id,
 	return l;
 }
 
-static void tensor_work(struct pool_job *pj)
-{
-	struct tensor_job *j = (struct tensor_job *)pj;
-
-	engine_call_run(&j->call);
-}
-
-static void send_tensor_reply(struct tensor_job *j)
-{
-	Moed__Response resp = MOED__RESPONSE__INIT;
-	Moed__InferResponse infer = MOED__INFER_RESPONSE__INIT;
-	Moed__RouteResponse route = MOED__ROUTE_RESPONSE__INIT;
-	struct engine_call *c = &j->call;
-	uint64_t shape_y[2], shape_e[2], shape_w[2];
-	Moed__Tensor ty, te, tw;
-	size_t k = c->layer->rspec.top_k;
-
-	if (c->y) {
-		tensor_wrap2(&ty, shape_y, MOED__DTYPE__F32, c->y, c->n_tokens,
-			     c->layer->rspec.hidden_size);
-		infer.output = &ty;
-		infer.router = c->router->gen->name;
-		infer.generation = c->router->gen->generation;
-		infer.compute_us = c->compute_ns / 1000;
-		resp.body_case = MOED__RESPONSE__BODY_INFER;
-		resp.infer = &infer;
-	} else {
-		tensor_wrap2(&te, shape_e, MOED__DTYPE__I32, c->experts, c->n_tokens, k);
-		tensor_wrap2(&tw, shape_w, MOED__DTYPE__F32, c->weights, c->n_tokens, k);
-		route.experts = &te;
-		route.weights = &tw;
-		route.router = c->router->gen->name;
-		route.generation = c->router->gen->generation;
-		resp.body_case = MOED__RESPONSE__BODY_ROUTE;
-		resp.route = &route;
-	}
-	reply_ok(j->s, &resp, j->req->id);
-}
-
-static void tensor_done(struct pool_job *pj)
-{
-	struct tensor_job *j = (struct tensor_job *)pj;
-	struct server *srv = j->s->srv;
-
-	if (j->call.rc < 0) {
-		log_warn("dispatch: layer %u: %s", j->call.layer->w->index, j->call.err);
-		session_send_error(j->s, j->req->id, MOED__STATUS__INTERNAL, "%s", j->call.err);
-	} else {
-		send_tensor_reply(j);
-		srv->requests_served++;
-		srv->tokens_served += j->call.n_tokens;
-		stats_record(&j->call.layer->stats, uv_now(srv->loop), j->call.experts,
-			     j->call.n_tokens * j->call.layer->rspec.top_k, j->call.n_tokens,
-			     j->call.compute_ns / 1000, (uv_hrtime() - j->start_ns) / 1000);
-	}
-	engine_call_end(&j->call);
-	moed__request__free_unpacked(j->req, NULL);
-	session_release(j->s);
-	free(j->buf);
-	free(j);
-	server_check_drained(srv);
-}
-
 /* Takes ownership of req. */
 static void do_tensor(struct session *s, Moed__Request *req)
 {
@@ -229,9 +157,6 @@ static void do_tensor(struct session *s, Moed__Request *req)
 	uint32_t layer = infer ? req->infer->layer : req->route->layer;
 	const Moed__Tensor *hidden = infer ? req->infer->hidden : req->route->hidden;
 	struct engine_layer *l;
-	struct tensor_job *j;
-	size_t T, k, H;
-	int r;
 
 	if (s->srv->stopping) {
 		session_send_error(s, req->id, MOED__STATUS__UNAVAILABLE, "moed is shutting down");
@@ -246,44 +171,7 @@ static void do_tensor(struct session *s, Moed__Request *req)
 	l = check_tensor_request(s, req->id, layer, hidden);
 	if (!l)
 		goto drop;
-	T = hidden->shape[0];
-	k = l->rspec.top_k;
-	H = l->rspec.hidden_size;
-	j = calloc(1, sizeof(*j));
-	if (j)
-		j->buf = malloc(T * k * (sizeof(int32_t) + sizeof(float)) +
-				(infer ? T * H * sizeof(float) : 0));
-	if (!j || !j->buf) {
-		if (j)
-			free(j);
-		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
-		goto drop;
-	}
-	j->s = s;
-	j->req = req;
-	j->start_ns = uv_hrtime();
-	j->pj.work = tensor_work;
-	j->pj.done = tensor_done;
-	j->call.x = (const float *)hidden->data.data;
-	j->call.n_tokens = T;
-	j->call.experts = j->buf;
-	j->call.weights = (float *)(j->call.experts + T * k);
-	j->call.y = infer ? j->call.weights + T * k : NULL;
-	engine_call_begin(&j->call, l);
-	r = pool_submit(s->srv->pool, &j->pj);
-	if (r < 0) {
-		engine_call_end(&j->call);
-		session_send_error(s, req->id,
-				   r == -EBUSY ? MOED__STATUS__RESOURCE_EXHAUSTED
-					       : MOED__STATUS__UNAVAILABLE,
-				   r == -EBUSY ? "busy: the worker queue is full (queue_depth %u)"
-					       : "moed is shutting down (queue_depth %u)",
-				   s->srv->cfg->queue_depth);
-		free(j->buf);
-		free(j);
-		goto drop;
-	}
-	session_hold(s);
+	batch_request(s, req, l);
 	return;
 drop:
 	moed__request__free_unpacked(req, NULL);

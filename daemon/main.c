@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "daemon/batch.h"
 #include "daemon/conf.h"
 #include "daemon/engine.h"
 #include "daemon/host.h"
@@ -206,6 +207,7 @@ static void on_drained(struct server *srv)
 	struct daemon_ctx *d = srv->loop->data;
 
 	log_info("moed: all requests finished");
+	batch_release(srv);
 	save_state(d);
 	uv_timer_stop(&d->deadline);
 	pool_shutdown(d->pool, on_pool_closed, d);

@@ -101,7 +101,9 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 	    cur->idle_timeout_ms != next->idle_timeout_ms ||
 	    cur->frame_timeout_ms != next->frame_timeout_ms ||
 	    cur->write_high_water != next->write_high_water ||
-	    cur->write_hard_cap != next->write_hard_cap) {
+	    cur->write_hard_cap != next->write_hard_cap ||
+	    cur->max_batch_tokens != next->max_batch_tokens ||
+	    cur->coalesce_window_us != next->coalesce_window_us) {
 		cur->max_frame_bytes = next->max_frame_bytes;
 		cur->max_connections = next->max_connections;
 		cur->max_inflight_per_conn = next->max_inflight_per_conn;
@@ -112,6 +114,8 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 		cur->frame_timeout_ms = next->frame_timeout_ms;
 		cur->write_high_water = next->write_high_water;
 		cur->write_hard_cap = next->write_hard_cap;
+		cur->max_batch_tokens = next->max_batch_tokens;
+		cur->coalesce_window_us = next->coalesce_window_us;
 		note(res->applied, &res->n_applied, "limits");
 		if (cur->queue_depth != next->queue_depth)
 			note(res->restart, &res->n_restart, "queue_depth");

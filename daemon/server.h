@@ -14,6 +14,7 @@
 
 #include "daemon/conf.h"
 
+struct batch;
 struct engine;
 struct pool;
 struct session;
@@ -39,6 +40,9 @@ struct server {
 		int admin;
 	} listeners[2];                 /* LISTEN_API, LISTEN_ADMIN */
 	uv_timer_t sweep;               /* session deadlines, once a second */
+	struct batch **pending;         /* per MoE layer: infer requests waiting to coalesce */
+	uv_timer_t window_timer;        /* coalesce_window_us */
+	int window_timer_init;
 	struct session *sessions;       /* doubly linked */
 	uint32_t n_sessions;
 	uint64_t requests_served;

@@ -31,6 +31,7 @@ struct layer_stats {
 	uint64_t slot_start;            /* start time of the current slot */
 	unsigned cur;
 	uint64_t requests, tokens;
+	uint64_t batches;               /* engine calls (several requests when coalesced) */
 	struct hist compute, request;
 };
 

@@ -74,6 +74,15 @@ assert len({o["generation"] for o in s["outputs"]}) > 10, "load did not span the
 assert bad == 0
 PY
 
+# concurrent requests were coalesced: fewer engine calls than requests
+"$MOECTL" --json stats --layer 1 >"$TMP/stats.json" || fail "stats"
+$PY - "$TMP/stats.json" <<'PY' && ok "coalescing under load" || fail "no coalescing under load"
+import json, sys
+l = json.load(open(sys.argv[1]))["layers"][0]
+print("layer 1: %d requests in %d engine calls" % (l["requests"], l["batches"]))
+assert 0 < l["batches"] < l["requests"]
+PY
+
 # each replaced generation finalised exactly once; the current one not yet
 $PY - "$TMP/moed.log" "$TMP/configs" <<'PY' && ok "old generations finalised once each" || fail "generation release"
 import collections, re, sys

@@ -4,7 +4,9 @@
 #   1. make check in the source tree,
 #   2. make check of a copy built with --enable-sanitizers (ASan + UBSan),
 #   3. make distcheck (the release tarball builds, passes and installs cleanly),
-#   4. make check-valgrind (the daemon under memcheck through the integration tests).
+#   4. make check-valgrind (the daemon under memcheck through the integration tests),
+#   5. a build --with-libsystemd=no: its own sd_notify and socket activation code
+#      through the systemd contract test and the daemon test.
 # Ends with "N passed, N failed" over all of them; exits non-zero on any failure.
 # MOED_TEST_QUICK=1 runs only the first.
 cd "$(dirname "$0")/.." || exit 1
@@ -67,6 +69,21 @@ if [ -z "$MOED_TEST_QUICK" ]; then
 	rc=$?
 	grep -E '^(PASS|FAIL|SKIP|ERROR|#)|valgrind' valgrind.out
 	count "$top/tests" valgrind.out $rc
+
+	echo "== 5. build without libsystemd"
+	rm -rf build-nosd && mkdir build-nosd
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C build-nosd
+	if (cd build-nosd && autoreconf -fi && ./configure -q --with-libsystemd=no &&
+	    make -j"$(nproc)") >build-nosd.out 2>&1; then
+		(cd build-nosd && make -j"$(nproc)" check \
+			TESTS="tests/integration/systemd.sh tests/integration/daemon.sh") >check-nosd.out 2>&1
+		rc=$?
+		grep -E '^(PASS|FAIL|SKIP|ERROR)' check-nosd.out
+		count "$top/build-nosd/tests" check-nosd.out $rc
+	else
+		tail -n 40 build-nosd.out
+		fail=$((fail + 1))
+	fi
 fi
 echo "($skip skipped)"
 echo "$pass passed, $fail failed"

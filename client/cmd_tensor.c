@@ -1,10 +1,11 @@
 /*
  * infer and route: send hidden states of T tokens for one layer and show or
  * save what comes back.  Input is a .npy float32 [T, H] array (a 1-D [H] array
- * is one token) or --random T tokens: uniform values in [-1, 1) from
- * splitmix64 seeded with --seed (default 0), 24 random bits each, so any tool
- * can reproduce them.  Inputs are checked here too (finite, non-empty) so the
- * user gets the reason before a round trip.
+ * is one token) or --random T tokens, T x H values in row-major order, so
+ * any tool can reproduce them: the standard splitmix64 generator with its
+ * state starting at --seed (default 0), each value (next() >> 40) * 2^-23 - 1,
+ * which is uniform in [-1, 1) and exact in float32.  Inputs are checked here
+ * too (finite, non-empty) so the user gets the reason before a round trip.
  */
 #include "config.h"
 
@@ -103,52 +104,65 @@ static int hidden_size(struct conn *c, uint32_t *ret)
 	return EXIT_OK;
 }
 
-/* Load or generate the input; checks it is non-empty and finite. */
-static int get_input(const char *cmd, struct conn *c, const struct tensor_args *a,
-		     struct npy_array *x)
+/* Refuse an input the daemon would refuse anyway: empty, or not finite. */
+static int check_input(const char *cmd, const struct npy_array *x)
 {
-	char err[512];
-	uint32_t H;
-	int r;
-
-	if (a->input) {
-		if (npy_read(a->input, x, err, sizeof(err)) < 0) {
-			fprintf(stderr, "moectl %s: %s\n", cmd, err);
-			return EXIT_USAGE;
-		}
-		if (x->type != NPY_F32) {
-			npy_release(x);
-			return usage_error(cmd, "%s: input must be float32 [T, H]", a->input);
-		}
-	} else {
-		r = hidden_size(c, &H);
-		if (r != EXIT_OK)
-			return r;
-		x->type = NPY_F32;
-		x->rows = a->random_tokens;
-		x->cols = H;
-		x->data = malloc(x->rows * x->cols * sizeof(float));
-		if (!x->data)
-			return usage_error(cmd, "out of memory for %llu tokens",
-					   (unsigned long long)x->rows);
-		uint64_t s = a->seed;
-		for (uint64_t i = 0; i < x->rows * x->cols; i++)
-			((float *)x->data)[i] =
-				2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
-	}
-	if (x->rows == 0 || x->cols == 0) {
-		npy_release(x);
+	if (x->rows == 0 || x->cols == 0)
 		return usage_error(cmd, "the input is empty (%llu x %llu)",
 				   (unsigned long long)x->rows, (unsigned long long)x->cols);
-	}
 	for (uint64_t i = 0; i < x->rows * x->cols; i++)
-		if (!isfinite(((float *)x->data)[i])) {
-			npy_release(x);
+		if (!isfinite(((const float *)x->data)[i]))
 			return usage_error(cmd, "input[%llu][%llu] is not finite",
 					   (unsigned long long)(i / x->cols),
 					   (unsigned long long)(i % x->cols));
-		}
 	return EXIT_OK;
+}
+
+/* Read and check the --input file: before connecting, so a bad file is a
+ * usage error whether or not the daemon runs. */
+static int load_input(const char *cmd, const char *path, struct npy_array *x)
+{
+	char err[512];
+
+	if (npy_read(path, x, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moectl %s: %s\n", cmd, err);
+		return EXIT_USAGE;
+	}
+	if (x->type != NPY_F32)
+		return usage_error(cmd, "%s: input must be float32 [T, H], not int32", path);
+	return check_input(cmd, x);
+}
+
+/* --random T: T x H values uniform in [-1, 1), H asked from the daemon. */
+static int random_input(const char *cmd, struct conn *c, const struct tensor_args *a,
+			struct npy_array *x)
+{
+	uint64_t s = a->seed, n;
+	uint32_t H;
+	int r;
+
+	r = hidden_size(c, &H);
+	if (r != EXIT_OK)
+		return r;
+	n = a->random_tokens * H;       /* <= 2^24 * 2^32: no overflow */
+	if (n > CONN_MAX_FRAME / sizeof(float))
+		return usage_error(cmd, "--random %llu: %llu x %u floats is more than moectl sends",
+				   (unsigned long long)a->random_tokens,
+				   (unsigned long long)a->random_tokens, H);
+	x->type = NPY_F32;
+	x->ndim = 2;
+	x->rows = a->random_tokens;
+	x->cols = H;
+	x->data = malloc(n ? n * sizeof(float) : 1);
+	if (!x->data) {
+		fprintf(stderr, "moectl %s: out of memory for %llu tokens\n", cmd,
+			(unsigned long long)x->rows);
+		return EXIT_USAGE;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		((float *)x->data)[i] =
+			2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
+	return check_input(cmd, x);
 }
 
 static double now_us(void)
@@ -171,12 +185,19 @@ static int run_tensor(const struct global *g, const char *cmd, const struct tens
 	struct conn c;
 	int r;
 
+	if (a->input) {
+		r = load_input(cmd, a->input, x);
+		if (r != EXIT_OK)
+			return r;
+	}
 	r = moectl_connect(g, &c);
 	if (r != EXIT_OK)
 		return r;
-	r = get_input(cmd, &c, a, x);
-	if (r != EXIT_OK)
-		goto out;
+	if (!a->input) {
+		r = random_input(cmd, &c, a, x);
+		if (r != EXIT_OK)
+			goto out;
+	}
 	tensor_wrap2(&t, shape, MOED__DTYPE__F32, x->data, x->rows, x->cols);
 	if (infer) {
 		ir.layer = (uint32_t)a->layer;
@@ -197,14 +218,16 @@ out:
 	return r;
 }
 
-static int check_reply_tensor(const char *cmd, const Moed__Tensor *t, Moed__DType dtype,
-			      uint64_t rows)
+/* The daemon's tensor must be dtype [rows, cols] (cols 0: any) before we index it. */
+static int check_reply_tensor(const char *cmd, const char *what, const Moed__Tensor *t,
+			      Moed__DType dtype, uint64_t rows, uint64_t cols)
 {
-	char why[256];
+	char why[256] = "";
 
-	if (tensor_check(t, dtype, 2, why, sizeof(why)) < 0 || t->shape[0] != rows) {
-		fprintf(stderr, "moectl %s: protocol error: reply tensor: %s\n", cmd,
-			why[0] ? why : "wrong number of tokens");
+	if (tensor_check(t, dtype, 2, why, sizeof(why)) < 0 || t->shape[0] != rows ||
+	    (cols && t->shape[1] != cols)) {
+		fprintf(stderr, "moectl %s: protocol error: reply %s: %s\n", cmd, what,
+			why[0] ? why : "shape does not match the request");
 		return EXIT_UNREACHABLE;
 	}
 	return EXIT_OK;
@@ -222,7 +245,7 @@ int cmd_infer(const struct global *g, int argc, char **argv)
 	if (r != EXIT_OK || (r = run_tensor(g, "infer", &a, 1, &x, &resp, &rtt)) != EXIT_OK)
 		goto out;
 	const Moed__InferResponse *ir = resp->infer;
-	r = check_reply_tensor("infer", ir->output, MOED__DTYPE__F32, x.rows);
+	r = check_reply_tensor("infer", "output", ir->output, MOED__DTYPE__F32, x.rows, x.cols);
 	if (r != EXIT_OK)
 		goto out;
 	const float *y = (const float *)ir->output->data.data;
@@ -277,8 +300,11 @@ int cmd_route(const struct global *g, int argc, char **argv)
 	if (r != EXIT_OK || (r = run_tensor(g, "route", &a, 0, &x, &resp, &rtt)) != EXIT_OK)
 		goto out;
 	const Moed__RouteResponse *rr = resp->route;
-	if ((r = check_reply_tensor("route", rr->experts, MOED__DTYPE__I32, x.rows)) != EXIT_OK ||
-	    (r = check_reply_tensor("route", rr->weights, MOED__DTYPE__F32, x.rows)) != EXIT_OK)
+	r = check_reply_tensor("route", "experts", rr->experts, MOED__DTYPE__I32, x.rows, 0);
+	if (r == EXIT_OK)
+		r = check_reply_tensor("route", "weights", rr->weights, MOED__DTYPE__F32, x.rows,
+				       rr->experts->shape[1]);
+	if (r != EXIT_OK)
 		goto out;
 	uint64_t T = x.rows, k = rr->experts->shape[1];
 	const int32_t *e = (const int32_t *)rr->experts->data.data;

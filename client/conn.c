@@ -1,8 +1,15 @@
 /*
- * Client connection.  Every wait is a poll() with the remaining timeout, so a
- * daemon that stops answering makes moectl fail with a reason instead of hang.
+ * Client connection.  Each call has one deadline: the wait for the reply is a
+ * poll() with what is left of it, and SO_RCVTIMEO/SO_SNDTIMEO bound the
+ * blocking reads and writes inside a frame, so a daemon that stops answering
+ * (or stops reading) makes moectl fail with a reason instead of hang.
+ *
  * Replies with an id other than the one awaited are skipped (none should come:
- * moectl never pipelines).
+ * moectl never pipelines); id 0 is the daemon's answer to a frame it could not
+ * read as a request, and is taken as the reply.  When the daemon closes the
+ * connection while a request is still being written (it does so after an
+ * oversized frame), the reply it sent before closing is read and shown, since
+ * it says why.
  */
 #include "config.h"
 
@@ -12,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,13 +28,36 @@
 #include "client/moectl.h"
 #include "proto/frame.h"
 
-#define CLIENT_MAX_FRAME (1u << 30)
+#define PROTOCOL_VERSION 1
+/* After a failed write: how long to wait for the daemon's last word. */
+#define LAST_WORD_MS 200
 
 static const char *status_name(Moed__Status s)
 {
-	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&moed__status__descriptor, s);
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&moed__status__descriptor,
+									   s);
 
 	return v ? v->name : "UNKNOWN";
+}
+
+/* The response body that answers a request body. */
+static Moed__Response__BodyCase answer_to(Moed__Request__BodyCase q)
+{
+	switch (q) {
+	case MOED__REQUEST__BODY_HELLO: return MOED__RESPONSE__BODY_HELLO;
+	case MOED__REQUEST__BODY_STATUS: return MOED__RESPONSE__BODY_STATUS_INFO;
+	case MOED__REQUEST__BODY_PLUGINS: return MOED__RESPONSE__BODY_PLUGINS;
+	case MOED__REQUEST__BODY_MODEL: return MOED__RESPONSE__BODY_MODEL;
+	case MOED__REQUEST__BODY_INFER: return MOED__RESPONSE__BODY_INFER;
+	case MOED__REQUEST__BODY_ROUTE: return MOED__RESPONSE__BODY_ROUTE;
+	case MOED__REQUEST__BODY_ROUTER_SET:
+	case MOED__REQUEST__BODY_ROUTER_SHOW:
+	case MOED__REQUEST__BODY_EXPERT_SET: return MOED__RESPONSE__BODY_BINDINGS;
+	case MOED__REQUEST__BODY_STATS: return MOED__RESPONSE__BODY_STATS;
+	case MOED__REQUEST__BODY_BIAS: return MOED__RESPONSE__BODY_BIAS;
+	case MOED__REQUEST__BODY_RELOAD: return MOED__RESPONSE__BODY_RELOAD;
+	default: return MOED__RESPONSE__BODY__NOT_SET;
+	}
 }
 
 static int fail(const struct conn *c, const char *what, int e)
@@ -35,73 +66,161 @@ static int fail(const struct conn *c, const char *what, int e)
 	return EXIT_UNREACHABLE;
 }
 
-static int wait_readable(const struct conn *c)
+static int timed_out(const struct conn *c)
 {
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
-	int r;
+	fprintf(stderr, "moectl: no reply from moed at '%s' within %d ms\n", c->path,
+		c->timeout_ms);
+	return EXIT_UNREACHABLE;
+}
 
-	do
-		r = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
-	while (r < 0 && errno == EINTR);
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd is readable or deadline (ms, CLOCK_MONOTONIC; < 0 none) passes. */
+static int wait_readable(int fd, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r, wait;
+
+	do {
+		wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+			wait = left > 0 ? (int)left : 0;
+		}
+		r = poll(&p, 1, wait);
+	} while (r < 0 && errno == EINTR);
 	if (r == 0)
 		return -ETIMEDOUT;
 	return r < 0 ? -errno : 0;
 }
 
-static int exchange(struct conn *c, Moed__Request *req, Moed__Response **ret)
+static int set_io_timeouts(int fd, int timeout_ms)
 {
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
+
+	if (timeout_ms <= 0)
+		return 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Read one Response frame; 0, -ETIMEDOUT, -EBADMSG (undecodable) or -errno. */
+static int read_response(const struct conn *c, int64_t deadline, Moed__Response **ret)
+{
+	Moed__Response *resp;
 	uint8_t *frame;
 	size_t len;
 	int r;
 
-	req->id = ++c->next_id;
-	r = frame_write_fd(c->fd, &req->base);
+	r = wait_readable(c->fd, deadline);
 	if (r < 0)
-		return fail(c, "cannot send to moed at", -r);
-	for (;;) {
-		r = wait_readable(c);
-		if (r < 0) {
-			if (r == -ETIMEDOUT) {
-				fprintf(stderr, "moectl: no reply from moed at '%s' within %d ms\n",
-					c->path, c->timeout_ms);
-				return EXIT_UNREACHABLE;
-			}
-			return fail(c, "lost moed at", -r);
-		}
-		r = frame_read_fd(c->fd, CLIENT_MAX_FRAME, &frame, &len);
-		if (r < 0)
-			return fail(c, r == -ECONNRESET ? "moed closed the connection at"
-							 : "cannot read from moed at", -r);
-		Moed__Response *resp = moed__response__unpack(NULL, len, frame);
-		free(frame);
-		if (!resp) {
-			fprintf(stderr, "moectl: protocol error: undecodable reply from '%s'\n", c->path);
-			return EXIT_UNREACHABLE;
-		}
-		if (resp->id == req->id || resp->id == 0) {
-			*ret = resp;
-			return EXIT_OK;
+		return r;
+	r = frame_read_fd(c->fd, CONN_MAX_FRAME, &frame, &len);
+	if (r == -EAGAIN || r == -EWOULDBLOCK)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
+	resp = moed__response__unpack(NULL, len, frame);
+	free(frame);
+	if (!resp)
+		return -EBADMSG;
+	*ret = resp;
+	return 0;
+}
+
+static int read_failed(const struct conn *c, int r)
+{
+	switch (r) {
+	case -ETIMEDOUT:
+		return timed_out(c);
+	case -EBADMSG:
+		fprintf(stderr, "moectl: protocol error: undecodable reply from moed at '%s'\n",
+			c->path);
+		return EXIT_UNREACHABLE;
+	case -EMSGSIZE:
+		fprintf(stderr, "moectl: protocol error: reply from moed at '%s' exceeds %u bytes\n",
+			c->path, CONN_MAX_FRAME);
+		return EXIT_UNREACHABLE;
+	case -ECONNRESET:
+		return fail(c, "moed closed the connection at", ECONNRESET);
+	default:
+		return fail(c, "cannot read from moed at", -r);
+	}
+}
+
+/* Print a non-OK reply as "moectl: STATUS: message"; EXIT_SERVER. */
+static int server_error(const Moed__Response *resp)
+{
+	fprintf(stderr, "moectl: %s: %s\n", status_name(resp->status),
+		resp->message && *resp->message ? resp->message : "(no message)");
+	return EXIT_SERVER;
+}
+
+/* The daemon hung up on a request being written: show its reason if it gave one. */
+static int send_failed(const struct conn *c, int r)
+{
+	Moed__Response *resp = NULL;
+
+	if ((r == -EPIPE || r == -ECONNRESET) &&
+	    read_response(c, now_ms() + LAST_WORD_MS, &resp) == 0) {
+		if (resp->status != MOED__STATUS__OK) {
+			r = server_error(resp);
+			moed__response__free_unpacked(resp, NULL);
+			return r;
 		}
 		moed__response__free_unpacked(resp, NULL);
 	}
+	if (r == -EAGAIN || r == -EWOULDBLOCK) {
+		fprintf(stderr, "moectl: moed at '%s' did not take the request within %d ms\n",
+			c->path, c->timeout_ms);
+		return EXIT_UNREACHABLE;
+	}
+	return fail(c, "cannot send to moed at", -r);
 }
 
 int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp)
 {
+	Moed__Response__BodyCase want = answer_to(req->body_case);
+	int64_t deadline = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
 	Moed__Response *resp = NULL;
-	int r = exchange(c, req, &resp);
+	int r;
 
 	*ret_resp = NULL;
-	if (r != EXIT_OK)
-		return r;
-	if (resp->status != MOED__STATUS__OK) {
-		fprintf(stderr, "moectl: %s: %s\n", status_name(resp->status),
-			resp->message ? resp->message : "(no message)");
+	req->id = ++c->next_id;
+	r = frame_write_fd(c->fd, &req->base);
+	if (r < 0)
+		return send_failed(c, r);
+	for (;;) {
+		r = read_response(c, deadline, &resp);
+		if (r < 0)
+			return read_failed(c, r);
+		if (resp->id == req->id || resp->id == 0)
+			break;
 		moed__response__free_unpacked(resp, NULL);
-		return EXIT_SERVER;
+	}
+	if (resp->status != MOED__STATUS__OK) {
+		r = server_error(resp);
+		goto fail;
+	}
+	if (resp->body_case != want) {
+		fprintf(stderr, "moectl: protocol error: moed at '%s' answered request %u with body %u\n",
+			c->path, (unsigned)req->body_case, (unsigned)resp->body_case);
+		r = EXIT_UNREACHABLE;
+		goto fail;
 	}
 	*ret_resp = resp;
 	return EXIT_OK;
+fail:
+	moed__response__free_unpacked(resp, NULL);
+	return r;
 }
 
 int conn_open(struct conn *c, const char *path, int timeout_ms)
@@ -110,35 +229,61 @@ int conn_open(struct conn *c, const char *path, int timeout_ms)
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__HelloRequest hello = MOED__HELLO_REQUEST__INIT;
 	Moed__Response *resp;
+	size_t len = strlen(path);
 	int r;
 
 	c->path = path;
 	c->timeout_ms = timeout_ms;
 	c->next_id = 0;
 	c->fd = -1;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "moectl: socket path '%s' is longer than %zu bytes\n", path,
-			sizeof(sa.sun_path) - 1);
+	if (len == 0 || len >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "moectl: socket path '%s' is %s (a Unix socket path has 1..%zu bytes)\n",
+			path, len ? "too long" : "empty", sizeof(sa.sun_path) - 1);
 		return EXIT_USAGE;
 	}
-	memcpy(sa.sun_path, path, strlen(path));
+	memcpy(sa.sun_path, path, len);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = fail(c, "cannot connect to moed at", errno);
-		conn_close(c);
-		return r;
+	if (c->fd < 0)
+		return fail(c, "cannot create a socket for", errno);
+	/* SO_SNDTIMEO also bounds connect() on a daemon whose backlog is full */
+	r = set_io_timeouts(c->fd, timeout_ms);
+	if (r < 0) {
+		r = fail(c, "cannot set timeouts on the socket for", -r);
+		goto fail;
 	}
-	hello.protocol_version = 1;
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EAGAIN || errno == EINPROGRESS) {
+			fprintf(stderr, "moectl: moed at '%s' did not accept within %d ms\n",
+				path, timeout_ms);
+			r = EXIT_UNREACHABLE;
+		} else {
+			r = fail(c, "cannot connect to moed at", errno);
+		}
+		goto fail;
+	}
+	hello.protocol_version = PROTOCOL_VERSION;
 	hello.client = "moectl/" PACKAGE_VERSION;
 	req.body_case = MOED__REQUEST__BODY_HELLO;
 	req.hello = &hello;
 	r = conn_call(c, &req, &resp);
 	if (r != EXIT_OK) {
-		conn_close(c);
-		return r == EXIT_SERVER ? EXIT_UNREACHABLE : r;
+		/* a refused hello means we cannot talk to this daemon at all */
+		r = EXIT_UNREACHABLE;
+		goto fail;
+	}
+	if (resp->hello->protocol_version != PROTOCOL_VERSION) {
+		fprintf(stderr, "moectl: protocol error: moed at '%s' (%s) speaks protocol %u, moectl %u\n",
+			path, resp->hello->server_version, resp->hello->protocol_version,
+			PROTOCOL_VERSION);
+		moed__response__free_unpacked(resp, NULL);
+		r = EXIT_UNREACHABLE;
+		goto fail;
 	}
 	moed__response__free_unpacked(resp, NULL);
 	return EXIT_OK;
+fail:
+	conn_close(c);
+	return r;
 }
 
 void conn_close(struct conn *c)

@@ -1,7 +1,8 @@
 /*
  * moectl's connection to moed: connect to the Unix socket, hello handshake,
  * then one request at a time, each waited for with a timeout.  Failures print
- * one line "moectl: ..." on stderr and return an exit code (see moectl.h).
+ * one line "moectl: ..." on stderr and return an exit code (see moectl.h), so
+ * the commands only decide what to print on success.
  */
 #ifndef MOECTL_CONN_H
 #define MOECTL_CONN_H
@@ -10,17 +11,28 @@
 
 #include "proto/moed.pb-c.h"
 
+/* The largest reply moectl accepts; the daemon's own cap on requests is
+ * smaller (max_frame_bytes) and is reported by the daemon. */
+#define CONN_MAX_FRAME (1u << 30)
+
 struct conn {
 	int fd;
 	uint64_t next_id;
-	int timeout_ms;
-	const char *path;
+	int timeout_ms;         /* per request; <= 0 waits forever */
+	const char *path;       /* borrowed from the caller, used in messages */
 };
 
+/* Connect to path and say hello.  Returns EXIT_OK, EXIT_USAGE (path too long
+ * for a Unix socket) or EXIT_UNREACHABLE; c is closed on failure. */
 int conn_open(struct conn *c, const char *path, int timeout_ms);
-/* Send req (its id is set here) and wait for the reply.  A non-OK status is
- * printed and returned as EXIT_SERVER; *ret_resp is then NULL. */
+/* Send req (its id is set here) and wait for the reply with that id.  Returns
+ * EXIT_OK with *ret_resp the reply (the caller frees it with
+ * moed__response__free_unpacked), its body guaranteed to be the one that
+ * answers req's body.  A non-OK status is printed and returned as EXIT_SERVER,
+ * a lost connection, timeout or malformed reply as EXIT_UNREACHABLE; *ret_resp
+ * is then NULL. */
 int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp);
+/* Accepts a closed or never-opened conn (fd -1). */
 void conn_close(struct conn *c);
 
 #endif

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +38,13 @@ const struct command moectl_commands[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: moectl [-s|--socket PATH] [--json] [-t|--timeout SECONDS] COMMAND [ARGS]\n\n"
+	fprintf(f, "Usage: moectl [-s|--socket PATH] [--json] [-t|--timeout SECONDS] [-h|--help]\n"
+		   "              [--version] COMMAND [ARGS]\n\n"
 		   "Commands:\n");
 	for (const struct command *c = moectl_commands; c->name; c++)
 		fprintf(f, "  moectl %s\n      %s\n", c->synopsis, c->help);
-	fprintf(f, "\nThe socket defaults to $MOED_SOCKET, else /run/moed.sock.\n"
+	fprintf(f, "\nThe socket defaults to $MOED_SOCKET, else /run/moed.sock.  The timeout\n"
+		   "(default 60 s, 0 for none) applies to each request.\n"
 		   "Exit status: 0 ok, 1 server error, 2 usage error, 3 daemon unreachable.\n");
 }
 
@@ -123,6 +126,8 @@ int main(int argc, char **argv)
 
 	if (!g.socket || !*g.socket)
 		g.socket = "/run/moed.sock";
+	/* a daemon that hangs up mid-request is an error to report, not a signal */
+	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt_long(argc, argv, "+s:t:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': g.socket = optarg; break;

@@ -1,26 +1,48 @@
 /*
  * .npy reading and writing.  The header is a Python dict literal; rather than
  * a general parser, the reader scans exactly the grammar numpy writes — a
- * '{', three 'key': value pairs in any order, optional trailing comma, '}' —
- * and rejects anything else.  Arrays are read little-endian ('<' or '|'), as
- * written on every platform moed runs on.
+ * '{', the three keys 'descr', 'fortran_order' and 'shape' once each in any
+ * order, an optional trailing comma, '}', then only padding — and rejects
+ * anything else.  Sizes are checked before anything is allocated: the header
+ * length against the file, the shape's element count (overflow-checked)
+ * against the bytes that follow the header, which must match exactly.
+ *
+ * Data are little-endian ('<'), as numpy writes them on every platform moed
+ * runs on; the arrays are used in host order, hence the build check below.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "client/npy.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "moectl's .npy code and the moed protocol assume a little-endian host"
+#endif
+
+#define NPY_PARSE_DIMS 64               /* numpy's own limit */
+
+static const uint8_t npy_magic[6] = { 0x93, 'N', 'U', 'M', 'P', 'Y' };
 
 struct scan {
 	const char *p, *end;
 };
 
+static int is_ws(char c)
+{
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
 static void skip_ws(struct scan *s)
 {
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\t'))
+	while (s->p < s->end && is_ws(*s->p))
 		s->p++;
 }
 
@@ -34,7 +56,7 @@ static int eat(struct scan *s, char c)
 	return 0;
 }
 
-/* A quoted string into buf; 0 on success. */
+/* A quoted string without escapes into buf; 0 on success. */
 static int quoted(struct scan *s, char *buf, size_t n)
 {
 	char q;
@@ -45,7 +67,7 @@ static int quoted(struct scan *s, char *buf, size_t n)
 		return -1;
 	q = *s->p++;
 	while (s->p < s->end && *s->p != q) {
-		if (i + 1 >= n)
+		if (*s->p == '\\' || i + 1 >= n)
 			return -1;
 		buf[i++] = *s->p++;
 	}
@@ -56,6 +78,24 @@ static int quoted(struct scan *s, char *buf, size_t n)
 	return 0;
 }
 
+/* A word such as True/False, not followed by more identifier characters. */
+static int keyword(struct scan *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	skip_ws(s);
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n))
+		return 0;
+	if ((size_t)(s->end - s->p) > n) {
+		char c = s->p[n];
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '_')
+			return 0;
+	}
+	s->p += n;
+	return 1;
+}
+
 static int number(struct scan *s, uint64_t *ret)
 {
 	uint64_t v = 0;
@@ -63,44 +103,42 @@ static int number(struct scan *s, uint64_t *ret)
 
 	skip_ws(s);
 	while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-		if (v > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*s->p++ - '0');
+		if (v > (UINT64_MAX - d) / 10)
 			return -1;
-		v = v * 10 + (uint64_t)(*s->p++ - '0');
+		v = v * 10 + d;
 		digits++;
 	}
-	if (s->p < s->end && *s->p == 'L')
+	if (digits && s->p < s->end && *s->p == 'L')    /* Python 2 numpy wrote 3L */
 		s->p++;
 	*ret = v;
 	return digits ? 0 : -1;
 }
 
-static int shape(struct scan *s, struct npy_array *a)
+/* A tuple of integers, "(3,)" for one; the count is checked by the caller. */
+static int shape(struct scan *s, uint64_t dims[NPY_PARSE_DIMS], uint32_t *ret_n)
 {
-	uint64_t dims[3];
 	uint32_t n = 0;
 
 	if (!eat(s, '('))
 		return -1;
-	while (!eat(s, ')')) {
-		if (n == 3 || number(s, &dims[n]) < 0)
+	if (eat(s, ')'))
+		goto done;
+	for (;;) {
+		if (n == NPY_PARSE_DIMS || number(s, &dims[n]) < 0)
 			return -1;
 		n++;
-		if (!eat(s, ',')) {
-			if (!eat(s, ')'))
-				return -1;
-			break;
+		if (eat(s, ',')) {
+			if (eat(s, ')'))
+				break;
+		} else if (n > 1 && eat(s, ')')) {
+			break;          /* "(3)" is an int in Python, not a tuple */
+		} else {
+			return -1;
 		}
 	}
-	if (n == 1) {
-		a->rows = 1;
-		a->cols = dims[0];
-	} else if (n == 2) {
-		a->rows = dims[0];
-		a->cols = dims[1];
-	} else {
-		return -1;
-	}
-	a->ndim = n;
+done:
+	*ret_n = n;
 	return 0;
 }
 
@@ -109,7 +147,9 @@ static int parse_header(const char *h, size_t len, struct npy_array *a, int *ret
 {
 	struct scan s = { h, h + len };
 	char key[32], descr[16] = "";
-	int have_descr = 0, have_order = 0, have_shape = 0;
+	int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0;
+	uint64_t dims[NPY_PARSE_DIMS] = { 0 };
+	uint32_t ndim = 0;
 
 	if (!eat(&s, '{'))
 		goto bad;
@@ -121,20 +161,14 @@ static int parse_header(const char *h, size_t len, struct npy_array *a, int *ret
 				goto bad;
 			have_descr = 1;
 		} else if (!strcmp(key, "fortran_order") && !have_order) {
-			skip_ws(&s);
-			if (s.end - s.p >= 4 && !memcmp(s.p, "True", 4)) {
-				snprintf(why, whylen, "Fortran-order arrays are not supported; save with np.ascontiguousarray");
-				return -ENOTSUP;
-			}
-			if (s.end - s.p < 5 || memcmp(s.p, "False", 5))
+			if (keyword(&s, "True"))
+				fortran = 1;
+			else if (!keyword(&s, "False"))
 				goto bad;
-			s.p += 5;
 			have_order = 1;
 		} else if (!strcmp(key, "shape") && !have_shape) {
-			if (shape(&s, a) < 0) {
-				snprintf(why, whylen, "shape must have 1 or 2 dimensions");
-				return -EINVAL;
-			}
+			if (shape(&s, dims, &ndim) < 0)
+				goto bad;
 			have_shape = 1;
 		} else {
 			goto bad;
@@ -145,8 +179,18 @@ static int parse_header(const char *h, size_t len, struct npy_array *a, int *ret
 			break;
 		}
 	}
-	if (!have_descr || !have_order || !have_shape)
+	skip_ws(&s);
+	if (s.p != s.end || !have_descr || !have_order || !have_shape)
 		goto bad;
+	if (fortran) {
+		snprintf(why, whylen, "Fortran-order arrays are not supported; save a C-order copy "
+			 "(np.ascontiguousarray)");
+		return -ENOTSUP;
+	}
+	if (ndim != 1 && ndim != 2) {
+		snprintf(why, whylen, "has %u dimensions; want [T, H] (or [H] for one token)", ndim);
+		return -ENOTSUP;
+	}
 	*ret_f64 = 0;
 	if (!strcmp(descr, "<f4")) {
 		a->type = NPY_F32;
@@ -156,41 +200,60 @@ static int parse_header(const char *h, size_t len, struct npy_array *a, int *ret
 	} else if (!strcmp(descr, "<i4")) {
 		a->type = NPY_I32;
 	} else {
-		snprintf(why, whylen, "dtype '%s' is not supported (float32 '<f4', float64, int32)",
-			 descr);
+		snprintf(why, whylen, "dtype '%s' is not supported (little-endian float32 '<f4', "
+			 "float64 '<f8' or int32 '<i4')", descr);
 		return -ENOTSUP;
 	}
+	a->ndim = ndim;
+	a->rows = ndim == 1 ? 1 : dims[0];
+	a->cols = ndim == 1 ? dims[0] : dims[1];
 	return 0;
 bad:
-	snprintf(why, whylen, "malformed header");
+	snprintf(why, whylen, "malformed header (want numpy's {'descr': ..., 'fortran_order': ..., "
+		 "'shape': (...)})");
 	return -EINVAL;
 }
 
-int npy_parse(const uint8_t *buf, size_t len, const char *name, struct npy_array *ret,
+/* float64 -> float32 rounding to nearest.  Values that round past FLT_MAX
+ * (from FLT_MAX + half an ulp, 0x1.ffffffp127, on) become infinities here, as
+ * IEEE 754 says, rather than through a conversion C leaves undefined; the
+ * caller's finiteness check then refuses them. */
+static float narrow(double d)
+{
+	if (d >= 0x1.ffffffp127)
+		return INFINITY;
+	if (d <= -0x1.ffffffp127)
+		return -INFINITY;
+	return (float)d;
+}
+
+int npy_parse(const uint8_t *buf, size_t len, const char *name, struct npy_array *ret_array,
 	      char *err, size_t errlen)
 {
 	struct npy_array a = { 0 };
-	size_t hlen, off, esize;
-	char why[160] = "";
+	size_t hlen, off, esize, avail, n, bytes;
+	char why[256] = "";
 	int f64 = 0, r;
 
-	if (len < 10 || memcmp(buf, "\x93NUMPY", 6)) {
+	if (len < 10 || memcmp(buf, npy_magic, sizeof(npy_magic))) {
 		snprintf(err, errlen, "%s: not a .npy file", name);
 		return -EINVAL;
 	}
-	if (buf[6] == 1) {
+	if (buf[6] == 1 && buf[7] == 0) {
 		hlen = (size_t)buf[8] | (size_t)buf[9] << 8;
 		off = 10;
-	} else if ((buf[6] == 2 || buf[6] == 3) && len >= 12) {
+	} else if ((buf[6] == 2 || buf[6] == 3) && buf[7] == 0 && len >= 12) {
 		hlen = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 |
 		       (size_t)buf[11] << 24;
 		off = 12;
 	} else {
-		snprintf(err, errlen, "%s: unsupported .npy version %u.%u", name, buf[6], buf[7]);
+		snprintf(err, errlen, "%s: unsupported .npy version %u.%u (or truncated)", name,
+			 buf[6], buf[7]);
 		return -EINVAL;
 	}
 	if (hlen > NPY_MAX_HEADER || hlen > len - off) {
-		snprintf(err, errlen, "%s: header length %zu does not fit the file", name, hlen);
+		snprintf(err, errlen, "%s: header length %zu does not fit the file (%zu bytes)",
+			 name, hlen, len);
 		return -EINVAL;
 	}
 	r = parse_header((const char *)buf + off, hlen, &a, &f64, why, sizeof(why));
@@ -199,94 +262,147 @@ int npy_parse(const uint8_t *buf, size_t len, const char *name, struct npy_array
 		return r;
 	}
 	off += hlen;
+	avail = len - off;
 	esize = f64 ? 8 : 4;
-	if (a.cols && a.rows > (len - off) / esize / a.cols) {
-		snprintf(err, errlen, "%s: shape [%llu, %llu] needs more data than the file's %zu bytes",
-			 name, (unsigned long long)a.rows, (unsigned long long)a.cols, len - off);
+	if (a.rows > SIZE_MAX || a.cols > SIZE_MAX ||
+	    __builtin_mul_overflow((size_t)a.rows, (size_t)a.cols, &n) ||
+	    __builtin_mul_overflow(n, esize, &bytes) || bytes != avail) {
+		snprintf(err, errlen, "%s: shape (%llu, %llu) does not match the %zu data bytes "
+			 "after the header", name, (unsigned long long)a.rows,
+			 (unsigned long long)a.cols, avail);
 		return -EINVAL;
 	}
-	size_t n = (size_t)(a.rows * a.cols);
-	if (n * esize != len - off) {
-		snprintf(err, errlen, "%s: shape [%llu, %llu] is %zu bytes of data, file has %zu",
-			 name, (unsigned long long)a.rows, (unsigned long long)a.cols, n * esize,
-			 len - off);
-		return -EINVAL;
-	}
-	a.data = malloc(n ? n * 4 : 1);
-	if (!a.data)
+	a.data = malloc(n ? n * sizeof(float) : 1);
+	if (!a.data) {
+		snprintf(err, errlen, "%s: out of memory for %zu elements", name, n);
 		return -ENOMEM;
+	}
 	if (f64) {
 		for (size_t i = 0; i < n; i++) {
 			double d;
-			memcpy(&d, buf + off + 8 * i, 8);
-			((float *)a.data)[i] = (float)d;
+			memcpy(&d, buf + off + 8 * i, sizeof(d));
+			((float *)a.data)[i] = narrow(d);
 		}
-	} else {
+	} else if (n) {
 		memcpy(a.data, buf + off, n * 4);
 	}
-	*ret = a;
+	*ret_array = a;
 	return 0;
 }
 
-int npy_read(const char *path, struct npy_array *ret, char *err, size_t errlen)
+int npy_read(const char *path, struct npy_array *ret_array, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long len;
-	int r;
+	uint8_t *buf = NULL;
+	struct stat st;
+	size_t have = 0;
+	int fd, r;
 
-	if (!f) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		r = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
 		return r;
 	}
-	if (fseek(f, 0, SEEK_END) < 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-		fclose(f);
-		snprintf(err, errlen, "%s: cannot read", path);
-		return -EIO;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		goto out;
 	}
-	buf = malloc(len ? (size_t)len : 1);
-	if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
-		free(buf);
-		fclose(f);
-		snprintf(err, errlen, "%s: cannot read", path);
-		return -EIO;
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		r = -EINVAL;
+		goto out;
 	}
-	fclose(f);
-	r = npy_parse(buf, (size_t)len, path, ret, err, errlen);
+	if ((uint64_t)st.st_size > NPY_MAX_FILE || (uint64_t)st.st_size > SIZE_MAX) {
+		snprintf(err, errlen, "%s: %lld bytes is more than the %llu moectl reads", path,
+			 (long long)st.st_size, (unsigned long long)NPY_MAX_FILE);
+		r = -EFBIG;
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		snprintf(err, errlen, "%s: out of memory for %lld bytes", path,
+			 (long long)st.st_size);
+		r = -ENOMEM;
+		goto out;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t got = read(fd, buf + have, (size_t)st.st_size - have);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = got < 0 ? -errno : -EIO;
+			snprintf(err, errlen, "%s: %s", path,
+				 got < 0 ? strerror(-r) : "file shrank while being read");
+			goto out;
+		}
+		have += (size_t)got;
+	}
+	r = npy_parse(buf, have, path, ret_array, err, errlen);
+out:
 	free(buf);
+	close(fd);
 	return r;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }
 
 int npy_write(const char *path, enum npy_type type, const void *data, uint64_t rows,
 	      uint64_t cols, char *err, size_t errlen)
 {
-	char header[256];
-	int n = snprintf(header, sizeof(header),
-			 "{'descr': '%s', 'fortran_order': False, 'shape': (%llu, %llu), }",
-			 type == NPY_I32 ? "<i4" : "<f4", (unsigned long long)rows,
-			 (unsigned long long)cols);
-	size_t total = 10 + (size_t)n + 1, pad = (64 - total % 64) % 64;
-	uint8_t pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0 };
-	size_t hlen = (size_t)n + pad + 1;
-	FILE *f = fopen(path, "wb");
+	/* magic, version 1.0, header length (LE u16), header: < 256 bytes here */
+	uint8_t head[256] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0 };
+	size_t n, bytes, dict, total;
+	int fd, r;
 
-	if (!f) {
-		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
+	if (rows > SIZE_MAX || cols > SIZE_MAX ||
+	    __builtin_mul_overflow((size_t)rows, (size_t)cols, &n) ||
+	    __builtin_mul_overflow(n, (size_t)4, &bytes)) {
+		snprintf(err, errlen, "%s: shape (%llu, %llu) is too large", path,
+			 (unsigned long long)rows, (unsigned long long)cols);
+		return -EOVERFLOW;
 	}
-	memset(header + n, ' ', pad);
-	header[n + pad] = '\n';
-	pre[8] = (uint8_t)hlen;
-	pre[9] = (uint8_t)(hlen >> 8);
-	int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, hlen, f) == hlen &&
-		 fwrite(data, 4, (size_t)(rows * cols), f) == (size_t)(rows * cols);
-	if (fclose(f) != 0 || !ok) {
-		snprintf(err, errlen, "%s: write failed", path);
-		return -EIO;
+	dict = (size_t)snprintf((char *)head + 10, sizeof(head) - 10,
+				"{'descr': '%s', 'fortran_order': False, 'shape': (%llu, %llu), }",
+				type == NPY_I32 ? "<i4" : "<f4", (unsigned long long)rows,
+				(unsigned long long)cols);
+	/* pad with spaces and end with '\n' so the data start 64-byte aligned */
+	total = (10 + dict + 1 + 63) / 64 * 64;
+	memset(head + 10 + dict, ' ', total - 10 - dict - 1);
+	head[total - 1] = '\n';
+	head[8] = (uint8_t)(total - 10);
+	head[9] = (uint8_t)((total - 10) >> 8);
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
 	}
-	return 0;
+	r = write_all(fd, head, total);
+	if (r == 0)
+		r = write_all(fd, data, bytes);
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r < 0) {
+		snprintf(err, errlen, "%s: write failed: %s", path, strerror(-r));
+		unlink(path);
+	}
+	return r;
 }
 
 void npy_release(struct npy_array *a)

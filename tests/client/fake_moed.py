@@ -1,0 +1,107 @@
+"""A misbehaving stand-in for moed, to check that moectl fails with exit 3 and
+a reason (and within its timeout) instead of hanging or crashing.  Speaks the
+framing and the few protobuf fields it needs by hand.  Usage:
+fake_moed.py SOCKET MODE, MODE one of
+  silent     read requests, never answer
+  garbage    answer hello with bytes that are not a Response
+  version    answer hello with protocol_version 2
+  nobody     accept hello, answer the next request OK with no body
+  stall      accept hello, then send half a reply frame and stop
+Serves one connection, then exits."""
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    if wire == 0:
+        return key + varint(payload)
+    return key + varint(len(payload)) + payload
+
+
+def read_frame(conn):
+    head = b""
+    while len(head) < 4:
+        chunk = conn.recv(4 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    n = struct.unpack(">I", head)[0]
+    body = b""
+    while len(body) < n:
+        chunk = conn.recv(n - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+def request_id(body):
+    # Request.id is field 1, a varint, and protobuf-c packs it first
+    assert body[0] == 0x08
+    n, shift, i = 0, 0, 1
+    while True:
+        n |= (body[i] & 0x7F) << shift
+        if not body[i] & 0x80:
+            return n
+        shift += 7
+        i += 1
+
+
+def hello(rid, version=1):
+    body = field(1, 0, version) + field(2, 2, b"fake")
+    return field(1, 0, rid) + field(2, 0, 0) + field(10, 2, body)
+
+
+def send(conn, msg):
+    conn.sendall(struct.pack(">I", len(msg)) + msg)
+
+
+def main():
+    path, mode = sys.argv[1], sys.argv[2]
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path + ".tmp")
+    srv.listen(1)
+    os.rename(path + ".tmp", path)      # the path appears only once listening
+    conn, _ = srv.accept()
+    req = read_frame(conn)
+    if req is None:
+        return
+    rid = request_id(req)
+    if mode == "silent":
+        while read_frame(conn) is not None:
+            pass
+        return
+    if mode == "garbage":
+        send(conn, b"\xff\xff\xff\xff")
+    elif mode == "version":
+        send(conn, hello(rid, 2))
+    else:
+        send(conn, hello(rid))
+        req = read_frame(conn)
+        if req is None:
+            return
+        rid = request_id(req)
+        if mode == "nobody":
+            send(conn, field(1, 0, rid) + field(2, 0, 0))
+        elif mode == "stall":
+            conn.sendall(struct.pack(">I", 100) + b"\x08")
+            time.sleep(30)
+    conn.recv(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,27 @@ count() {
 	done
 }
 
+# suite NAME CONFIGURE_FLAGS TESTS: copy the tracked tree to build-NAME, build it
+# with the flags, run make check there (all tests when TESTS is empty)
+suite() {
+	rm -rf "build-$1" && mkdir "build-$1"
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C "build-$1"
+	if (cd "build-$1" && autoreconf -fi && ./configure -q $2 && make -j"$(nproc)") \
+		>"build-$1.out" 2>&1; then
+		if [ -n "$3" ]; then
+			(cd "build-$1" && make -j"$(nproc)" check TESTS="$3")
+		else
+			(cd "build-$1" && make -j"$(nproc)" check)
+		fi >"check-$1.out" 2>&1
+		rc=$?
+		grep -E '^(PASS|FAIL|SKIP|ERROR|#)' "check-$1.out"
+		count "$top/build-$1/tests" "check-$1.out" $rc
+	else
+		tail -n 40 "build-$1.out"
+		fail=$((fail + 1))
+	fi
+}
+
 echo "== 1. build and make check"
 if tools/build.sh >build.out 2>&1; then
 	make -j"$(nproc)" check >check.out 2>&1
@@ -42,18 +63,7 @@ fi
 
 if [ -z "$MOED_TEST_QUICK" ]; then
 	echo "== 2. sanitizer build (ASan + UBSan) and make check"
-	rm -rf build-asan && mkdir build-asan
-	git ls-files -z | tar --null -T - -cf - | tar -xf - -C build-asan
-	if (cd build-asan && autoreconf -fi && ./configure -q --enable-sanitizers &&
-	    make -j"$(nproc)") >build-asan.out 2>&1; then
-		(cd build-asan && make -j"$(nproc)" check) >check-asan.out 2>&1
-		rc=$?
-		grep -E '^(PASS|FAIL|SKIP|ERROR|#)' check-asan.out
-		count "$top/build-asan/tests" check-asan.out $rc
-	else
-		tail -n 40 build-asan.out
-		fail=$((fail + 1))
-	fi
+	suite asan --enable-sanitizers ""
 
 	echo "== 3. make distcheck"
 	if make -j"$(nproc)" distcheck >distcheck.out 2>&1; then
@@ -71,19 +81,7 @@ if [ -z "$MOED_TEST_QUICK" ]; then
 	count "$top/tests" valgrind.out $rc
 
 	echo "== 5. build without libsystemd"
-	rm -rf build-nosd && mkdir build-nosd
-	git ls-files -z | tar --null -T - -cf - | tar -xf - -C build-nosd
-	if (cd build-nosd && autoreconf -fi && ./configure -q --with-libsystemd=no &&
-	    make -j"$(nproc)") >build-nosd.out 2>&1; then
-		(cd build-nosd && make -j"$(nproc)" check \
-			TESTS="tests/integration/systemd.sh tests/integration/daemon.sh") >check-nosd.out 2>&1
-		rc=$?
-		grep -E '^(PASS|FAIL|SKIP|ERROR)' check-nosd.out
-		count "$top/build-nosd/tests" check-nosd.out $rc
-	else
-		tail -n 40 build-nosd.out
-		fail=$((fail + 1))
-	fi
+	suite nosd --with-libsystemd=no "tests/integration/systemd.sh tests/integration/daemon.sh"
 fi
 echo "($skip skipped)"
 echo "$pass passed, $fail failed"

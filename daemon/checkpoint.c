@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/checkpoint.h"
@@ -20,6 +21,8 @@
 #include "daemon/hfconfig.h"
 #include "daemon/log.h"
 #include "daemon/safetensors.h"
+
+#define CKPT_MAX_INDEX (256u << 20)
 
 struct ckpt {
 	const char *dir;
@@ -44,6 +47,7 @@ static int add_file(struct ckpt *c, const char *name)
 {
 	char path[PATH_MAX];
 	struct st_file **v;
+	int r;
 
 	if (!*name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, ".")) {
 		snprintf(c->err, c->errlen, "%s/model.safetensors.index.json: shard name '%s' is not a file name in the directory",
@@ -58,14 +62,23 @@ static int add_file(struct ckpt *c, const char *name)
 		return -ENOMEM;
 	c->files = v;
 	snprintf(path, sizeof(path), "%s/%s", c->dir, name);
-	return st_open(path, &c->files[c->n_files++], c->err, c->errlen) < 0
-		       ? (c->n_files--, -EBADMSG) : 0;
+	r = st_open(path, &c->files[c->n_files], c->err, c->errlen);
+	if (r < 0)
+		return r;
+	c->n_files++;
+	return 0;
 }
 
 static int open_index(struct ckpt *c, const char *path)
 {
 	json_object *map;
+	struct stat st;
 
+	if (stat(path, &st) < 0 || st.st_size > CKPT_MAX_INDEX) {
+		snprintf(c->err, c->errlen, "%s: unreadable or larger than %u MiB", path,
+			 CKPT_MAX_INDEX >> 20);
+		return -EFBIG;
+	}
 	c->index_root = json_object_from_file(path);
 	if (!c->index_root || !json_object_object_get_ex(c->index_root, "weight_map", &map) ||
 	    !json_object_is_type(map, json_type_object)) {
@@ -205,8 +218,9 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	r = load_f32(c, name, E, H, 0, &l->gate);
 	if (r < 0)
 		return r;
+	/* noaux_tc chooses with the bias: without it routing would silently differ */
 	snprintf(name, sizeof(name), "model.layers.%u.mlp.gate.e_score_correction_bias", L);
-	r = load_f32(c, name, E, 0, 1, &l->bias);
+	r = load_f32(c, name, E, 0, strcmp(c->cfg.topk_method, "noaux_tc") != 0, &l->bias);
 	if (r < 0)
 		return r;
 	l->expert_gate = calloc(E, sizeof(void *));

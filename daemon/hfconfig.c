@@ -175,8 +175,47 @@ static int read_family_fields(struct reader *rd, struct hf_config *c)
 	return -EINVAL;
 }
 
-static int check_consistency(struct reader *rd, const struct hf_config *c)
+static int check_limit(struct reader *rd, const char *field, uint64_t v, uint64_t max)
 {
+	if (v <= max)
+		return 0;
+	snprintf(rd->err, rd->errlen, "%s: '%s' %llu exceeds moed's limit of %llu", rd->name, field,
+		 (unsigned long long)v, (unsigned long long)max);
+	return -EINVAL;
+}
+
+static int check_topk_method(struct reader *rd, struct hf_config *c)
+{
+	static const char *known[] = { "greedy", "group_limited_greedy", "noaux_tc" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(c->topk_method, known[i]))
+			goto found;
+	snprintf(rd->err, rd->errlen,
+		 "%s: 'topk_method' '%s' is not one of greedy, group_limited_greedy, noaux_tc",
+		 rd->name, c->topk_method);
+	return -EINVAL;
+found:
+	/* HF DeepSeek-V2 routes "greedy" over all experts whatever n_group says
+	 * (V3 code ignores topk_method and always limits by group) */
+	if (!strcmp(c->model_type, "deepseek_v2") && !strcmp(c->topk_method, "greedy"))
+		c->n_group = c->topk_group = 1;
+	return 0;
+}
+
+static int check_consistency(struct reader *rd, struct hf_config *c)
+{
+	int r;
+
+	r = check_limit(rd, "num_hidden_layers", c->num_hidden_layers, HF_MAX_LAYERS) ?:
+	    check_limit(rd, "hidden_size", c->hidden_size, HF_MAX_WIDTH) ?:
+	    check_limit(rd, "moe_intermediate_size", c->moe_intermediate_size, HF_MAX_WIDTH) ?:
+	    check_limit(rd, "n_routed_experts", c->n_routed_experts, HF_MAX_EXPERTS) ?:
+	    check_limit(rd, "n_shared_experts x moe_intermediate_size",
+			(uint64_t)c->n_shared_experts * c->moe_intermediate_size, HF_MAX_WIDTH) ?:
+	    check_topk_method(rd, c);
+	if (r < 0)
+		return r;
 	if (c->num_experts_per_tok > c->n_routed_experts) {
 		snprintf(rd->err, rd->errlen, "%s: 'num_experts_per_tok' %u exceeds the %u experts",
 			 rd->name, c->num_experts_per_tok, c->n_routed_experts);
@@ -187,11 +226,23 @@ static int check_consistency(struct reader *rd, const struct hf_config *c)
 			 rd->name, c->n_routed_experts, c->n_group);
 		return -EINVAL;
 	}
-	if (c->topk_group > c->n_group ||
-	    (uint64_t)c->topk_group * (c->n_routed_experts / c->n_group) < c->num_experts_per_tok) {
+	if (c->topk_group > c->n_group) {
+		snprintf(rd->err, rd->errlen, "%s: 'topk_group' %u exceeds 'n_group' %u", rd->name,
+			 c->topk_group, c->n_group);
+		return -EINVAL;
+	}
+	if ((uint64_t)c->topk_group * (c->n_routed_experts / c->n_group) < c->num_experts_per_tok) {
 		snprintf(rd->err, rd->errlen,
 			 "%s: 'topk_group' %u of 'n_group' %u leaves fewer than 'num_experts_per_tok' %u experts",
 			 rd->name, c->topk_group, c->n_group, c->num_experts_per_tok);
+		return -EINVAL;
+	}
+	/* noaux_tc scores a group by the sum of its two best experts */
+	if (c->n_group > 1 && c->n_routed_experts / c->n_group < 2 &&
+	    !strcmp(c->topk_method, "noaux_tc")) {
+		snprintf(rd->err, rd->errlen,
+			 "%s: 'n_group' %u leaves one expert per group; noaux_tc needs at least two",
+			 rd->name, c->n_group);
 		return -EINVAL;
 	}
 	return 0;

@@ -2,7 +2,10 @@
  * HuggingFace config.json for the MoE families moed serves, normalised to one
  * set of fields.  Field names differ by family (n_routed_experts /
  * num_local_experts / num_experts, moe_intermediate_size / intermediate_size);
- * defaults are those of the families' HF configuration classes.
+ * absent fields default to n_group = topk_group = 1, n_shared_experts = 0,
+ * routed_scaling_factor = 1.0, scoring_func softmax, topk_method greedy,
+ * first_k_dense_replace = 0, moe_layer_freq = 1, and norm_topk_prob true for
+ * deepseek_v3 (always for Mixtral), false for the others.
  */
 #ifndef MOED_HFCONFIG_H
 #define MOED_HFCONFIG_H
@@ -17,6 +20,14 @@ enum hf_family {
 	HF_OLMOE = 4,
 };
 
+/* Sanity limits: far above any released model, low enough that sizes derived
+ * from them cannot overflow or ask for absurd allocations. */
+#define HF_MAX_LAYERS 65536u
+#define HF_MAX_EXPERTS 65536u
+#define HF_MAX_WIDTH (1u << 20)         /* hidden, intermediate and shared widths */
+
+/* n_group/topk_group are the effective values: 1/1 for a deepseek_v2 config with
+ * topk_method "greedy", whose HF code ignores the groups. */
 struct hf_config {
 	enum hf_family family;
 	char model_type[48];

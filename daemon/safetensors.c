@@ -159,9 +159,18 @@ int st_parse(const uint8_t *buf, size_t size, const char *name, struct st_file *
 	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
 	    !json_object_is_type(root, json_type_object)) {
 		snprintf(why, sizeof(why), "header is not a JSON object (%s)",
-			 json_tokener_error_desc(json_tokener_get_error(tok)));
+			 json_tokener_get_error(tok) == json_tokener_continue
+				 ? "it ends early" : root ? "wrong type"
+				 : json_tokener_error_desc(json_tokener_get_error(tok)));
 		goto fail;
 	}
+	/* writers pad the header with spaces; anything else after the object is not ours */
+	for (size_t i = json_tokener_get_parse_end(tok); i < hlen; i++)
+		if (!strchr(" \t\r\n", buf[8 + i]) || !buf[8 + i]) {
+			snprintf(why, sizeof(why), "header has bytes after its JSON object (offset %zu)",
+				 8 + i);
+			goto fail;
+		}
 	f = calloc(1, sizeof(*f));
 	if (!f || !(f->t = calloc((size_t)json_object_object_length(root) + 1, sizeof(*f->t)))) {
 		r = -ENOMEM;
@@ -203,7 +212,7 @@ int st_open(const char *path, struct st_file **ret_file, char *err, size_t errle
 	void *map;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);    /* a FIFO must not block us */
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -211,10 +220,15 @@ int st_open(const char *path, struct st_file **ret_file, char *err, size_t errle
 			close(fd);
 		return r;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return -EINVAL;
+	}
 	if (st.st_size < 8) {
 		close(fd);
-		snprintf(err, errlen, "%s: %lld bytes, too short for a safetensors header", path,
-			 (long long)st.st_size);
+		snprintf(err, errlen, "%s: %lld bytes, too short for a safetensors header (truncated file?)",
+			 path, (long long)st.st_size);
 		return -EBADMSG;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -3,7 +3,14 @@
  * e_score_correction_bias, group-limited top-k where E allows, normalised
  * weights scaled by 2.5, shared experts as the shape says, topk_method
  * noaux_tc.  Layer 0 is dense (first_k_dense_replace = 1); S0 has MoE layers
- * 1..3, the large shapes (2-3 GB per layer in fp32) have layers 1..2.
+ * 1..3, the large shapes (2-3 GB per layer in fp32) have layers 1..2 only:
+ *
+ *	name  H     I     E    k  shared  n_group/topk_group  MoE layers  fp32 total
+ *	S0    256   128   16   4  1       4/2                 1-3         ~19 MB
+ *	S1    2048  1408  64   6  2       8/4                 1-2         ~4.6 GB
+ *	S2    2048  768   128  8  0       8/4                 1-2         ~4.8 GB
+ *	S3    1792  512   256  8  1       8/4                 1-2         ~5.7 GB
+ *	S4    1024  3584  8    2  0       1/1                 1-2         ~0.7 GB
  *
  * Values: splitmix64 seeded by (0x6d6f6564 "moed", layer, tensor, expert) gives
  * uniform floats; a weight with fan-in n is uniform in [-1/sqrt(n), 1/sqrt(n)),

@@ -1,15 +1,25 @@
 #!/bin/bash
-# Numerics end to end: small HF checkpoints written by tests/ref/make_cases.py
-# (DeepSeek-V3 with groups and bias, V2 softmax groups, Moonlight one group,
-# Mixtral, OLMoE, exact ties, BF16/F16 weights, shards; T = 1..1000) are served
-# by the real moed and queried with the real moectl; outputs and routes must
-# equal the independent numpy reference.  Broken checkpoints must be refused
-# at start with a message naming the file, field or tensor.
+# Numerics end to end: small HF checkpoints written by tests/ref/make_checkpoint.py
+# (the cases of make_cases.py: DeepSeek-V3 with groups and bias, V2 softmax
+# groups, Moonlight one group, Mixtral, OLMoE, exact ties, BF16/F16 weights,
+# shards, T = 1..1000; plus Qwen3-MoE, V2-Lite greedy, dense layers present)
+# are first loaded in-process by tests/unit/test_model, which compares config
+# values and tensor elements with expected.json; then each is served by the
+# real moed and queried with the real moectl, and outputs and routes must equal
+# the independent numpy reference.  Broken checkpoints must be refused, by the
+# loader and by moed at start, with a message naming the file, field or tensor.
 . "$top_srcdir/tests/lib.sh"
 need_numpy
 PY=${PYTHON3:-/usr/bin/python3}
 CASES="$TMP/cases"
-$PY "$top_srcdir/tests/ref/make_cases.py" "$CASES" || { echo "case generation failed"; exit 1; }
+$PY "$top_srcdir/tests/ref/make_checkpoint.py" "$CASES" || { echo "case generation failed"; exit 1; }
+
+if "$top_builddir/tests/unit/test_model" "$CASES" >"$TMP/test_model.log" 2>&1; then
+	ok "loader: $(grep -E '^[0-9]+ cases' "$TMP/test_model.log")"
+else
+	cat "$TMP/test_model.log"
+	fail "loader unit test on the generated cases"
+fi
 
 for case in "$CASES"/good/*; do
 	name=$(basename "$case")

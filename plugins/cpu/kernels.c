@@ -1,129 +1,111 @@
 /*
- * Expert kernels.  Numerics: every dot product and the weighted sum accumulate
- * in fp32; bf16 weights are widened exactly (bf16 is the top half of an fp32).
+ * Small-group expert kernels and the table that picks one per CPU.  The kernel
+ * body lives in small_impl.h and is compiled here once per instruction set
+ * under `#pragma GCC target`; cpu_isa_pick() takes the first entry the CPU
+ * supports (or the one a test names).  expert_small_run() feeds a group of any
+ * size to the picked kernel SMALL_CHUNK tokens at a time.
  */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "plugins/cpu/kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MULTIVERSION
-#endif
+#define SMALL_NB 4u
 
 float silu(float z)
 {
 	return z / (1.0f + expf(-z));
 }
 
-static inline float bf16_to_f32(uint16_t v)
+/* One weight, widened to fp32: bf16 is the top half of an fp32. */
+static inline float wload(const void *row, uint32_t i, int bf16)
 {
-	uint32_t u = (uint32_t)v << 16;
-	float f;
+	if (bf16) {
+		uint32_t u = (uint32_t)((const uint16_t *)row)[i] << 16;
+		float f;
 
-	memcpy(&f, &u, sizeof(f));
-	return f;
+		memcpy(&f, &u, sizeof(f));
+		return f;
+	}
+	return ((const float *)row)[i];
 }
 
-MULTIVERSION
-static float dot_f32(const float *restrict a, const float *restrict b, uint32_t n)
-{
-	float acc[16] = { 0 };
-	uint32_t i = 0;
+#define SMALL_ISA generic
+#define SMALL_VW 4
+#define SMALL_ROWS 2
+#include "plugins/cpu/small_impl.h"
 
-	for (; i + 16 <= n; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += a[i + j] * b[i + j];
-	float s = 0.0f;
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	for (; i < n; i++)
-		s += a[i] * b[i];
-	return s;
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define SMALL_ISA avx2
+#define SMALL_VW 8
+#define SMALL_ROWS 2
+#include "plugins/cpu/small_impl.h"
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+#define SMALL_ISA avx512
+#define SMALL_VW 16
+#define SMALL_ROWS 4
+#include "plugins/cpu/small_impl.h"
+#pragma GCC pop_options
+
+static int has_avx2(void)
+{
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-MULTIVERSION
-static float dot_bf16(const uint16_t *restrict a, const float *restrict b, uint32_t n)
+static int has_avx512(void)
 {
-	float acc[16] = { 0 };
-	uint32_t i = 0;
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+}
+#endif
 
-	for (; i + 16 <= n; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += bf16_to_f32(a[i + j]) * b[i + j];
-	float s = 0.0f;
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	for (; i < n; i++)
-		s += bf16_to_f32(a[i]) * b[i];
-	return s;
+static int always(void)
+{
+	return 1;
 }
 
-static float dot_row(const void *w, int bf16, size_t row, uint32_t n, const float *x)
+const struct cpu_isa cpu_isas[] = {
+#if defined(__x86_64__)
+	{ "avx512", has_avx512, expert_small_avx512 },
+	{ "avx2", has_avx2, expert_small_avx2 },
+#endif
+	{ "generic", always, expert_small_generic },
+	{ NULL, NULL, NULL },
+};
+
+const struct cpu_isa *cpu_isa_pick(const char *name)
 {
-	if (bf16)
-		return dot_bf16((const uint16_t *)w + row * n, x, n);
-	return dot_f32((const float *)w + row * n, x, n);
+	int any = !name || !strcmp(name, "auto");
+
+	for (const struct cpu_isa *k = cpu_isas; k->name; k++) {
+		if (any && k->supported())
+			return k;
+		if (!any && !strcmp(name, k->name))
+			return k->supported() ? k : NULL;
+	}
+	return NULL;
 }
 
-void expert_small(const struct expert_w *e, const float *x, const struct group *g, float *y,
-		  float *act)
+size_t expert_small_scratch(uint32_t H, uint32_t inter)
 {
-	uint32_t H = e->H, In = e->inter;
-
-	/* act[j][i] = silu(gate_i · x_j) * (up_i · x_j): each gate/up row read once */
-	for (uint32_t i = 0; i < In; i++)
-		for (size_t j = 0; j < g->n; j++) {
-			const float *xj = x + (size_t)g->tok[j] * H;
-			float a = dot_row(e->gate, e->bf16, i, H, xj);
-			float b = dot_row(e->up, e->bf16, i, H, xj);
-			act[j * In + i] = silu(a) * b;
-		}
-	/* y[tok_j][h] += w_j * (down_h · act_j): each down row read once */
-	for (uint32_t h = 0; h < H; h++)
-		for (size_t j = 0; j < g->n; j++)
-			y[(size_t)g->tok[j] * H + h] +=
-				g->w[j] * dot_row(e->down, e->bf16, h, In, act + j * In);
+	return (size_t)SMALL_CHUNK * inter;
 }
 
-static const float *as_f32(const void *w, int bf16, size_t n, float *scratch)
+void expert_small_run(const struct cpu_isa *isa, const struct expert_w *e, const float *x,
+		      const struct group *g, float *y, float *scratch)
 {
-	if (!bf16)
-		return w;
-	for (size_t i = 0; i < n; i++)
-		scratch[i] = bf16_to_f32(((const uint16_t *)w)[i]);
-	return scratch;
-}
+	for (size_t j0 = 0; j0 < g->n; j0 += SMALL_CHUNK) {
+		struct group c = {
+			.n = g->n - j0 < SMALL_CHUNK ? g->n - j0 : SMALL_CHUNK,
+			.tok = g->tok ? g->tok + j0 : NULL,
+			.first = g->first + j0,
+			.w = g->w ? g->w + j0 : NULL,
+		};
 
-void expert_gemm(const struct expert_w *e, const float *x, const struct group *g, float *y,
-		 float *scratch, float *wscratch)
-{
-	uint32_t H = e->H, In = e->inter;
-	int n = (int)g->n;
-	float *xs = scratch, *gt = xs + g->n * H, *up = gt + g->n * In, *out = up + g->n * In;
-	const float *wg, *wu, *wd;
-
-	for (size_t j = 0; j < g->n; j++)
-		memcpy(xs + j * H, x + (size_t)g->tok[j] * H, H * sizeof(float));
-	wg = as_f32(e->gate, e->bf16, (size_t)In * H, wscratch);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)In, (int)H, 1.0f, xs, (int)H,
-		    wg, (int)H, 0.0f, gt, (int)In);
-	wu = as_f32(e->up, e->bf16, (size_t)In * H, wscratch ? wscratch + (size_t)In * H : NULL);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)In, (int)H, 1.0f, xs, (int)H,
-		    wu, (int)H, 0.0f, up, (int)In);
-	for (size_t i = 0; i < g->n * In; i++)
-		gt[i] = silu(gt[i]) * up[i];
-	wd = as_f32(e->down, e->bf16, (size_t)H * In,
-		    wscratch ? wscratch + 2 * (size_t)In * H : NULL);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)H, (int)In, 1.0f, gt, (int)In,
-		    wd, (int)In, 0.0f, out, (int)H);
-	for (size_t j = 0; j < g->n; j++) {
-		float *yj = y + (size_t)g->tok[j] * H;
-		const float *oj = out + j * H;
-		for (uint32_t h = 0; h < H; h++)
-			yj[h] += g->w[j] * oj[h];
+		isa->small(e, x, &c, y, scratch);
 	}
 }

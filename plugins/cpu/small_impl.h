@@ -1,0 +1,194 @@
+/*
+ * The small-group SwiGLU kernel, written once and instantiated per instruction
+ * set: kernels.c includes this file several times, each time with SMALL_ISA (a
+ * name suffix), SMALL_VW (floats per vector) and SMALL_ROWS (weight rows per
+ * pass, even: as many as the registers hold) defined and a `#pragma GCC
+ * target` in force, so the same C becomes an SSE2, AVX2 or AVX-512 function.
+ *
+ * How it works: the weights are walked SMALL_ROWS rows at a time, each row
+ * read from memory once; the rows are dotted with up to SMALL_NB tokens at a
+ * time from registers (a vector accumulator per row and token), and the next
+ * block of tokens finds the rows in L1.  The gate/up pass takes gate rows
+ * i.. with up rows i.. and writes act = silu(gate·x) * (up·x); the down pass
+ * takes rows h.. and adds w * (down_h·act) into y.  Lane sums use a fixed tree, so a token's
+ * result is the same whatever block it lands in.
+ */
+#define SMALL_CAT_(a, b) a##_##b
+#define SMALL_CAT(a, b) SMALL_CAT_(a, b)
+#define SMALL_FN(x) SMALL_CAT(x, SMALL_ISA)
+#define SMALL_INLINE static inline __attribute__((always_inline))
+
+typedef float SMALL_FN(vf) __attribute__((vector_size(SMALL_VW * 4)));
+typedef uint32_t SMALL_FN(vu) __attribute__((vector_size(SMALL_VW * 4)));
+typedef uint16_t SMALL_FN(vh) __attribute__((vector_size(SMALL_VW * 2)));
+
+/* Bytes ahead of the rows being read to prefetch: the hardware prefetcher
+ * stops at page ends, and a row is often a page or two. */
+#ifndef SMALL_PREFETCH
+#define SMALL_PREFETCH 8192
+#endif
+
+SMALL_INLINE SMALL_FN(vf) SMALL_FN(load)(const void *row, uint32_t i, const int bf16)
+{
+	SMALL_FN(vf) f;
+
+	if (bf16) {
+		SMALL_FN(vh) h;
+		SMALL_FN(vu) u;
+
+		memcpy(&h, (const uint16_t *)row + i, sizeof(h));
+		u = __builtin_convertvector(h, SMALL_FN(vu)) << 16;
+		memcpy(&f, &u, sizeof(f));
+	} else {
+		memcpy(&f, (const float *)row + i, sizeof(f));
+	}
+	return f;
+}
+
+SMALL_INLINE float SMALL_FN(hsum)(SMALL_FN(vf) v)
+{
+	float t[SMALL_VW];
+
+	memcpy(t, &v, sizeof(t));
+	for (unsigned w = SMALL_VW / 2; w; w /= 2)
+		for (unsigned l = 0; l < w; l++)
+			t[l] += t[l + w];
+	return t[0];
+}
+
+/* out[r][j] = rows[r] · xs[j] for r < SMALL_ROWS, j < nb; rows of len elements. */
+SMALL_INLINE void SMALL_FN(dot)(const void *const *rows, const int bf16, uint32_t len,
+				const float *const *xs, const unsigned nb,
+				float out[SMALL_ROWS][SMALL_NB])
+{
+	SMALL_FN(vf) acc[SMALL_ROWS][SMALL_NB];
+	uint32_t i = 0;
+
+#pragma GCC unroll 8
+	for (unsigned r = 0; r < SMALL_ROWS; r++)
+#pragma GCC unroll 8
+		for (unsigned j = 0; j < nb; j++)
+			acc[r][j] = (SMALL_FN(vf)){ 0 };
+	for (; i + SMALL_VW <= len; i += SMALL_VW) {
+		SMALL_FN(vf) w[SMALL_ROWS];
+
+#pragma GCC unroll 8
+		for (unsigned r = 0; r < SMALL_ROWS; r++) {
+			w[r] = SMALL_FN(load)(rows[r], i, bf16);
+			__builtin_prefetch((const char *)rows[r] + (size_t)i * (bf16 ? 2 : 4) +
+					   SMALL_PREFETCH);
+		}
+#pragma GCC unroll 8
+		for (unsigned j = 0; j < nb; j++) {
+			SMALL_FN(vf) xv;
+
+			memcpy(&xv, xs[j] + i, sizeof(xv));
+#pragma GCC unroll 8
+			for (unsigned r = 0; r < SMALL_ROWS; r++)
+				acc[r][j] += w[r] * xv;
+		}
+	}
+	for (unsigned r = 0; r < SMALL_ROWS; r++)
+		for (unsigned j = 0; j < nb; j++) {
+			float sum = SMALL_FN(hsum)(acc[r][j]);
+
+			for (uint32_t t = i; t < len; t++)
+				sum += wload(rows[r], t, bf16) * xs[j][t];
+			out[r][j] = sum;
+		}
+}
+
+/* dot with nb a compile-time constant in each branch. */
+SMALL_INLINE void SMALL_FN(dot_n)(const void *const *rows, const int bf16, uint32_t len,
+				  const float *const *xs, unsigned nb,
+				  float out[SMALL_ROWS][SMALL_NB])
+{
+	switch (nb) {
+	case 4:
+		SMALL_FN(dot)(rows, bf16, len, xs, 4, out);
+		break;
+	case 3:
+		SMALL_FN(dot)(rows, bf16, len, xs, 3, out);
+		break;
+	case 2:
+		SMALL_FN(dot)(rows, bf16, len, xs, 2, out);
+		break;
+	default:
+		SMALL_FN(dot)(rows, bf16, len, xs, 1, out);
+		break;
+	}
+}
+
+/* Rows first .. first + n - 1 of w (row length len), clamped to the last row:
+ * the duplicates' results are computed and ignored. */
+SMALL_INLINE void SMALL_FN(rows_at)(const void **rows, const void *w, uint32_t first,
+				    unsigned n, uint32_t nrows, uint32_t len, size_t es)
+{
+	for (unsigned r = 0; r < n; r++) {
+		uint32_t at = first + r < nrows ? first + r : nrows - 1;
+
+		rows[r] = (const char *)w + (size_t)at * len * es;
+	}
+}
+
+SMALL_INLINE void SMALL_FN(body)(const struct expert_w *e, const float *x, const struct group *g,
+				 float *y, float *act, const int bf16)
+{
+	const unsigned half = SMALL_ROWS / 2;
+	uint32_t H = e->H, In = e->inter;
+	size_t es = bf16 ? 2 : 4;
+	const float *xs[SMALL_NB];
+	const void *rows[SMALL_ROWS];
+	float out[SMALL_ROWS][SMALL_NB];
+
+	/* gate rows i.. paired with up rows i.. */
+	for (uint32_t i = 0; i < In; i += half) {
+		SMALL_FN(rows_at)(rows, e->gate, i, half, In, H, es);
+		SMALL_FN(rows_at)(rows + half, e->up, i, half, In, H, es);
+		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
+			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
+
+			for (unsigned j = 0; j < nb; j++)
+				xs[j] = x + group_tok(g, j0 + j) * H;
+			SMALL_FN(dot_n)(rows, bf16, H, xs, nb, out);
+			for (unsigned r = 0; r < half && i + r < In; r++)
+				for (unsigned j = 0; j < nb; j++)
+					act[(j0 + j) * In + i + r] =
+						silu(out[r][j]) * out[half + r][j];
+		}
+	}
+	for (uint32_t h = 0; h < H; h += SMALL_ROWS) {
+		SMALL_FN(rows_at)(rows, e->down, h, SMALL_ROWS, H, In, es);
+		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
+			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
+
+			for (unsigned j = 0; j < nb; j++)
+				xs[j] = act + (j0 + j) * In;
+			SMALL_FN(dot_n)(rows, bf16, In, xs, nb, out);
+			for (unsigned j = 0; j < nb; j++) {
+				float *yj = y + group_tok(g, j0 + j) * H;
+				float w = group_w(g, j0 + j);
+
+				for (unsigned r = 0; r < SMALL_ROWS && h + r < H; r++)
+					yj[h + r] += w * out[r][j];
+			}
+		}
+	}
+}
+
+static void SMALL_FN(expert_small)(const struct expert_w *e, const float *x,
+				   const struct group *g, float *y, float *act)
+{
+	if (e->bf16)
+		SMALL_FN(body)(e, x, g, y, act, 1);
+	else
+		SMALL_FN(body)(e, x, g, y, act, 0);
+}
+
+#undef SMALL_CAT_
+#undef SMALL_CAT
+#undef SMALL_FN
+#undef SMALL_INLINE
+#undef SMALL_ISA
+#undef SMALL_VW
+#undef SMALL_ROWS

@@ -10,6 +10,7 @@
 
 #include "daemon/host.h"
 #include "daemon/log.h"
+#include "daemon/pool.h"
 
 static _Thread_local char last_error[256];
 
@@ -47,11 +48,24 @@ static void host_sgemm_nt(size_t m, size_t n, size_t k, const float *a, const fl
 		    1.0f, a, (blasint)k, b, (blasint)k, 0.0f, c, (blasint)n);
 }
 
+static struct pool *host_pool;
+
+static void host_parallel_for(size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+	pool_parallel_for(host_pool, n, fn, arg);
+}
+
+void host_set_pool(struct pool *pool)
+{
+	host_pool = pool;
+}
+
 static const struct moed_host host = {
 	.struct_size = sizeof(struct moed_host),
 	.abi_version = MOED_PLUGIN_ABI_VERSION,
 	.log = host_log,
 	.sgemm_nt = host_sgemm_nt,
+	.parallel_for = host_parallel_for,
 };
 
 void host_init(void)

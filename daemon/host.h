@@ -9,7 +9,11 @@
 
 #include "include/moed/plugin.h"
 
+struct pool;
+
 void host_init(void);
+/* The pool whose idle workers run plugins' parallel_for tasks (NULL: serial). */
+void host_set_pool(struct pool *pool);
 const struct moed_host *host_table(void);
 /* The last error a plugin logged on this thread since host_clear_error(), or
  * "" — so a failed init()/layer_new() can tell the client why. */

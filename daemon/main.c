@@ -208,6 +208,7 @@ static void on_drained(struct server *srv)
 
 	log_info("moed: all requests finished");
 	batch_release(srv);
+	host_set_pool(NULL);
 	save_state(d);
 	uv_timer_stop(&d->deadline);
 	pool_shutdown(d->pool, on_pool_closed, d);
@@ -374,6 +375,7 @@ static int run(struct daemon_ctx *d)
 		log_err("pool: cannot start %u workers: %s", workers, strerror(-r));
 		return r;
 	}
+	host_set_pool(d->pool);
 	server_init(&d->srv, d->loop, &d->cfg, d->engine, d->pool);
 	d->srv.on_drained = on_drained;
 	d->srv.reload = do_reload;

@@ -5,19 +5,38 @@
  * which libuv coalesces, and the async callback drains `finished` on the loop
  * thread and calls done().  The queue bound counts waiting and running jobs, so
  * memory held by accepted work is bounded by queue_max.
+ *
+ * Fork-join inside a job: pool_parallel_for() publishes a task group; the
+ * caller claims indices from it and so do workers that would otherwise sleep
+ * (a worker prefers helping a group over starting a new job, so a request in
+ * progress finishes sooner).  Indices are claimed with an atomic counter; the
+ * caller waits on the group's condition variable for the last one to finish.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/log.h"
 #include "daemon/pool.h"
 
+struct task_group {
+	void (*fn)(void *arg, size_t i);
+	void *arg;
+	size_t n;
+	atomic_size_t next;             /* next index to claim */
+	size_t done;                    /* guarded by the pool lock */
+	unsigned active;                /* threads inside help_group(); lock-guarded */
+	pthread_cond_t finished;
+	struct task_group *next_group;
+};
+
 struct pool {
 	pthread_mutex_t lock;
+	struct task_group *groups;      /* groups with indices left to claim */
 	pthread_cond_t wake;
 	struct pool_job *todo_head, *todo_tail;
 	struct pool_job *fin_head, *fin_tail;
@@ -41,14 +60,65 @@ static void push(struct pool_job **head, struct pool_job **tail, struct pool_job
 	*tail = job;
 }
 
+/* Claim and run indices of g until none are left.  Called and returns with the
+ * lock held; g stays valid meanwhile because its owner waits for active == 0. */
+static void help_group(struct pool *p, struct task_group *g)
+{
+	size_t ran = 0, i;
+
+	g->active++;
+	pthread_mutex_unlock(&p->lock);
+	while ((i = atomic_fetch_add(&g->next, 1)) < g->n) {
+		g->fn(g->arg, i);
+		ran++;
+	}
+	pthread_mutex_lock(&p->lock);
+	/* every index is claimed: unlink it so no other worker picks it up */
+	for (struct task_group **q = &p->groups; *q; q = &(*q)->next_group)
+		if (*q == g) {
+			*q = g->next_group;
+			break;
+		}
+	g->done += ran;
+	g->active--;
+	if (g->done == g->n && g->active == 0)
+		pthread_cond_broadcast(&g->finished);
+}
+
+void pool_parallel_for(struct pool *p, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+	struct task_group g = { .fn = fn, .arg = arg, .n = n };
+
+	if (!p || n <= 1 || p->n_threads <= 1) {
+		for (size_t i = 0; i < n; i++)
+			fn(arg, i);
+		return;
+	}
+	atomic_init(&g.next, 0);
+	pthread_cond_init(&g.finished, NULL);
+	pthread_mutex_lock(&p->lock);
+	g.next_group = p->groups;
+	p->groups = &g;
+	pthread_cond_broadcast(&p->wake);
+	help_group(p, &g);
+	while (g.done < g.n || g.active > 0)
+		pthread_cond_wait(&g.finished, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	pthread_cond_destroy(&g.finished);
+}
+
 static void *worker_main(void *arg)
 {
 	struct pool *p = arg;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->todo_head && !p->stopping)
+		while (!p->todo_head && !p->groups && !p->stopping)
 			pthread_cond_wait(&p->wake, &p->lock);
+		if (p->groups) {
+			help_group(p, p->groups);
+			continue;
+		}
 		struct pool_job *job = p->todo_head;
 		if (!job)
 			break;  /* stopping and drained */

@@ -28,4 +28,9 @@ unsigned pool_queued(struct pool *pool);            /* waiting + running */
  * must keep running until `closed` is called). */
 void pool_shutdown(struct pool *pool, void (*closed)(void *arg), void *arg);
 
+/* Run fn(arg, i) for i in [0, n): the calling thread works through the indices
+ * and idle workers of `pool` join in; returns when all are done.  Any thread;
+ * pool may be NULL (then it runs serially). */
+void pool_parallel_for(struct pool *pool, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+
 #endif

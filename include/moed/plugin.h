@@ -86,7 +86,18 @@ struct moed_host {
 	/* c[m][n] = a[m][k] · b[n][k]^T, fp32, row-major, on the calling thread. */
 	void (*sgemm_nt)(size_t m, size_t n, size_t k, const float *a, const float *b,
 			 float *c);
+	/* Run fn(arg, i) for every i in [0, n) on the daemon's worker threads, the
+	 * caller included, and return when all are done.  For splitting one
+	 * route()/forward() call across the cores: idle workers help, busy ones do
+	 * not, so it never oversubscribes.  fn must not call parallel_for.  Added
+	 * after ABI 1's first release: check struct_size before use. */
+	void (*parallel_for)(size_t n, void (*fn)(void *arg, size_t i), void *arg);
 };
+
+/* Does the host table have member `field`?  (Tables only grow at the end.) */
+#define MOED_HOST_HAS(host, field)                                                   \
+	((host)->struct_size >= offsetof(struct moed_host, field) + sizeof((host)->field) && \
+	 (host)->field != NULL)
 
 /* One MoE layer as a router sees it.  Host-owned; valid until layer_free(). */
 struct moed_router_spec {

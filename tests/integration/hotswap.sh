@@ -111,6 +111,23 @@ expect_fail 1 "ABI 999, want 1" "$MOECTL" router set bad-abi
 expect_fail 1 "init failed" "$MOECTL" router set failing-init
 expect_fail 1 "not valid" "$MOECTL" router set ../plugins/cpu
 expect_fail 1 "unknown parameter 'gama'" "$MOECTL" router set bias-balanced --param gama=1
+# expert backends swap too: a new generation with other parameters computes the
+# same layer; one that cannot take the weights says so and nothing changes
+"$MOECTL" router set sigmoid-norm >/dev/null || fail "back to sigmoid-norm"
+"$MOECTL" expert set cpu --param kernel=gemm >/dev/null || fail "expert set cpu kernel=gemm"
+"$MOECTL" infer --layer 1 --input "$X" --output "$TMP/y_gemm.npy" >/dev/null || fail "infer after expert swap"
+$PY -c "
+import numpy as np, sys
+y = np.load('$TMP/y_gemm.npy'); want = np.load('$TMP/expect/sigmoid-norm.npy')
+err = np.abs(y - want).max() / np.abs(want).max()
+print('expert generation with kernel=gemm: rel err %.2e' % err)
+sys.exit(0 if err <= 1e-5 else 1)" && ok "swapped expert backend matches the reference" || fail "expert swap output"
+bind_before=$("$MOECTL" --json router show | tr -d ' \n')
+expect_fail 1 "'kernel' = 'bogus'" "$MOECTL" expert set cpu --param kernel=bogus
+expect_fail 1 "is a router plugin, want expert" "$MOECTL" expert set softmax-topk
+[ "$("$MOECTL" --json router show | tr -d ' \n')" = "$bind_before" ] && ok "failed expert swaps change nothing" ||
+	fail "bindings changed by a failed expert swap"
+
 # a plugin file or directory others may write is refused, naming the path
 chmod o+w "$PDIR/softmax-topk.so"
 expect_fail 1 "plugin file '$PDIR/softmax-topk.so' is writable by others" "$MOECTL" router set softmax-topk

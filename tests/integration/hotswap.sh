@@ -127,6 +127,7 @@ expect_fail 1 "'kernel' = 'bogus'" "$MOECTL" expert set cpu --param kernel=bogus
 expect_fail 1 "is a router plugin, want expert" "$MOECTL" expert set softmax-topk
 [ "$("$MOECTL" --json router show | tr -d ' \n')" = "$bind_before" ] && ok "failed expert swaps change nothing" ||
 	fail "bindings changed by a failed expert swap"
+gen_before=$bind_before
 
 # a plugin file or directory others may write is refused, naming the path
 chmod o+w "$PDIR/softmax-topk.so"

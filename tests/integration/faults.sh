@@ -61,6 +61,21 @@ assert read_response(extra) is None
 "$MOECTL" status >/dev/null || fail "not serving after the connection limit"
 stop_moed
 
+# deadlines and a client that never reads: bounded, told why, dropped
+printf '[limits]\nframe_timeout_ms = 300\nidle_timeout_ms = 1500\nwrite_high_water = 65536\nwrite_hard_cap = 1048576\nmax_inflight_per_conn = 64\n' >"$CONF"
+start_moed --config "$CONF" || exit 1
+check_raw stall-mid-frame "status=4 .*frame incomplete.*closed"
+check_raw idle "id=1 status=0 .*closed"
+rss0=$(awk '/VmRSS/ { print $2 }' /proc/"$MOED_PID"/status)
+out=$($RAW no-read 2>&1)
+rss1=$(awk '/VmRSS/ { print $2 }' /proc/"$MOED_PID"/status)
+echo "no-read client: $out; daemon RSS $rss0 -> $rss1 KiB"
+grep -q "over write_hard_cap\|slow reader" "$TMP/moed.log" && ok "slow reader paused/dropped" ||
+	fail "slow reader not detected"
+[ "$rss1" -lt $((rss0 + 65536)) ] && ok "memory bounded under a non-reading client" || fail "RSS grew by $((rss1 - rss0)) KiB"
+"$MOECTL" infer --layer 1 --random 2 >/dev/null && ok "serving after the slow reader" || fail "after slow reader"
+stop_moed
+
 # fd exhaustion: accept recovers when fds free up and the loop does not spin
 command -v prlimit >/dev/null || skip "prlimit not installed (Debian: util-linux)"
 MOED_WRAPPER="prlimit --nofile=48 --" start_moed || exit 1

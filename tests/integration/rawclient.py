@@ -153,6 +153,30 @@ def main():
         tensor = field(1, 0, 1) + field(2, 2, shape) + field(3, 2, bytes(2000 * 256 * 4))
         s.sendall(frame(hello(1)) + frame(request(5, 14, field(1, 0, 1) + field(2, 2, tensor))))
         print("sent")
+    elif scenario == "stall-mid-frame":
+        # a header promising 100 bytes, 3 of them, then silence
+        s.sendall(frame(hello(1)) + struct.pack(">I", 100) + b"abc")
+        report(s, 3)
+    elif scenario == "idle":
+        # hello, then silence: the daemon closes an idle connection
+        s.sendall(frame(hello(1)))
+        report(s, 2)
+    elif scenario == "no-read":
+        # pipeline many infers and never read the replies: dropped at the hard cap
+        shape = varint(64) + varint(256)
+        tensor = field(1, 0, 1) + field(2, 2, shape) + field(3, 2, bytes(64 * 256 * 4))
+        req = frame(request(5, 14, field(1, 0, 1) + field(2, 2, tensor)))
+        s.sendall(frame(hello(1)))
+        sent = 0
+        try:
+            s.settimeout(5)
+            for _ in range(2000):
+                s.sendall(req)
+                sent += 1
+        except OSError as e:
+            print("stopped sending after %d requests: %s" % (sent, type(e).__name__))
+        else:
+            print("sent all %d requests" % sent)
     elif scenario == "pipeline":
         # hello, then status, plugins and model without waiting
         s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +

@@ -123,7 +123,7 @@ static void *dlopen_copy(const char *src, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot copy '%s': %s", src, strerror(errno));
 		goto out;
 	}
-	dl = dlopen(tmp, RTLD_NOW | RTLD_LOCAL);
+	dl = dlopen(tmp, LOADER_DLOPEN_FLAGS);
 	if (!dl)
 		snprintf(err, errlen, "dlopen: %s", dlerror());
 out:
@@ -273,7 +273,7 @@ void plugin_gen_unref(struct plugin_gen *gen)
 
 static void probe(const char *path, const char *stem, struct plugin_probe *p)
 {
-	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	void *dl = dlopen(path, LOADER_DLOPEN_FLAGS);
 	const struct moed_plugin *d;
 
 	memset(p, 0, sizeof(*p));

@@ -14,6 +14,7 @@
 #define MOED_LOADER_H
 
 #include <stddef.h>
+#include <dlfcn.h>
 #include <stdint.h>
 
 #include "include/moed/plugin.h"
@@ -38,6 +39,18 @@ struct plugin_probe {
 	uint32_t abi_version;
 	char error[256];                /* empty when loadable */
 };
+
+/*
+ * LeakSanitizer reports what an unloaded library allocated as leaked (it can no
+ * longer see the library's statics): libstdc++'s emergency pool, pulled in by
+ * the CUDA runtime, shows up that way.  Sanitizer builds therefore keep
+ * plugins mapped after dlclose(); every other build unloads them.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define LOADER_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+#else
+#define LOADER_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL)
+#endif
 
 /* Accept group-writable plugin directories and files owned by root
  * ([daemon] allow_group_writable_plugins); others-writable is always refused. */

@@ -108,8 +108,8 @@ static void check_backpressure(struct session *s)
 			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, queued);
 		session_close(s);
 	} else if (!s->read_paused && queued > cfg->write_high_water) {
-		log_debug("session %llu: slow reader (%zu bytes queued); pausing reads",
-			  (unsigned long long)s->id, queued);
+		log_info("session %llu (uid %u pid %d): slow reader, %zu reply bytes queued; pausing reads",
+			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, queued);
 		uv_read_stop((uv_stream_t *)&s->pipe);
 		s->read_paused = 1;
 	} else if (s->read_paused && queued < cfg->write_high_water / 2 && !s->close_after_write) {

@@ -87,7 +87,15 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static int hidden_size(struct conn *c, uint32_t *ret)
+void random_fill(float *x, uint64_t n, uint64_t seed)
+{
+	uint64_t s = seed;
+
+	for (uint64_t i = 0; i < n; i++)
+		x[i] = 2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
+}
+
+int model_shape(struct conn *c, uint32_t *ret_hidden, uint32_t *ret_first_moe_layer)
 {
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__ModelRequest m = MOED__MODEL_REQUEST__INIT;
@@ -99,7 +107,9 @@ static int hidden_size(struct conn *c, uint32_t *ret)
 	r = conn_call(c, &req, &resp);
 	if (r != EXIT_OK)
 		return r;
-	*ret = resp->model->hidden_size;
+	*ret_hidden = resp->model->hidden_size;
+	if (ret_first_moe_layer)
+		*ret_first_moe_layer = resp->model->n_moe_layers ? resp->model->moe_layers[0] : 0;
 	moed__response__free_unpacked(resp, NULL);
 	return EXIT_OK;
 }
@@ -137,11 +147,11 @@ static int load_input(const char *cmd, const char *path, struct npy_array *x)
 static int random_input(const char *cmd, struct conn *c, const struct tensor_args *a,
 			struct npy_array *x)
 {
-	uint64_t s = a->seed, n;
+	uint64_t n;
 	uint32_t H;
 	int r;
 
-	r = hidden_size(c, &H);
+	r = model_shape(c, &H, NULL);
 	if (r != EXIT_OK)
 		return r;
 	n = a->random_tokens * H;       /* <= 2^24 * 2^32: no overflow */
@@ -159,9 +169,7 @@ static int random_input(const char *cmd, struct conn *c, const struct tensor_arg
 			(unsigned long long)x->rows);
 		return EXIT_USAGE;
 	}
-	for (uint64_t i = 0; i < n; i++)
-		((float *)x->data)[i] =
-			2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
+	random_fill(x->data, n, a->seed);
 	return check_input(cmd, x);
 }
 

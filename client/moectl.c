@@ -33,6 +33,8 @@ const struct command moectl_commands[] = {
 	{ "bias", "bias (show | reset | freeze | thaw) [--layer L]",
 	  "show or change the live router bias", cmd_bias },
 	{ "reload", "reload [--wait]", "re-read the daemon's configuration", cmd_reload },
+	{ "bench", "bench --clients N --tokens T --duration S [--layer L] [--compare] [--output FILE]",
+	  "end-to-end load: tokens/s and latency of N concurrent clients", cmd_bench },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -3,7 +3,7 @@ _moectl()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status plugins model infer route router expert stats bias reload"
+	local commands="status plugins model infer route router expert stats bias reload bench"
 	local i cmd=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -15,7 +15,7 @@ _moectl()
 	case $prev in
 	-s|--socket) _filedir; return ;;
 	--input|--output) _filedir npy; return ;;
-	--layer|--random|--seed|--watch|-t|--timeout|--param) return ;;
+	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration) return ;;
 	esac
 	if [[ -z $cmd ]]; then
 		COMPREPLY=($(compgen -W "$commands --socket --json --timeout --help --version" -- "$cur"))
@@ -30,6 +30,7 @@ _moectl()
 	stats) opts+=" --layer --watch" ;;
 	bias) opts+=" show reset freeze thaw --layer" ;;
 	reload) opts+=" --wait" ;;
+	bench) opts+=" --clients --tokens --duration --layer --compare --output" ;;
 	esac
 	COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "include/moed/plugin.h"
+#include "plugins/common/expert_spec.h"
 #include "plugins/common/params.h"
 #include "plugins/cpu/kernels.h"
 
@@ -33,7 +34,6 @@
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 96u
 /* Largest H or I accepted: keeps every sgemm dimension and index in range. */
-#define MAX_DIM (1u << 20)
 
 enum path_mode { PATH_AUTO, PATH_SMALL, PATH_GEMM };
 
@@ -113,39 +113,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 
 static int check_spec(const struct moed_expert_spec *s)
 {
-	if (s->struct_size < sizeof(*s)) {
-		host->log(MOED_LOG_ERR, PLUGIN, "expert spec of %u bytes, want %zu", s->struct_size,
-			  sizeof(*s));
-		return -EINVAL;
-	}
-	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16) {
-		host->log(MOED_LOG_ERR, PLUGIN,
-			  "layer %u: weight dtype %u not supported (F32 or BF16; convert F16 "
-			  "weights when loading)", s->layer, s->dtype);
-		return -ENOTSUP;
-	}
-	if (!s->hidden_size || s->hidden_size > MAX_DIM || !s->intermediate_size ||
-	    s->intermediate_size > MAX_DIM || !s->n_experts ||
-	    s->shared_intermediate_size > MAX_DIM) {
-		host->log(MOED_LOG_ERR, PLUGIN, "layer %u: dimensions H %u, I %u, E %u, shared %u "
-			  "out of range", s->layer, s->hidden_size, s->intermediate_size,
-			  s->n_experts, s->shared_intermediate_size);
-		return -EINVAL;
-	}
-	if (!s->gate || !s->up || !s->down ||
-	    (s->shared_intermediate_size &&
-	     (!s->shared_gate || !s->shared_up || !s->shared_down))) {
-		host->log(MOED_LOG_ERR, PLUGIN, "layer %u: missing weights", s->layer);
-		return -EINVAL;
-	}
-	for (uint32_t e = 0; e < s->n_experts; e++) {
-		if (!s->gate[e] || !s->up[e] || !s->down[e]) {
-			host->log(MOED_LOG_ERR, PLUGIN, "layer %u: expert %u has no weights",
-				  s->layer, e);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	return expert_spec_check(host, PLUGIN, s);
 }
 
 static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,

@@ -54,12 +54,11 @@
 #include <cuda_runtime_api.h>
 
 #include "include/moed/plugin.h"
+#include "plugins/common/expert_spec.h"
 #include "plugins/common/params.h"
 #include "plugins/cuda/kernels.h"
 
 #define PLUGIN "cuda"
-#define MAX_DIM (1u << 20)              /* largest H, I or shared width */
-#define MAX_EXPERTS 65536u
 #define MAX_CHOICES (1u << 26)          /* T*k per call: int32 offsets on the device */
 #define NAUX 4                          /* streams (and cuBLAS handles) for GEMMs */
 #define N_CLASSES 5                     /* small-kernel row bounds 1, 2, 4, 8, 16 */
@@ -316,38 +315,7 @@ static void cuda_fini(void *state)
 
 static int check_spec(const struct moed_expert_spec *s)
 {
-	if (s->struct_size < sizeof(*s)) {
-		host->log(MOED_LOG_ERR, PLUGIN, "expert spec of %u bytes, want %zu", s->struct_size,
-			  sizeof(*s));
-		return -EINVAL;
-	}
-	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16) {
-		host->log(MOED_LOG_ERR, PLUGIN, "layer %u: weight dtype %u not supported (F32 or "
-			  "BF16; convert F16 weights when loading)", s->layer, s->dtype);
-		return -ENOTSUP;
-	}
-	if (!s->hidden_size || s->hidden_size > MAX_DIM || !s->intermediate_size ||
-	    s->intermediate_size > MAX_DIM || !s->n_experts || s->n_experts > MAX_EXPERTS ||
-	    s->shared_intermediate_size > MAX_DIM) {
-		host->log(MOED_LOG_ERR, PLUGIN, "layer %u: dimensions H %u, I %u, E %u, shared %u "
-			  "out of range", s->layer, s->hidden_size, s->intermediate_size,
-			  s->n_experts, s->shared_intermediate_size);
-		return -EINVAL;
-	}
-	if (!s->gate || !s->up || !s->down ||
-	    (s->shared_intermediate_size &&
-	     (!s->shared_gate || !s->shared_up || !s->shared_down))) {
-		host->log(MOED_LOG_ERR, PLUGIN, "layer %u: missing weights", s->layer);
-		return -EINVAL;
-	}
-	for (uint32_t e = 0; e < s->n_experts; e++) {
-		if (!s->gate[e] || !s->up[e] || !s->down[e]) {
-			host->log(MOED_LOG_ERR, PLUGIN, "layer %u: expert %u has no weights",
-				  s->layer, e);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	return expert_spec_check(host, PLUGIN, s);
 }
 
 /* Copy [gate; up] of each expert into its [2I][H] block, down as is. */

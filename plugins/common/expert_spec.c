@@ -1,0 +1,45 @@
+/*
+ * Expert layer spec validation shared by the cpu and cuda backends.
+ */
+#include <errno.h>
+
+#include "plugins/common/expert_spec.h"
+
+int expert_spec_check(const struct moed_host *host, const char *plugin,
+		      const struct moed_expert_spec *s)
+{
+	const uint32_t max = EXPERT_SPEC_MAX_DIM;
+
+	if (s->struct_size < sizeof(*s)) {
+		host->log(MOED_LOG_ERR, plugin, "expert spec of %u bytes, want %zu", s->struct_size,
+			  sizeof(*s));
+		return -EINVAL;
+	}
+	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16) {
+		host->log(MOED_LOG_ERR, plugin, "layer %u: weight dtype %u not supported (F32 or "
+			  "BF16; convert F16 weights when loading)", s->layer, s->dtype);
+		return -ENOTSUP;
+	}
+	if (!s->hidden_size || s->hidden_size > max || !s->intermediate_size ||
+	    s->intermediate_size > max || !s->n_experts || s->n_experts > EXPERT_SPEC_MAX_EXPERTS ||
+	    s->shared_intermediate_size > max) {
+		host->log(MOED_LOG_ERR, plugin, "layer %u: dimensions H %u, I %u, E %u, shared %u "
+			  "out of range", s->layer, s->hidden_size, s->intermediate_size,
+			  s->n_experts, s->shared_intermediate_size);
+		return -EINVAL;
+	}
+	if (!s->gate || !s->up || !s->down ||
+	    (s->shared_intermediate_size &&
+	     (!s->shared_gate || !s->shared_up || !s->shared_down))) {
+		host->log(MOED_LOG_ERR, plugin, "layer %u: missing weights", s->layer);
+		return -EINVAL;
+	}
+	for (uint32_t e = 0; e < s->n_experts; e++) {
+		if (!s->gate[e] || !s->up[e] || !s->down[e]) {
+			host->log(MOED_LOG_ERR, plugin, "layer %u: expert %u has no weights",
+				  s->layer, e);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}

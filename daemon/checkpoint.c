@@ -33,6 +33,7 @@ struct ckpt {
 	json_object *index_root;
 	char *err;
 	size_t errlen;
+	uint32_t last_dtype;            /* dtype of the tensor load_f32() read last */
 };
 
 static void ckpt_close(struct ckpt *c)
@@ -177,6 +178,7 @@ static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, 
 	if (!*ret)
 		return -ENOMEM;
 	dtype_to_f32(t->dtype, st_data(f, t), *ret, n);
+	c->last_dtype = t->dtype;
 	return 0;
 }
 
@@ -199,6 +201,8 @@ static int load_expert(struct ckpt *c, struct moed_model *m, uint32_t L, uint32_
 	r = load_f32(c, name, I, H, 0, (float **)&l->expert_gate[e]);
 	if (r < 0)
 		return r;
+	if (e == 0)
+		m->stored_dtype = c->last_dtype;
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[1]);
 	r = load_f32(c, name, I, H, 0, (float **)&l->expert_up[e]);
 	if (r < 0)

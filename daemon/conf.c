@@ -45,6 +45,7 @@ static const struct config_key config_keys[] = {
 	KEY("model", "path", SLOT_STRING, model_path, 0, 0),
 	KEY("router", "plugin", SLOT_STRING, router, 0, 0),
 	KEY("expert", "plugin", SLOT_STRING, expert, 0, 0),
+	KEY("expert", "weights", SLOT_STRING, expert_weights, 0, 0),
 	KEY("limits", "max_frame_bytes", SLOT_U32, max_frame_bytes, 64, 1u << 31),
 	KEY("limits", "max_connections", SLOT_U32, max_connections, 1, 1u << 20),
 	KEY("limits", "max_inflight_per_conn", SLOT_U32, max_inflight_per_conn, 1, 1u << 16),
@@ -145,6 +146,7 @@ void config_release(struct moed_config *cfg)
 	free(cfg->model_path);
 	free(cfg->router);
 	free(cfg->expert);
+	free(cfg->expert_weights);
 	config_params_clear(&cfg->router_params);
 	config_params_clear(&cfg->expert_params);
 	memset(cfg, 0, sizeof(*cfg));
@@ -296,6 +298,12 @@ int config_validate(const struct moed_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "admin socket path '%s' is longer than 107 bytes",
 			 cfg->admin_socket);
 		return -ENAMETOOLONG;
+	}
+	if (cfg->expert_weights && strcmp(cfg->expert_weights, "bf16") &&
+	    strcmp(cfg->expert_weights, "fp32")) {
+		snprintf(err, errlen, "[expert] weights must be bf16 or fp32, got '%s'",
+			 cfg->expert_weights);
+		return -EINVAL;
 	}
 	if (cfg->write_high_water > cfg->write_hard_cap) {
 		snprintf(err, errlen, "[limits] write_high_water (%u) exceeds write_hard_cap (%u)",

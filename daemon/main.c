@@ -355,9 +355,22 @@ static int run(struct daemon_ctx *d)
 		log_err("model: %s", err);
 		return r;
 	}
-	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %llu bytes",
+	/* [expert] weights: keep bf16 checkpoints in bf16 unless told otherwise */
+	uint32_t want = d->cfg.expert_weights ? (!strcmp(d->cfg.expert_weights, "bf16")
+						 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32)
+					      : model->stored_dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16
+										   : MOED_DTYPE_F32;
+	r = model_set_expert_dtype(model, want);
+	if (r < 0) {
+		log_err("model: cannot hold the expert weights as %s: %s",
+			want == MOED_DTYPE_BF16 ? "bf16" : "fp32", strerror(-r));
+		model_free(model);
+		return r;
+	}
+	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, %llu bytes",
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
-		 model->n_experts, model->top_k, (unsigned long long)model->weight_bytes);
+		 model->n_experts, model->top_k, want == MOED_DTYPE_BF16 ? "bf16" : "fp32",
+		 (unsigned long long)model->weight_bytes);
 	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
 	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)

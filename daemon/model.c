@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "daemon/checkpoint.h"
+#include "daemon/dtype.h"
 #include "daemon/model.h"
 #include "daemon/synthetic.h"
 
@@ -36,6 +37,7 @@ int model_new(const char *source, const char *model_type, struct moed_model **re
 		return -ENOMEM;
 	}
 	m->n_group = m->topk_group = 1;
+	m->stored_dtype = MOED_DTYPE_F32;
 	m->routed_scaling_factor = 1.0f;
 	*ret_model = m;
 	return 0;
@@ -93,6 +95,62 @@ void model_free(struct moed_model *m)
 	free(m->model_type);
 	free(m->topk_method);
 	free(m);
+}
+
+static uint16_t f32_to_bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);    /* NaN stays NaN */
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+/* Convert one matrix of n elements in place (reallocated) to dtype. */
+static int convert_matrix(void **slot, size_t n, uint32_t from, uint32_t to)
+{
+	void *dst;
+
+	if (!*slot || from == to)
+		return 0;
+	dst = malloc(n * dtype_size(to));
+	if (!dst)
+		return -ENOMEM;
+	if (to == MOED_DTYPE_BF16)
+		for (size_t i = 0; i < n; i++)
+			((uint16_t *)dst)[i] = f32_to_bf16(((const float *)*slot)[i]);
+	else
+		dtype_to_f32(from, *slot, dst, n);
+	free(*slot);
+	*slot = dst;
+	return 0;
+}
+
+int model_set_expert_dtype(struct moed_model *m, uint32_t dtype)
+{
+	size_t e_n = (size_t)m->hidden_size * m->intermediate_size;
+	size_t s_n = (size_t)m->hidden_size * m->shared_intermediate_size;
+	int r = 0;
+
+	if (dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->n_layers && r == 0; i++) {
+		struct moed_layer *l = &m->layers[i];
+		for (uint32_t e = 0; e < m->n_experts && r == 0; e++)
+			r = convert_matrix(&l->expert_gate[e], e_n, m->dtype, dtype) ?:
+			    convert_matrix(&l->expert_up[e], e_n, m->dtype, dtype) ?:
+			    convert_matrix(&l->expert_down[e], e_n, m->dtype, dtype);
+		if (r == 0)
+			r = convert_matrix(&l->shared_gate, s_n, m->dtype, dtype) ?:
+			    convert_matrix(&l->shared_up, s_n, m->dtype, dtype) ?:
+			    convert_matrix(&l->shared_down, s_n, m->dtype, dtype);
+	}
+	if (r < 0)
+		return r;       /* a partly converted model is not used: the caller exits */
+	m->dtype = dtype;
+	model_count_bytes(m);
+	return 0;
 }
 
 int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen)

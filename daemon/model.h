@@ -50,6 +50,7 @@ struct moed_model {
 	uint64_t weight_bytes;          /* bytes of all weights held */
 	uint32_t n_layers;              /* number of MoE layers */
 	struct moed_layer *layers;      /* sorted by index */
+	uint32_t stored_dtype;          /* expert weights' dtype in the checkpoint */
 };
 
 /* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
@@ -67,6 +68,10 @@ int model_set_string(char **slot, const char *value);
 int model_alloc_layers(struct moed_model *model, uint32_t n);
 /* Compute weight_bytes from the shapes, dtype and which tensors exist. */
 void model_count_bytes(struct moed_model *model);
+
+/* Hold every expert and shared-expert matrix in `dtype` (MOED_DTYPE_F32 or
+ * BF16; fp32 -> bf16 rounds to nearest even).  Router weights stay fp32. */
+int model_set_expert_dtype(struct moed_model *model, uint32_t dtype);
 
 /* Name of the router plugin the model's config asks for ("sigmoid-norm" or "softmax-topk"). */
 const char *model_default_router(const struct moed_model *model);

@@ -130,6 +130,8 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 		note(res->restart, &res->n_restart, "state_dir");
 	if (str_differs(cur->model_path, next->model_path))
 		note(res->restart, &res->n_restart, "model");
+	if (str_differs(cur->expert_weights, next->expert_weights))
+		note(res->restart, &res->n_restart, "expert weights");
 	if (cur->workers != next->workers)
 		note(res->restart, &res->n_restart, "workers");
 	if (cur->socket_mode != next->socket_mode || str_differs(cur->socket_group, next->socket_group))

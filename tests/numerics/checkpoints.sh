@@ -62,6 +62,19 @@ PY
 	else fail "$name differs from the reference"; fi
 done
 
+# [expert] weights: bf16 checkpoints are held as stored (bf16), others on request
+for pair in "v3_bf16:none:BF16" "v3:bf16:BF16" "v3_bf16:fp32:F32"; do
+	IFS=: read -r name weights want <<<"$pair"
+	if [ "$weights" = none ]; then : >"$TMP/w.conf"; else printf '[expert]\nweights = %s\n' "$weights" >"$TMP/w.conf"; fi
+	start_moed --model "$CASES/good/$name" --config "$TMP/w.conf" || { fail "$name weights=$weights"; continue; }
+	got=$("$MOECTL" --json model | $PY -c 'import json,sys; print(json.load(sys.stdin)["dtype"])')
+	[ "$got" = "$want" ] && ok "$name with weights=$weights held as $got" || fail "$name weights=$weights: $got, want $want"
+	"$MOECTL" infer --layer 1 --random 3 >/dev/null || fail "$name weights=$weights: infer"
+	stop_moed
+done
+printf '[expert]\nweights = fp16\n' >"$TMP/w.conf"
+expect_fail 1 "weights must be bf16 or fp32" "$MOED" --config "$TMP/w.conf" --check-config
+
 for case in "$CASES"/bad/*; do
 	name=$(basename "$case")
 	expect_fail 1 "$(cat "$case/expect.txt")" "$MOED" --socket "$SOCK" --config /dev/null \

@@ -36,7 +36,7 @@ static void test_full_file(void **state)
 		"[daemon]\nsocket = /tmp/x.sock\nplugin_dir = /opt/p\nlog_level = debug\nworkers = 3\n"
 		"[model]\npath = synthetic:S1\n"
 		"[router]\nplugin = bias-balanced\ngamma = 0.01\nupdate_every = 256\n"
-		"[expert]\nplugin = cpu\nweights = bf16\n"
+		"[expert]\nplugin = cpu\nweights = bf16\ngemm_min_tokens = 8\n"
 		"[limits]\nmax_frame_bytes = 0x1000\nmax_connections = 7\n";
 	struct moed_config c;
 	char err[256] = "";
@@ -54,8 +54,10 @@ static void test_full_file(void **state)
 	assert_string_equal(c.router_params.p[0].value, "0.01");
 	assert_string_equal(c.router_params.p[1].key, "update_every");
 	assert_string_equal(c.expert, "cpu");
+	assert_string_equal(c.expert_weights, "bf16");        /* a daemon key, not a param */
 	assert_int_equal(c.expert_params.n, 1);
-	assert_string_equal(c.expert_params.p[0].value, "bf16");
+	assert_string_equal(c.expert_params.p[0].key, "gemm_min_tokens");
+	assert_string_equal(c.expert_params.p[0].value, "8");
 	assert_int_equal(c.max_frame_bytes, 4096);
 	assert_int_equal(c.max_connections, 7);
 	assert_int_equal(c.queue_depth, 1024);   /* untouched default */

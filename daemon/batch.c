@@ -71,12 +71,14 @@ static int batch_add(struct batch *b, struct session *s, Moed__Request *req)
 	}
 	b->m[b->n_members++] = (struct member){ s, req, b->tokens, n, uv_hrtime() };
 	b->tokens += n;
+	s->srv->queued_tokens += n;
 	session_hold(s);
 	return 0;
 }
 
 static void member_done(struct member *m)
 {
+	m->s->srv->queued_tokens -= m->n;
 	moed__request__free_unpacked(m->req, NULL);
 	session_release(m->s);
 }
@@ -238,9 +240,17 @@ void batch_request(struct session *s, Moed__Request *req, struct engine_layer *l
 	struct server *srv = s->srv;
 	int infer = req->body_case == MOED__REQUEST__BODY_INFER;
 	uint32_t window = srv->cfg->coalesce_window_us;
-	struct batch **slot = infer ? pending_slot(srv, l) : NULL;
+	struct batch **slot;
 	struct batch *b;
 
+	if (srv->queued_tokens + hidden_of(req)->shape[0] > srv->cfg->max_queued_tokens) {
+		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED,
+				   "busy: %llu tokens already queued (max_queued_tokens %u)",
+				   (unsigned long long)srv->queued_tokens, srv->cfg->max_queued_tokens);
+		moed__request__free_unpacked(req, NULL);
+		return;
+	}
+	slot = infer ? pending_slot(srv, l) : NULL;
 	if (slot && *slot) {
 		b = *slot;              /* join the layer's pending batch */
 	} else if (!infer || (!window && pool_idle(srv)) || !slot) {

@@ -57,6 +57,7 @@ static const struct config_key config_keys[] = {
 	KEY("limits", "write_high_water", SLOT_U32, write_high_water, 4096, 1u << 31),
 	KEY("limits", "write_hard_cap", SLOT_U32, write_hard_cap, 4096, 1u << 31),
 	KEY("limits", "max_batch_tokens", SLOT_U32, max_batch_tokens, 1, 1u << 24),
+	KEY("limits", "max_queued_tokens", SLOT_U32, max_queued_tokens, 1, 1u << 30),
 	KEY("limits", "coalesce_window_us", SLOT_U32, coalesce_window_us, 0, 1000000),
 };
 
@@ -97,6 +98,7 @@ void config_init(struct moed_config *cfg)
 	cfg->write_high_water = 64u << 20;
 	cfg->write_hard_cap = 512u << 20;
 	cfg->max_batch_tokens = 1024;
+	cfg->max_queued_tokens = 1u << 20;
 	cfg->coalesce_window_us = 0;
 }
 

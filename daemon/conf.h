@@ -57,6 +57,7 @@ struct moed_config {
 	uint32_t write_high_water;      /* stop reading a client with this many unsent bytes */
 	uint32_t write_hard_cap;        /* drop a client with this many unsent bytes */
 	uint32_t max_batch_tokens;      /* coalesced infer batch size cap */
+	uint32_t max_queued_tokens;     /* tokens accepted and not yet answered, all clients */
 	uint32_t coalesce_window_us;    /* wait this long to coalesce even when idle; 0 = no */
 };
 

@@ -103,6 +103,7 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 	    cur->write_high_water != next->write_high_water ||
 	    cur->write_hard_cap != next->write_hard_cap ||
 	    cur->max_batch_tokens != next->max_batch_tokens ||
+	    cur->max_queued_tokens != next->max_queued_tokens ||
 	    cur->coalesce_window_us != next->coalesce_window_us) {
 		cur->max_frame_bytes = next->max_frame_bytes;
 		cur->max_connections = next->max_connections;
@@ -115,6 +116,7 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 		cur->write_high_water = next->write_high_water;
 		cur->write_hard_cap = next->write_hard_cap;
 		cur->max_batch_tokens = next->max_batch_tokens;
+		cur->max_queued_tokens = next->max_queued_tokens;
 		cur->coalesce_window_us = next->coalesce_window_us;
 		note(res->applied, &res->n_applied, "limits");
 		if (cur->queue_depth != next->queue_depth)

@@ -45,6 +45,7 @@ struct server {
 	int window_timer_init;
 	struct session *sessions;       /* doubly linked */
 	uint32_t n_sessions;
+	uint64_t queued_tokens;         /* accepted infer/route tokens not yet answered */
 	uint64_t requests_served;
 	uint64_t tokens_served;
 	uint64_t start_ms;              /* uv_now at start */

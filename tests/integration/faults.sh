@@ -24,6 +24,8 @@ check_raw() {
 check_raw huge-shape "id=(9|0) status=3 .*(dimensions|decode)"
 check_raw many-params "status=3 .*decode"
 check_raw bad-tensor "id=4 status=3 .*bytes"
+check_raw nan "id=100 status=3 .*hidden\[1\]\[3\] is not finite"
+check_raw empty "id=100 status=3 .*empty batch"
 $RAW disconnect-mid-reply >/dev/null
 "$MOECTL" infer --layer 1 --random 2 >/dev/null && ok "serving after a client left mid-reply" ||
 	fail "after mid-reply disconnect"
@@ -59,6 +61,16 @@ assert r and r[1] == 8 and 'max_connections' in r[2], r
 assert read_response(extra) is None
 " && ok "max_connections enforced with a reason" || fail "max_connections"
 "$MOECTL" status >/dev/null || fail "not serving after the connection limit"
+stop_moed
+
+# the total of queued tokens is bounded: a flood beyond it is told "busy"
+printf '[limits]\nmax_queued_tokens = 200\n' >"$CONF"
+start_moed --config "$CONF" || exit 1
+out=$($RAW flood 2>&1 | tr "\n" " ")
+echo "$out" | grep -q "status=8 msg=busy: .* tokens already queued (max_queued_tokens 200)" &&
+	echo "$out" | grep -q "id=10[0-9] status=0" && ok "max_queued_tokens: some served, the excess told busy" ||
+	fail "flood: $out"
+"$MOECTL" infer --layer 1 --random 2 >/dev/null || fail "not serving after the flood"
 stop_moed
 
 # deadlines and a client that never reads: bounded, told why, dropped

@@ -177,6 +177,19 @@ def main():
             print("stopped sending after %d requests: %s" % (sent, type(e).__name__))
         else:
             print("sent all %d requests" % sent)
+    elif scenario in ("nan", "empty", "flood"):
+        # infer on layer 1 of the synthetic S0 model (H 256): a NaN input, an
+        # empty batch, or 20 pipelined 64-token requests
+        import array
+        rows = {"nan": 2, "empty": 0, "flood": 64}[scenario]
+        x = array.array("f", [0.5] * (rows * 256))
+        if scenario == "nan":
+            x[256 + 3] = float("nan")
+        tensor = field(1, 0, 1) + field(2, 2, varint(rows) + varint(256)) + field(3, 2, x.tobytes())
+        body = field(1, 0, 1) + field(2, 2, tensor)
+        n = 20 if scenario == "flood" else 1
+        s.sendall(frame(hello(1)) + b"".join(frame(request(100 + i, 14, body)) for i in range(n)))
+        report(s, n + 1)
     elif scenario == "pipeline":
         # hello, then status, plugins and model without waiting
         s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +

@@ -1,51 +1,123 @@
 /*
- * Micro-benchmark of the cpu expert backend on shape S1 (H 2048, I 1408,
- * E 64, top-6, 2 shared experts) with random weights, against the limits
- * measured in the same run: cblas_sgemm peak (2048^3) and a streaming read of
- * 512 MiB.  Not part of make check; build with `make bench/expert_bench` and
- * run with the plugin folder:
+ * Compute benchmark of the cpu expert backend against the limits and a peer,
+ * all measured in the same run (`make bench` runs it; not part of make check).
  *
- *	bench/expert_bench plugins/.libs [f32|bf16] [auto|small|gemm] [MAX_T]
+ * For each thread count it first measures the limits with that many threads:
+ * cblas_sgemm 4096^3 (OpenBLAS's own threads) and a streaming read of 512 MiB
+ * (one slice per thread).  Then for each shape of ROUTING.md (S0-S4), weight
+ * type (f32, bf16) and T (1 .. 1024 tokens, random distinct top-k routes), the
+ * median time of forward() on one layer, printed as tokens/s, weight bytes of
+ * the experts touched per second over the read bandwidth, and FLOP/s over the
+ * sgemm peak.  The plugin runs as in the daemon: OpenBLAS single-threaded,
+ * extra threads only through the host's parallel_for (here a small pool of
+ * threads-1 helpers plus the calling thread).
  *
- * Single-threaded: OpenBLAS is set to one thread, as the daemon's workers call
- * it.  For T = 1..1024 random top-6 routes (fresh each repetition) it prints
- * the median time, tokens/s, weight bytes of the experts touched per second
- * over the read bandwidth, and FLOP/s over the sgemm peak.  A second table
- * sends every token to the same 6 experts (group = T) with the small kernel
- * and with sgemm forced, to place gemm_min_tokens (only when MAX_T is 1024).
+ * The peer (bench/torch_peer.py under /usr/bin/python3: the layer written the
+ * way HuggingFace's DeepseekV3MoE runs it, same thread count) rebuilds the
+ * same weights, inputs and routes from the same counter-based generator
+ * (bench_value() below, mirrored there), checks its output against ours and
+ * reports its times; the table prints our speed over its speed.
+ *
+ *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..] [-d f32,bf16] [-t 1,2]
+ *	             [-T 1,4,16,64,256,1024] [-k auto|small|gemm] [-P PEER.py|none]
+ *	             [-j RESULTS.json]
  */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "bench/bench.h"
 #include "include/moed/plugin.h"
 
-#define S1_H 2048u
-#define S1_I 1408u
-#define S1_E 64u
-#define S1_K 6u
-#define S1_IS (2u * S1_I)
 #define REPS 7
+#define MAX_THREADS 64
+#define MAX_LIST 16
 
-static uint64_t rng = 88172645463325252ull;
+static const struct shape shapes[] = {
+	{ "S0", 256, 128, 16, 4, 1 },     { "S1", 2048, 1408, 64, 6, 2 },
+	{ "S2", 2048, 768, 128, 8, 0 },   { "S3", 1792, 512, 256, 8, 1 },
+	{ "S4", 1024, 3584, 8, 2, 0 },
+};
 
-static uint32_t next_u32(void)
+/* ---- the counter-based generator (mirrored in torch_peer.py) ---- */
+
+static uint64_t splitmix64(uint64_t z)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng >> 32);
+	z += 0x9E3779B97F4A7C15ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
 }
 
-static float next_f(void)
+/* Element i of tensor `id`: uniform in [-scale/2, scale/2), exactly an fp32. */
+static float bench_value(uint64_t id, uint64_t i, float scale)
 {
-	return ((float)next_u32() / 4294967296.0f - 0.5f) * 0.05f;
+	uint64_t h = splitmix64((id << 40) + i);
+
+	return ((float)(h >> 40) / 16777216.0f - 0.5f) * scale;
 }
+
+/* Tensor ids: expert e gate/up/down 3e..3e+2, shared 3E..3E+2, x 3E+3,
+ * routes 3E+4, route weights 3E+5. */
+static void *gen_weights(uint64_t id, size_t n, int bf16)
+{
+	void *p = malloc(n * (bf16 ? 2 : 4));
+
+	if (!p) {
+		perror("malloc");
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++) {
+		float f = bench_value(id, i, 0.05f);
+		uint32_t u;
+
+		memcpy(&u, &f, 4);
+		if (bf16)
+			((uint16_t *)p)[i] = (uint16_t)(u >> 16);
+		else
+			((float *)p)[i] = f;
+	}
+	return p;
+}
+
+/* Distinct top-k routes for T tokens; returns the number of distinct experts. */
+static unsigned gen_routes(const struct shape *s, size_t T, int32_t *ex, float *w)
+{
+	uint64_t rid = 3ull * s->E + 4, wid = rid + 1;
+	unsigned char used[256] = { 0 };
+	unsigned distinct = 0;
+
+	for (size_t t = 0; t < T; t++)
+		for (unsigned j = 0; j < s->k; j++) {
+			size_t at = t * s->k + j;
+			int32_t e;
+			int dup;
+
+			for (uint64_t a = 0;; a++) {
+				e = (int32_t)(splitmix64((rid << 40) + at * 64 + a) % s->E);
+				dup = 0;
+				for (unsigned q = 0; q < j; q++)
+					dup |= ex[t * s->k + q] == e;
+				if (!dup)
+					break;
+			}
+			ex[at] = e;
+			w[at] = bench_value(wid, at, 0.4f) + 0.3f;
+			distinct += !used[e];
+			used[e] = 1;
+		}
+	return distinct;
+}
+
+/* ---- timing ---- */
 
 static double now(void)
 {
@@ -68,6 +140,83 @@ static double median(double *v, int n)
 	return v[n / 2];
 }
 
+/* ---- a fork-join pool: the calling thread and n-1 helpers ---- */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t go, done;
+	pthread_t th[MAX_THREADS];
+	unsigned helpers, busy;
+	uint64_t gen;
+	void (*fn)(void *arg, size_t i);
+	void *arg;
+	size_t n;
+	atomic_size_t next;
+} bp = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
+	 .done = PTHREAD_COND_INITIALIZER };
+
+static void bp_claim(void)
+{
+	size_t i;
+
+	while ((i = atomic_fetch_add(&bp.next, 1)) < bp.n)
+		bp.fn(bp.arg, i);
+}
+
+static void *bp_main(void *unused)
+{
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&bp.lock);
+	for (;;) {
+		while (bp.gen == seen)
+			pthread_cond_wait(&bp.go, &bp.lock);
+		seen = bp.gen;
+		pthread_mutex_unlock(&bp.lock);
+		bp_claim();
+		pthread_mutex_lock(&bp.lock);
+		if (--bp.busy == 0)
+			pthread_cond_signal(&bp.done);
+	}
+	return NULL;
+}
+
+static void bp_parallel_for(size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+	if (!bp.helpers || n <= 1) {
+		for (size_t i = 0; i < n; i++)
+			fn(arg, i);
+		return;
+	}
+	pthread_mutex_lock(&bp.lock);
+	bp.fn = fn, bp.arg = arg, bp.n = n;
+	atomic_store(&bp.next, 0);
+	bp.busy = bp.helpers;
+	bp.gen++;
+	pthread_cond_broadcast(&bp.go);
+	pthread_mutex_unlock(&bp.lock);
+	bp_claim();
+	pthread_mutex_lock(&bp.lock);
+	while (bp.busy)
+		pthread_cond_wait(&bp.done, &bp.lock);
+	pthread_mutex_unlock(&bp.lock);
+}
+
+/* Helpers are only ever added: a run with fewer threads parks the extra ones. */
+static unsigned bp_started;
+
+static void bp_set_threads(unsigned threads)
+{
+	while (bp_started + 1 < threads) {
+		if (pthread_create(&bp.th[bp_started], NULL, bp_main, NULL)) {
+			perror("pthread_create");
+			exit(1);
+		}
+		bp_started++;
+	}
+	bp.helpers = threads - 1;
+}
+
 static void host_log(int level, const char *plugin, const char *fmt, ...)
 {
 	va_list ap;
@@ -82,222 +231,226 @@ static const struct moed_host host = {
 	.struct_size = sizeof(struct moed_host),
 	.abi_version = MOED_PLUGIN_ABI_VERSION,
 	.log = host_log,
+	.parallel_for = bp_parallel_for,
 };
 
-/* n weights, fp32 or bf16. */
-static void *weights(size_t n, int bf16)
+/* ---- one configuration ---- */
+
+struct config {
+	const struct moed_plugin *plugin;
+	const struct shape *s;
+	int bf16;
+	unsigned threads;
+	const char *kernel;
+	const size_t *Ts;
+	size_t nT;
+	const char *peer;       /* script or NULL */
+	const struct limits *lim;
+	FILE *json;
+};
+
+static void *layer_new(const struct config *c, const struct moed_expert_spec *spec)
 {
-	void *p = malloc(n * (bf16 ? 2 : 4));
-
-	if (!p) {
-		perror("malloc");
-		exit(1);
-	}
-	for (size_t i = 0; i < n; i++) {
-		float f = next_f();
-		uint32_t u;
-
-		memcpy(&u, &f, 4);
-		if (bf16)
-			((uint16_t *)p)[i] = (uint16_t)(u >> 16);
-		else
-			((float *)p)[i] = f;
-	}
-	return p;
-}
-
-static double sgemm_peak(void)
-{
-	size_t n = 2048;
-	float *a = malloc(n * n * 4), *b = malloc(n * n * 4), *c = malloc(n * n * 4);
-	double t[3];
-
-	for (size_t i = 0; i < n * n; i++)
-		a[i] = next_f(), b[i] = next_f();
-	for (int r = 0; r < 3; r++) {
-		double t0 = now();
-
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, a,
-			    (int)n, b, (int)n, 0.0f, c, (int)n);
-		t[r] = now() - t0;
-	}
-	free(a), free(b), free(c);
-	return 2.0 * n * n * n / median(t, 3) / 1e9;
-}
-
-typedef float v4f __attribute__((vector_size(16)));
-
-static double read_bw(void)
-{
-	size_t n = (512u << 20) / 4;
-	float *a = malloc(n * 4);
-	double t[5];
-	volatile float sink;
-
-	for (size_t i = 0; i < n; i++)
-		a[i] = (float)(i & 7);
-	for (int r = 0; r < 5; r++) {
-		v4f s[8] = { { 0 } };
-		double t0 = now();
-
-		for (size_t i = 0; i < n; i += 32)
-			for (int j = 0; j < 8; j++) {
-				v4f v;
-
-				memcpy(&v, a + i + 4 * j, sizeof(v));
-				s[j] += v;
-			}
-		t[r] = now() - t0;
-		sink = s[0][0] + s[7][3];
-	}
-	(void)sink;
-	free(a);
-	return n * 4.0 / median(t, 5) / 1e9;
-}
-
-/* Random distinct top-k routes; returns the number of distinct experts. */
-static unsigned routes(size_t T, int32_t *ex, float *w, int hot)
-{
-	unsigned char used[S1_E] = { 0 };
-	unsigned distinct = 0;
-
-	for (size_t t = 0; t < T; t++) {
-		for (unsigned j = 0; j < S1_K; j++) {
-			int32_t e;
-			int dup;
-
-			do {
-				e = hot ? (int32_t)j : (int32_t)(next_u32() % S1_E);
-				dup = 0;
-				for (unsigned q = 0; q < j; q++)
-					dup |= ex[t * S1_K + q] == e;
-			} while (dup);
-			ex[t * S1_K + j] = e;
-			w[t * S1_K + j] = 0.4f;
-			distinct += !used[e];
-			used[e] = 1;
-		}
-	}
-	return distinct;
-}
-
-/* Median seconds of forward on T tokens; *ret_distinct: experts touched (median run). */
-static double run(const struct moed_expert_ops *ops, void *layer, size_t T, int hot,
-		  unsigned *ret_distinct)
-{
-	float *x = malloc(T * S1_H * 4), *y = malloc(T * S1_H * 4), *w = malloc(T * S1_K * 4);
-	int32_t *ex = malloc(T * S1_K * 4);
-	double t[REPS];
-	unsigned d[REPS], dsum = 0;
-
-	for (size_t i = 0; i < T * S1_H; i++)
-		x[i] = next_f() * 20;
-	for (int r = 0; r < REPS; r++) {
-		double t0;
-
-		d[r] = routes(T, ex, w, hot);
-		t0 = now();
-		if (ops->forward(layer, x, T, S1_K, ex, w, y)) {
-			fprintf(stderr, "forward failed\n");
-			exit(1);
-		}
-		t[r] = now() - t0;
-		dsum += d[r];
-	}
-	*ret_distinct = (dsum + REPS / 2) / REPS;
-	free(x), free(y), free(w), free(ex);
-	return median(t, REPS);
-}
-
-static void *make_layer(const struct moed_plugin *p, const struct moed_expert_spec *s,
-			const char *kernel)
-{
-	struct moed_param prm[] = { { "kernel", kernel } };
+	struct moed_param prm[] = { { "kernel", c->kernel } };
 	void *layer;
 
-	if (p->expert->layer_new(NULL, s, prm, 1, &layer)) {
+	if (c->plugin->expert->layer_new(NULL, spec, prm, 1, &layer)) {
 		fprintf(stderr, "layer_new failed\n");
 		exit(1);
 	}
 	return layer;
 }
 
+/* Median seconds of forward on T tokens; writes the last output to y. */
+static double time_forward(const struct config *c, void *layer, const float *x, size_t T,
+			   const int32_t *ex, const float *w, float *y)
+{
+	double t[REPS];
+
+	for (int r = 0; r < REPS; r++) {
+		double t0 = now();
+
+		if (c->plugin->expert->forward(layer, x, T, c->s->k, ex, w, y)) {
+			fprintf(stderr, "forward failed\n");
+			exit(1);
+		}
+		t[r] = now() - t0;
+	}
+	return median(t, REPS);
+}
+
+static void run_config(const struct config *c)
+{
+	const struct shape *s = c->s;
+	size_t Tmax = c->Ts[c->nT - 1], eb = (size_t)s->In * s->H, Is = (size_t)s->n_shared * s->In;
+	const void **gate = calloc(s->E, sizeof(void *)), **up = calloc(s->E, sizeof(void *));
+	const void **down = calloc(s->E, sizeof(void *));
+	float *x = gen_weights(3ull * s->E + 3, Tmax * s->H, 0), *y = malloc(Tmax * s->H * 4);
+	float *w = malloc(Tmax * s->k * 4);
+	int32_t *ex = malloc(Tmax * s->k * 4);
+	double bpw = c->bf16 ? 2 : 4, peer_ms[MAX_LIST] = { 0 }, peer_err = -1;
+	struct moed_expert_spec spec;
+	void *layer;
+
+	for (uint32_t e = 0; e < s->E; e++) {
+		gate[e] = gen_weights(3ull * e, eb, c->bf16);
+		up[e] = gen_weights(3ull * e + 1, eb, c->bf16);
+		down[e] = gen_weights(3ull * e + 2, eb, c->bf16);
+	}
+	spec = (struct moed_expert_spec){
+		.struct_size = sizeof(spec), .hidden_size = s->H, .intermediate_size = s->In,
+		.n_experts = s->E, .shared_intermediate_size = (uint32_t)Is,
+		.dtype = c->bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
+		.gate = gate, .up = up, .down = down,
+		.shared_gate = Is ? gen_weights(3ull * s->E, Is * s->H, c->bf16) : NULL,
+		.shared_up = Is ? gen_weights(3ull * s->E + 1, Is * s->H, c->bf16) : NULL,
+		.shared_down = Is ? gen_weights(3ull * s->E + 2, Is * s->H, c->bf16) : NULL,
+	};
+	layer = layer_new(c, &spec);
+	printf("\n%s %s, %u thread%s, kernel=%s\n", s->id, c->bf16 ? "bf16" : "f32", c->threads,
+	       c->threads > 1 ? "s" : "", c->kernel);
+	printf("%6s %9s %9s %7s %8s %6s %8s %6s %9s %7s\n", "T", "ms", "tok/s", "experts",
+	       "GB/s", "of bw", "GFLOP/s", "of pk", "peer ms", "x peer");
+	for (size_t i = 0; i < c->nT; i++) {
+		size_t T = c->Ts[i];
+		unsigned d = gen_routes(s, T, ex, w);
+		double sec = time_forward(c, layer, x, T, ex, w, y);
+		double bytes = ((double)d * 3 * eb + 3.0 * Is * s->H) * bpw;
+		double flops = (double)T * (s->k * 6.0 * eb + 6.0 * Is * s->H);
+
+		if (c->peer && i == 0)
+			peer_run(c->peer, s, c->bf16, c->threads, c->Ts, c->nT, y, T, peer_ms,
+				 &peer_err);
+		printf("%6zu %9.3f %9.1f %7u %8.2f %6.2f %8.1f %6.2f", T, sec * 1e3, T / sec, d,
+		       bytes / sec / 1e9, bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
+		       flops / sec / 1e9 / c->lim->peak);
+		if (peer_ms[i] > 0)
+			printf(" %9.3f %7.2f", peer_ms[i], peer_ms[i] / (sec * 1e3));
+		printf("\n");
+		if (c->json)
+			fprintf(c->json,
+				"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,\"kernel\":\"%s\","
+				"\"T\":%zu,\"ms\":%.4f,\"tokens_per_s\":%.2f,\"experts\":%u,"
+				"\"weight_gb_per_s\":%.3f,\"of_read_bw\":%.4f,\"gflops\":%.2f,"
+				"\"of_sgemm_peak\":%.4f,\"peer_ms\":%.4f,\"x_peer\":%.3f,"
+				"\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.2f,"
+				"\"sgemm_peak_gflops\":%.2f}",
+				ftell(c->json) > 2 ? ",\n" : "\n", s->id, c->bf16 ? "bf16" : "f32",
+				c->threads, c->kernel, T, sec * 1e3, T / sec, d, bytes / sec / 1e9,
+				bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
+				flops / sec / 1e9 / c->lim->peak, peer_ms[i],
+				peer_ms[i] > 0 ? peer_ms[i] / (sec * 1e3) : 0, peer_err,
+				c->lim->bw, c->lim->peak);
+	}
+	if (c->peer)
+		printf("peer output vs ours (T=%zu): max relative error %.2g\n", c->Ts[0],
+		       peer_err);
+	c->plugin->expert->layer_free(layer);
+	for (uint32_t e = 0; e < s->E; e++)
+		free((void *)gate[e]), free((void *)up[e]), free((void *)down[e]);
+	free((void *)spec.shared_gate), free((void *)spec.shared_up);
+	free((void *)spec.shared_down);
+	free(gate), free(up), free(down), free(x), free(y), free(w), free(ex);
+}
+
+/* ---- command line ---- */
+
+static size_t parse_list(char *arg, char **out)
+{
+	size_t n = 0;
+
+	for (char *tok = strtok(arg, ","); tok && n < MAX_LIST; tok = strtok(NULL, ","))
+		out[n++] = tok;
+	return n;
+}
+
+static const struct shape *find_shape(const char *id)
+{
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		if (!strcmp(shapes[i].id, id))
+			return &shapes[i];
+	fprintf(stderr, "unknown shape '%s' (S0..S4)\n", id);
+	exit(2);
+}
+
 int main(int argc, char **argv)
 {
-	static const size_t Ts[] = { 1, 4, 16, 64, 256, 1024 };
-	static const size_t sweep[] = { 4, 8, 16, 24, 32, 48, 64, 128 };
-	const char *dtype = argc > 2 ? argv[2] : "f32", *kernel = argc > 3 ? argv[3] : "auto";
-	size_t max_t = argc > 4 ? strtoul(argv[4], NULL, 10) : 1024;
-	int bf16 = !strcmp(dtype, "bf16");
-	size_t bpw = bf16 ? 2 : 4;
-	const void *gate[S1_E], *up[S1_E], *down[S1_E];
+	char sh[64] = "S0,S1,S2,S3,S4", dt[32] = "f32,bf16", th[32] = "1,2";
+	char tk[128] = "1,4,16,64,256,1024", *lists[4][MAX_LIST];
+	const char *dir = "plugins/.libs", *kernel = "auto", *peer = "bench/torch_peer.py";
+	const char *json_path = NULL;
+	size_t ns, nd, nt, nT, Ts[MAX_LIST];
 	const struct moed_plugin *p;
-	struct moed_expert_spec s;
+	struct config c = { 0 };
 	char path[512];
-	double peak, bw;
-	void *dl, *state, *layer, *small, *gemm;
+	void *dl, *state;
+	int opt;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s PLUGIN_DIR [f32|bf16] [auto|small|gemm] [MAX_T]\n",
-			argv[0]);
-		return 2;
+	while ((opt = getopt(argc, argv, "p:s:d:t:T:k:P:j:")) != -1) {
+		switch (opt) {
+		case 'p': dir = optarg; break;
+		case 's': snprintf(sh, sizeof(sh), "%s", optarg); break;
+		case 'd': snprintf(dt, sizeof(dt), "%s", optarg); break;
+		case 't': snprintf(th, sizeof(th), "%s", optarg); break;
+		case 'T': snprintf(tk, sizeof(tk), "%s", optarg); break;
+		case 'k': kernel = optarg; break;
+		case 'P': peer = strcmp(optarg, "none") ? optarg : NULL; break;
+		case 'j': json_path = optarg; break;
+		default:
+			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16] "
+					"[-t 1,2] [-T 1,4,..] [-k auto|small|gemm] [-P PEER|none] "
+					"[-j JSON]\n", argv[0]);
+			return 2;
+		}
 	}
-	snprintf(path, sizeof(path), "%s/cpu.so", argv[1]);
+	ns = parse_list(sh, lists[0]);
+	nd = parse_list(dt, lists[1]);
+	nt = parse_list(th, lists[2]);
+	nT = parse_list(tk, lists[3]);
+	for (size_t i = 0; i < nT; i++)
+		Ts[i] = strtoul(lists[3][i], NULL, 10);
+	snprintf(path, sizeof(path), "%s/cpu.so", dir);
 	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	p = dl ? dlsym(dl, MOED_PLUGIN_SYMBOL) : NULL;
 	if (!p || p->init(&host, NULL, 0, &state)) {
 		fprintf(stderr, "cannot load %s: %s\n", path, dl ? "no descriptor" : dlerror());
 		return 1;
 	}
-	openblas_set_num_threads(1);
-	peak = sgemm_peak();
-	bw = read_bw();
-	printf("S1 %s, kernel=%s, 1 thread, OpenBLAS core %s\n", dtype, kernel,
-	       openblas_get_corename());
-	printf("limits: sgemm 2048^3 %.1f GFLOP/s, read 512 MiB %.1f GB/s\n", peak, bw);
-
-	for (unsigned e = 0; e < S1_E; e++) {
-		gate[e] = weights((size_t)S1_I * S1_H, bf16);
-		up[e] = weights((size_t)S1_I * S1_H, bf16);
-		down[e] = weights((size_t)S1_H * S1_I, bf16);
+	if (json_path) {
+		c.json = fopen(json_path, "w");
+		if (!c.json) {
+			perror(json_path);
+			return 1;
+		}
+		fputc('[', c.json);
 	}
-	s = (struct moed_expert_spec){
-		.struct_size = sizeof(s), .hidden_size = S1_H, .intermediate_size = S1_I,
-		.n_experts = S1_E, .shared_intermediate_size = S1_IS,
-		.dtype = bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
-		.gate = gate, .up = up, .down = down,
-		.shared_gate = weights((size_t)S1_IS * S1_H, bf16),
-		.shared_up = weights((size_t)S1_IS * S1_H, bf16),
-		.shared_down = weights((size_t)S1_H * S1_IS, bf16),
-	};
-	layer = make_layer(p, &s, kernel);
-	printf("%6s %10s %10s %8s %10s %8s\n", "T", "ms", "tok/s", "experts", "bytes/bw",
-	       "flop/pk");
-	for (size_t i = 0; i < sizeof(Ts) / sizeof(Ts[0]) && Ts[i] <= max_t; i++) {
-		unsigned d;
-		double sec = run(p->expert, layer, Ts[i], 0, &d);
-		double bytes = ((double)d * 3 * S1_H * S1_I + 3.0 * S1_H * S1_IS) * bpw;
-		double flops = (double)Ts[i] * (S1_K * 6.0 * S1_H * S1_I + 6.0 * S1_H * S1_IS);
+	c = (struct config){ .plugin = p, .kernel = kernel, .Ts = Ts, .nT = nT, .peer = peer,
+			     .json = c.json };
+	for (size_t t = 0; t < nt; t++) {
+		struct limits lim;
 
-		printf("%6zu %10.3f %10.1f %8u %10.2f %8.2f\n", Ts[i], sec * 1e3, Ts[i] / sec, d,
-		       bytes / sec / 1e9 / bw, flops / sec / 1e9 / peak);
+		c.threads = (unsigned)strtoul(lists[2][t], NULL, 10);
+		if (c.threads < 1 || c.threads > MAX_THREADS)
+			return 2;
+		limits_measure(c.threads, &lim);
+		printf("\n== %u thread%s: sgemm 4096^3 %.1f GFLOP/s (OpenBLAS %s), read 512 MiB "
+		       "%.1f GB/s\n", c.threads, c.threads > 1 ? "s" : "", lim.peak,
+		       openblas_get_corename(), lim.bw);
+		openblas_set_num_threads(1);
+		bp_set_threads(c.threads);
+		c.lim = &lim;
+		for (size_t s = 0; s < ns; s++)
+			for (size_t d = 0; d < nd; d++) {
+				c.s = find_shape(lists[0][s]);
+				c.bf16 = !strcmp(lists[1][d], "bf16");
+				run_config(&c);
+				fflush(stdout);
+			}
 	}
-	p->expert->layer_free(layer);
-	if (max_t < 1024)
-		return 0;
-
-	small = make_layer(p, &s, "small");
-	gemm = make_layer(p, &s, "gemm");
-	printf("group = T on 6 experts + shared: ms small / sgemm\n");
-	for (size_t i = 0; i < sizeof(sweep) / sizeof(sweep[0]); i++) {
-		unsigned d;
-		double a = run(p->expert, small, sweep[i], 1, &d);
-		double b = run(p->expert, gemm, sweep[i], 1, &d);
-
-		printf("%6zu %10.3f %10.3f %6.2f\n", sweep[i], a * 1e3, b * 1e3, a / b);
+	if (c.json) {
+		fputs("\n]\n", c.json);
+		fclose(c.json);
 	}
-	p->expert->layer_free(small);
-	p->expert->layer_free(gemm);
 	p->fini(state);
 	return 0;
 }

@@ -1,16 +1,23 @@
 /*
  * cpu: the CPU expert backend.  forward() checks every expert id, groups the
- * T*k (token, expert) choices by expert with a stable counting sort, runs each
- * non-empty expert on its group — the row-reading small kernel below
- * `gemm_min_tokens` tokens, OpenBLAS sgemm from there on — then the shared
- * experts on all tokens with weight 1.  A token's outputs are added in a fixed
- * order (experts by id, then shared), so its result does not depend on the
- * rest of the batch beyond the small/sgemm choice (fp rounding).
+ * T*k (token, expert) choices by expert with a stable counting sort and makes
+ * each non-empty expert (and the shared experts, on all tokens with weight 1)
+ * a unit: the row-reading small kernel below `gemm_min_tokens` tokens,
+ * OpenBLAS sgemm from there on.  Each unit runs in two halves (kernels.h):
+ * act = silu(gate x) * (up x) for all units, then y += w * down act.  The act
+ * half is cut into (unit, row-slice[, token-block]) tasks and the down half
+ * into slices of y's columns, each slice walking every unit; both go through
+ * the host's parallel_for, so one call uses every idle core even when a
+ * single expert is hot, and runs serially where the host has no idle worker.
+ * A token's outputs are added in a fixed order (experts by id, then shared)
+ * whatever the slicing or the thread that runs a slice, so its result does
+ * not depend on the rest of the batch beyond the small/sgemm choice.  Tokens
+ * go through in passes of PASS_TOKENS, which bounds the act buffer.
  *
- * Concurrency: forward() may run on many threads at once.  Each call takes a
- * scratch buffer from the layer's pool (a mutex-guarded free list, grown on
- * demand, freed in layer_free), so calls share nothing mutable and steady
- * state allocates nothing.
+ * Concurrency: forward() may run on many threads at once.  Buffers come from
+ * two pools per layer (pass buffers, per-task sgemm scratch: mutex-guarded
+ * free lists, grown on demand, freed in layer_free), so calls share nothing
+ * mutable and steady state allocates nothing.
  *
  * Parameters: gemm_min_tokens (default 40 for F32 weights, 96 for BF16);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
@@ -20,6 +27,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +41,12 @@
  * one thread (bench/expert_bench); bf16 pays for widening the weights. */
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 96u
-/* Largest H or I accepted: keeps every sgemm dimension and index in range. */
+/* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
+#define PASS_TOKENS 1024u
+/* Rows per act task on the sgemm path (GEMM_ROWS at a time inside), and y
+ * columns per down task. */
+#define GEMM_TASK_ROWS 512u
+#define DOWN_TASK_ROWS 128u
 
 enum path_mode { PATH_AUTO, PATH_SMALL, PATH_GEMM };
 
@@ -43,13 +56,44 @@ struct scratch {
 	void *buf;
 };
 
+struct scratch_pool {
+	pthread_mutex_t lock;   /* guards head */
+	struct scratch *head;
+};
+
 struct cpu_layer {
 	struct moed_expert_spec spec;
 	const struct cpu_isa *isa;
 	uint32_t gemm_min;
 	enum path_mode mode;
-	pthread_mutex_t lock;   /* guards pool */
-	struct scratch *pool;
+	size_t task_bytes;      /* sgemm scratch of one task */
+	struct scratch_pool passes, tasks;
+};
+
+/* A unit of work: one expert (or the shared experts) and its group. */
+struct unit {
+	struct expert_w w;
+	struct group g;
+	float *act;             /* g.n rows of w.inter floats */
+	int gemm;
+};
+
+/* An act task: rows r0..r1 of a unit for its tokens j0..j1. */
+struct task {
+	uint32_t unit, r0, r1;
+	size_t j0, j1;
+};
+
+/* One pass of forward(), shared by its tasks. */
+struct pass {
+	struct cpu_layer *l;
+	const float *x;
+	float *y;
+	struct unit *units;
+	size_t n_units;
+	struct task *tasks;
+	size_t n_tasks;
+	atomic_int failed;      /* a task could not get scratch */
 };
 
 static const struct moed_host *host;
@@ -135,14 +179,37 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		goto fail;
 	if (!l->gemm_min)
 		l->gemm_min = spec->dtype == MOED_DTYPE_BF16 ? GEMM_MIN_BF16 : GEMM_MIN_F32;
-	r = -pthread_mutex_init(&l->lock, NULL);
+	l->task_bytes = expert_gemm_scratch(spec->hidden_size,
+					    spec->intermediate_size > spec->shared_intermediate_size
+						    ? spec->intermediate_size
+						    : spec->shared_intermediate_size,
+					    spec->dtype == MOED_DTYPE_BF16) *
+			sizeof(float);
+	r = -pthread_mutex_init(&l->passes.lock, NULL);
 	if (r < 0)
 		goto fail;
+	r = -pthread_mutex_init(&l->tasks.lock, NULL);
+	if (r < 0) {
+		pthread_mutex_destroy(&l->passes.lock);
+		goto fail;
+	}
 	*ret_layer = l;
 	return 0;
 fail:
 	free(l);
 	return r;
+}
+
+static void pool_drain(struct scratch_pool *sp)
+{
+	while (sp->head) {
+		struct scratch *s = sp->head;
+
+		sp->head = s->next;
+		free(s->buf);
+		free(s);
+	}
+	pthread_mutex_destroy(&sp->lock);
 }
 
 static void cpu_layer_free(void *layer)
@@ -151,28 +218,22 @@ static void cpu_layer_free(void *layer)
 
 	if (!l)
 		return;
-	while (l->pool) {
-		struct scratch *s = l->pool;
-
-		l->pool = s->next;
-		free(s->buf);
-		free(s);
-	}
-	pthread_mutex_destroy(&l->lock);
+	pool_drain(&l->passes);
+	pool_drain(&l->tasks);
 	free(l);
 }
 
 /* A scratch buffer of at least `bytes`, 64-byte aligned, owned by the caller
  * until scratch_put(). */
-static struct scratch *scratch_get(struct cpu_layer *l, size_t bytes)
+static struct scratch *scratch_get(struct scratch_pool *sp, size_t bytes)
 {
 	struct scratch *s;
 
-	pthread_mutex_lock(&l->lock);
-	s = l->pool;
+	pthread_mutex_lock(&sp->lock);
+	s = sp->head;
 	if (s)
-		l->pool = s->next;
-	pthread_mutex_unlock(&l->lock);
+		sp->head = s->next;
+	pthread_mutex_unlock(&sp->lock);
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s)
@@ -191,12 +252,12 @@ static struct scratch *scratch_get(struct cpu_layer *l, size_t bytes)
 	return s;
 }
 
-static void scratch_put(struct cpu_layer *l, struct scratch *s)
+static void scratch_put(struct scratch_pool *sp, struct scratch *s)
 {
-	pthread_mutex_lock(&l->lock);
-	s->next = l->pool;
-	l->pool = s;
-	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_lock(&sp->lock);
+	s->next = sp->head;
+	sp->head = s;
+	pthread_mutex_unlock(&sp->lock);
 }
 
 static size_t align64(size_t bytes)
@@ -204,103 +265,211 @@ static size_t align64(size_t bytes)
 	return (bytes + 63) & ~(size_t)63;
 }
 
+static size_t div_up(size_t a, size_t b)
+{
+	return (a + b - 1) / b;
+}
+
 static int use_gemm(const struct cpu_layer *l, size_t n)
 {
 	return l->mode == PATH_GEMM || (l->mode == PATH_AUTO && n >= l->gemm_min);
 }
 
-/* Floats of kernel scratch for a group of n tokens of an expert of width inter. */
-static size_t kernel_scratch(const struct cpu_layer *l, size_t n, uint32_t inter)
+/* fn(arg, i) for i < n on the host's workers, or here where it has none. */
+static void run_tasks(size_t n, void (*fn)(void *arg, size_t i), void *arg)
 {
-	const struct moed_expert_spec *s = &l->spec;
-
-	if (!n)
-		return 0;
-	if (use_gemm(l, n))
-		return expert_gemm_scratch(s->hidden_size, inter, s->dtype == MOED_DTYPE_BF16);
-	return expert_small_scratch(s->hidden_size, inter);
-}
-
-static void run_group(const struct cpu_layer *l, const struct expert_w *w, const float *x,
-		      const struct group *g, float *y, float *scratch)
-{
-	if (use_gemm(l, g->n))
-		expert_gemm(w, x, g, y, scratch);
-	else
-		expert_small_run(l->isa, w, x, g, y, scratch);
-}
-
-static int cpu_forward(void *layer, const float *x, size_t T, size_t k, const int32_t *experts,
-		       const float *weights, float *y)
-{
-	struct cpu_layer *l = layer;
-	const struct moed_expert_spec *s = &l->spec;
-	uint32_t E = s->n_experts, H = s->hidden_size;
-	int bf16 = s->dtype == MOED_DTYPE_BF16;
-	size_t n, *start, kbytes, sbytes;
-	struct scratch *sc;
-	uint32_t *tok;
-	float *wt, *kscratch;
-
-	if (!T)
-		return 0;
-	if (T > UINT32_MAX || (k && T > SIZE_MAX / sizeof(size_t) / k) || !x || !y ||
-	    (k && (!experts || !weights)))
-		return -EINVAL;
-	n = T * k;
-	for (size_t i = 0; i < n; i++)
-		if (experts[i] < 0 || (uint32_t)experts[i] >= E)
-			return -EINVAL;
-
-	/* One buffer: counts/starts [E+1], sorted tokens and weights [n], kernel
-	 * scratch for the largest group possible (pooled, so sized once). */
-	sbytes = align64(((size_t)E + 1) * sizeof(size_t)) + align64(n * sizeof(uint32_t)) +
-		 align64(n * sizeof(float));
-	kbytes = kernel_scratch(l, n, s->intermediate_size);
-	if (s->shared_intermediate_size) {
-		size_t ks = kernel_scratch(l, T, s->shared_intermediate_size);
-
-		kbytes = ks > kbytes ? ks : kbytes;
+	if (MOED_HOST_HAS(host, parallel_for)) {
+		host->parallel_for(n, fn, arg);
+		return;
 	}
-	sc = scratch_get(l, sbytes + kbytes * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		fn(arg, i);
+}
+
+/* Tokens j0..j1 of g. */
+static struct group sub_group(const struct group *g, size_t j0, size_t j1)
+{
+	return (struct group){ .n = j1 - j0, .tok = g->tok ? g->tok + j0 : NULL,
+			       .first = g->first + j0, .w = g->w ? g->w + j0 : NULL };
+}
+
+static void act_task(void *arg, size_t i)
+{
+	struct pass *p = arg;
+	const struct task *t = &p->tasks[i];
+	const struct unit *u = &p->units[t->unit];
+	struct group g = sub_group(&u->g, t->j0, t->j1);
+	float *act = u->act + t->j0 * u->w.inter;
+	struct scratch *s;
+
+	if (!u->gemm) {
+		p->l->isa->act(&u->w, p->x, &g, act, t->r0, t->r1);
+		return;
+	}
+	s = scratch_get(&p->l->tasks, p->l->task_bytes);
+	if (!s) {
+		atomic_store(&p->failed, 1);
+		return;
+	}
+	expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+	scratch_put(&p->l->tasks, s);
+}
+
+/* Columns h0..h1 of y: every unit in order, so a token's sum has one order. */
+static void down_task(void *arg, size_t i)
+{
+	struct pass *p = arg;
+	uint32_t H = p->l->spec.hidden_size, h0 = (uint32_t)i * DOWN_TASK_ROWS;
+	uint32_t h1 = H - h0 < DOWN_TASK_ROWS ? H : h0 + DOWN_TASK_ROWS;
+	struct scratch *s = NULL;
+
+	for (size_t k = 0; k < p->n_units; k++) {
+		const struct unit *u = &p->units[k];
+
+		if (!u->gemm) {
+			p->l->isa->down(&u->w, u->act, &u->g, p->y, h0, h1);
+			continue;
+		}
+		if (!s)
+			s = scratch_get(&p->l->tasks, p->l->task_bytes);
+		if (!s) {
+			atomic_store(&p->failed, 1);
+			return;
+		}
+		expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+	}
+	if (s)
+		scratch_put(&p->l->tasks, s);
+}
+
+/* Append unit u's act tasks. */
+static void add_tasks(struct pass *p, uint32_t k)
+{
+	const struct unit *u = &p->units[k];
+	uint32_t rows = u->gemm ? GEMM_TASK_ROWS : SMALL_TASK_ROWS;
+	size_t toks = u->gemm ? GEMM_TOKENS : u->g.n;
+
+	for (size_t j0 = 0; j0 < u->g.n; j0 += toks)
+		for (uint32_t r0 = 0; r0 < u->w.inter; r0 += rows) {
+			struct task *t = &p->tasks[p->n_tasks++];
+
+			t->unit = k;
+			t->r0 = r0;
+			t->r1 = u->w.inter - r0 < rows ? u->w.inter : r0 + rows;
+			t->j0 = j0;
+			t->j1 = u->g.n - j0 < toks ? u->g.n : j0 + toks;
+		}
+}
+
+/* Most act tasks a pass of T tokens (n = T*k choices) can make. */
+static size_t max_tasks(const struct moed_expert_spec *s, size_t T, size_t n)
+{
+	uint32_t I = s->intermediate_size > s->shared_intermediate_size
+			     ? s->intermediate_size
+			     : s->shared_intermediate_size;
+
+	return ((size_t)s->n_experts + 1) * div_up(I, SMALL_TASK_ROWS) +
+	       div_up(I, GEMM_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
+}
+
+/* y += the experts' outputs for T tokens (T <= PASS_TOKENS). */
+static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
+			const int32_t *experts, const float *weights, float *y)
+{
+	const struct moed_expert_spec *s = &l->spec;
+	uint32_t E = s->n_experts, H = s->hidden_size, In = s->intermediate_size;
+	int bf16 = s->dtype == MOED_DTYPE_BF16;
+	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
+	struct pass p = { .l = l, .x = x, .y = y };
+	struct scratch *sc;
+	size_t *start;
+	uint32_t *tok;
+	float *wt, *act;
+	char *at;
+
+	bytes = align64(((size_t)E + 1) * sizeof(size_t)) + align64(n * sizeof(uint32_t)) +
+		align64(n * sizeof(float)) + align64(((size_t)E + 1) * sizeof(struct unit)) +
+		align64(n_tasks * sizeof(struct task)) +
+		(n * In + T * (size_t)s->shared_intermediate_size) * sizeof(float);
+	sc = scratch_get(&l->passes, bytes);
 	if (!sc)
 		return -ENOMEM;
-	start = sc->buf;
-	tok = (uint32_t *)((char *)sc->buf + align64(((size_t)E + 1) * sizeof(size_t)));
-	wt = (float *)((char *)tok + align64(n * sizeof(uint32_t)));
-	kscratch = (float *)((char *)sc->buf + sbytes);
+	at = sc->buf;
+	start = (size_t *)at;
+	at += align64(((size_t)E + 1) * sizeof(size_t));
+	tok = (uint32_t *)at;
+	at += align64(n * sizeof(uint32_t));
+	wt = (float *)at;
+	at += align64(n * sizeof(float));
+	p.units = (struct unit *)at;
+	at += align64(((size_t)E + 1) * sizeof(struct unit));
+	p.tasks = (struct task *)at;
+	at += align64(n_tasks * sizeof(struct task));
+	act = (float *)at;
 
 	memset(start, 0, ((size_t)E + 1) * sizeof(size_t));
 	for (size_t i = 0; i < n; i++)
 		start[experts[i] + 1]++;
 	for (uint32_t e = 0; e < E; e++)
 		start[e + 1] += start[e];
-
 	/* Stable scatter: start[e] walks forward, ending at the next expert's start. */
 	for (size_t i = 0; i < n; i++) {
-		size_t at = start[experts[i]]++;
+		size_t to = start[experts[i]]++;
 
-		tok[at] = (uint32_t)(i / k);
-		wt[at] = weights[i];
+		tok[to] = (uint32_t)(i / k);
+		wt[to] = weights[i];
 	}
-	memset(y, 0, T * H * sizeof(float));
-	for (size_t e = 0, begin = 0; e < E; e++) {
-		struct expert_w w = { s->gate[e], s->up[e], s->down[e], H, s->intermediate_size,
-				      bf16 };
-		struct group g = { .n = start[e] - begin, .tok = tok + begin, .w = wt + begin };
+	for (uint32_t e = 0, begin = 0; e < E; begin = (uint32_t)start[e], e++) {
+		struct unit *u = &p.units[p.n_units];
 
-		if (g.n)
-			run_group(l, &w, x, &g, y, kscratch);
-		begin = start[e];
+		if (start[e] == begin)
+			continue;
+		*u = (struct unit){ .w = { s->gate[e], s->up[e], s->down[e], H, In, bf16 },
+				    .g = { .n = start[e] - begin, .tok = tok + begin,
+					   .w = wt + begin },
+				    .act = act + (size_t)begin * In };
+		u->gemm = use_gemm(l, u->g.n);
+		add_tasks(&p, (uint32_t)p.n_units++);
 	}
 	if (s->shared_intermediate_size) {
-		struct expert_w w = { s->shared_gate, s->shared_up, s->shared_down, H,
-				      s->shared_intermediate_size, bf16 };
-		struct group g = { .n = T, .tok = NULL, .first = 0, .w = NULL };
+		struct unit *u = &p.units[p.n_units];
 
-		run_group(l, &w, x, &g, y, kscratch);
+		*u = (struct unit){ .w = { s->shared_gate, s->shared_up, s->shared_down, H,
+					   s->shared_intermediate_size, bf16 },
+				    .g = { .n = T }, .act = act + n * In, .gemm = use_gemm(l, T) };
+		add_tasks(&p, (uint32_t)p.n_units++);
 	}
-	scratch_put(l, sc);
+	atomic_init(&p.failed, 0);
+	run_tasks(p.n_tasks, act_task, &p);
+	if (!atomic_load(&p.failed))
+		run_tasks(div_up(H, DOWN_TASK_ROWS), down_task, &p);
+	scratch_put(&l->passes, sc);
+	return atomic_load(&p.failed) ? -ENOMEM : 0;
+}
+
+static int cpu_forward(void *layer, const float *x, size_t T, size_t k, const int32_t *experts,
+		       const float *weights, float *y)
+{
+	struct cpu_layer *l = layer;
+	uint32_t E = l->spec.n_experts, H = l->spec.hidden_size;
+
+	if (!T)
+		return 0;
+	if (T > UINT32_MAX || (k && T > SIZE_MAX / sizeof(size_t) / k) || !x || !y ||
+	    (k && (!experts || !weights)))
+		return -EINVAL;
+	for (size_t i = 0; i < T * k; i++)
+		if (experts[i] < 0 || (uint32_t)experts[i] >= E)
+			return -EINVAL;
+	memset(y, 0, T * H * sizeof(float));
+	for (size_t t0 = 0; t0 < T; t0 += PASS_TOKENS) {
+		size_t nt = T - t0 < PASS_TOKENS ? T - t0 : PASS_TOKENS;
+		int r = forward_pass(l, x + t0 * H, nt, k, experts + t0 * k, weights + t0 * k,
+				     y + t0 * H);
+
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 

@@ -2,8 +2,7 @@
  * Small-group expert kernels and the table that picks one per CPU.  The kernel
  * body lives in small_impl.h and is compiled here once per instruction set
  * under `#pragma GCC target`; cpu_isa_pick() takes the first entry the CPU
- * supports (or the one a test names).  expert_small_run() feeds a group of any
- * size to the picked kernel SMALL_CHUNK tokens at a time.
+ * supports (or the one a test names).
  */
 #include <math.h>
 #include <string.h>
@@ -70,11 +69,11 @@ static int always(void)
 
 const struct cpu_isa cpu_isas[] = {
 #if defined(__x86_64__)
-	{ "avx512", has_avx512, expert_small_avx512 },
-	{ "avx2", has_avx2, expert_small_avx2 },
+	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512 },
+	{ "avx2", has_avx2, expert_act_avx2, expert_down_avx2 },
 #endif
-	{ "generic", always, expert_small_generic },
-	{ NULL, NULL, NULL },
+	{ "generic", always, expert_act_generic, expert_down_generic },
+	{ NULL, NULL, NULL, NULL },
 };
 
 const struct cpu_isa *cpu_isa_pick(const char *name)
@@ -88,24 +87,4 @@ const struct cpu_isa *cpu_isa_pick(const char *name)
 			return k->supported() ? k : NULL;
 	}
 	return NULL;
-}
-
-size_t expert_small_scratch(uint32_t H, uint32_t inter)
-{
-	return (size_t)SMALL_CHUNK * inter;
-}
-
-void expert_small_run(const struct cpu_isa *isa, const struct expert_w *e, const float *x,
-		      const struct group *g, float *y, float *scratch)
-{
-	for (size_t j0 = 0; j0 < g->n; j0 += SMALL_CHUNK) {
-		struct group c = {
-			.n = g->n - j0 < SMALL_CHUNK ? g->n - j0 : SMALL_CHUNK,
-			.tok = g->tok ? g->tok + j0 : NULL,
-			.first = g->first + j0,
-			.w = g->w ? g->w + j0 : NULL,
-		};
-
-		isa->small(e, x, &c, y, scratch);
-	}
 }

@@ -19,11 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Most tokens the small kernel takes in one call (its act scratch). */
-#define SMALL_CHUNK 64u
 /* Tokens and weight rows per sgemm block. */
 #define GEMM_TOKENS 256u
 #define GEMM_ROWS 256u
+/* Weight rows per task of the small kernel (a multiple of its row block). */
+#define SMALL_TASK_ROWS 128u
 
 struct expert_w {
 	const void *gate;       /* [I][H] */
@@ -54,15 +54,24 @@ static inline float group_w(const struct group *g, size_t j)
 	return g->w ? g->w[j] : 1.0f;
 }
 
-/* y[tok[j]] += w[j] * FFN(x[tok[j]]) for j < g->n (at most SMALL_CHUNK).
- * act: g->n * e->inter floats. */
-typedef void expert_small_fn(const struct expert_w *e, const float *x, const struct group *g,
-			     float *y, float *act);
+/*
+ * The two halves of an expert, each over a slice of weight rows, so one
+ * expert can be shared out as (expert, row-slice) tasks:
+ *  act:  act[j][i] = silu(gate_i . x[tok j]) * (up_i . x[tok j]) for rows
+ *        r0 <= i < r1 and j < g->n (act rows are e->inter floats apart);
+ *  down: y[tok j][h] += w[j] * (down_h . act[j]) for rows h0 <= h < h1.
+ * Slices of one expert touch disjoint act columns / y columns.
+ */
+typedef void expert_act_fn(const struct expert_w *e, const float *x, const struct group *g,
+			   float *act, uint32_t r0, uint32_t r1);
+typedef void expert_down_fn(const struct expert_w *e, const float *act, const struct group *g,
+			    float *y, uint32_t h0, uint32_t h1);
 
 struct cpu_isa {
 	const char *name;
 	int (*supported)(void);
-	expert_small_fn *small;
+	expert_act_fn *act;
+	expert_down_fn *down;
 };
 
 /* Table of kernels, best first, NULL-terminated. */
@@ -71,16 +80,13 @@ extern const struct cpu_isa cpu_isas[];
 /* The best supported entry, or the one named (NULL if unknown or unsupported). */
 const struct cpu_isa *cpu_isa_pick(const char *name);
 
-/* Floats of scratch expert_small_run() / expert_gemm() need for an expert. */
-size_t expert_small_scratch(uint32_t H, uint32_t inter);
+/* The same two halves with sgemm, GEMM_TOKENS tokens and (for bf16, widened)
+ * GEMM_ROWS rows at a time; scratch: expert_gemm_scratch() floats. */
 size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int bf16);
-
-/* Whole group with the small kernel, SMALL_CHUNK tokens at a time. */
-void expert_small_run(const struct cpu_isa *isa, const struct expert_w *e, const float *x,
-		      const struct group *g, float *y, float *scratch);
-/* Whole group with sgemm. */
-void expert_gemm(const struct expert_w *e, const float *x, const struct group *g, float *y,
-		 float *scratch);
+void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
+		     uint32_t r0, uint32_t r1, float *scratch);
+void expert_gemm_down(const struct expert_w *e, const float *act, const struct group *g,
+		      float *y, uint32_t h0, uint32_t h1, float *scratch);
 
 float silu(float z);
 

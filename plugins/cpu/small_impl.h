@@ -8,9 +8,10 @@
  * How it works: the weights are walked SMALL_ROWS rows at a time, each row
  * read from memory once; the rows are dotted with up to SMALL_NB tokens at a
  * time from registers (a vector accumulator per row and token), and the next
- * block of tokens finds the rows in L1.  The gate/up pass takes gate rows
- * i.. with up rows i.. and writes act = silu(gate·x) * (up·x); the down pass
- * takes rows h.. and adds w * (down_h·act) into y.  Lane sums use a fixed tree, so a token's
+ * block of tokens finds the rows in L1.  The act half takes gate rows i..
+ * with up rows i.. and writes act = silu(gate·x) * (up·x); the down half
+ * takes rows h.. and adds w * (down_h·act) into y.  Each works on a slice of
+ * rows (kernels.h), so an expert can be shared between threads.  Lane sums use a fixed tree, so a token's
  * result is the same whatever block it lands in.
  */
 #define SMALL_CAT_(a, b) a##_##b
@@ -119,20 +120,21 @@ SMALL_INLINE void SMALL_FN(dot_n)(const void *const *rows, const int bf16, uint3
 	}
 }
 
-/* Rows first .. first + n - 1 of w (row length len), clamped to the last row:
- * the duplicates' results are computed and ignored. */
+/* Rows first .. first + n - 1 of w (row length len), clamped to row end - 1
+ * (the slice's last): the duplicates' results are computed and ignored. */
 SMALL_INLINE void SMALL_FN(rows_at)(const void **rows, const void *w, uint32_t first,
-				    unsigned n, uint32_t nrows, uint32_t len, size_t es)
+				    unsigned n, uint32_t end, uint32_t len, size_t es)
 {
 	for (unsigned r = 0; r < n; r++) {
-		uint32_t at = first + r < nrows ? first + r : nrows - 1;
+		uint32_t at = first + r < end ? first + r : end - 1;
 
 		rows[r] = (const char *)w + (size_t)at * len * es;
 	}
 }
 
-SMALL_INLINE void SMALL_FN(body)(const struct expert_w *e, const float *x, const struct group *g,
-				 float *y, float *act, const int bf16)
+SMALL_INLINE void SMALL_FN(act_body)(const struct expert_w *e, const float *x,
+				     const struct group *g, float *act, uint32_t r0, uint32_t r1,
+				     const int bf16)
 {
 	const unsigned half = SMALL_ROWS / 2;
 	uint32_t H = e->H, In = e->inter;
@@ -142,23 +144,35 @@ SMALL_INLINE void SMALL_FN(body)(const struct expert_w *e, const float *x, const
 	float out[SMALL_ROWS][SMALL_NB];
 
 	/* gate rows i.. paired with up rows i.. */
-	for (uint32_t i = 0; i < In; i += half) {
-		SMALL_FN(rows_at)(rows, e->gate, i, half, In, H, es);
-		SMALL_FN(rows_at)(rows + half, e->up, i, half, In, H, es);
+	for (uint32_t i = r0; i < r1; i += half) {
+		SMALL_FN(rows_at)(rows, e->gate, i, half, r1, H, es);
+		SMALL_FN(rows_at)(rows + half, e->up, i, half, r1, H, es);
 		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
 			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
 
 			for (unsigned j = 0; j < nb; j++)
 				xs[j] = x + group_tok(g, j0 + j) * H;
 			SMALL_FN(dot_n)(rows, bf16, H, xs, nb, out);
-			for (unsigned r = 0; r < half && i + r < In; r++)
+			for (unsigned r = 0; r < half && i + r < r1; r++)
 				for (unsigned j = 0; j < nb; j++)
 					act[(j0 + j) * In + i + r] =
 						silu(out[r][j]) * out[half + r][j];
 		}
 	}
-	for (uint32_t h = 0; h < H; h += SMALL_ROWS) {
-		SMALL_FN(rows_at)(rows, e->down, h, SMALL_ROWS, H, In, es);
+}
+
+SMALL_INLINE void SMALL_FN(down_body)(const struct expert_w *e, const float *act,
+				      const struct group *g, float *y, uint32_t h0, uint32_t h1,
+				      const int bf16)
+{
+	uint32_t H = e->H, In = e->inter;
+	size_t es = bf16 ? 2 : 4;
+	const float *xs[SMALL_NB];
+	const void *rows[SMALL_ROWS];
+	float out[SMALL_ROWS][SMALL_NB];
+
+	for (uint32_t h = h0; h < h1; h += SMALL_ROWS) {
+		SMALL_FN(rows_at)(rows, e->down, h, SMALL_ROWS, h1, In, es);
 		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
 			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
 
@@ -169,20 +183,29 @@ SMALL_INLINE void SMALL_FN(body)(const struct expert_w *e, const float *x, const
 				float *yj = y + group_tok(g, j0 + j) * H;
 				float w = group_w(g, j0 + j);
 
-				for (unsigned r = 0; r < SMALL_ROWS && h + r < H; r++)
+				for (unsigned r = 0; r < SMALL_ROWS && h + r < h1; r++)
 					yj[h + r] += w * out[r][j];
 			}
 		}
 	}
 }
 
-static void SMALL_FN(expert_small)(const struct expert_w *e, const float *x,
-				   const struct group *g, float *y, float *act)
+static void SMALL_FN(expert_act)(const struct expert_w *e, const float *x, const struct group *g,
+				 float *act, uint32_t r0, uint32_t r1)
 {
 	if (e->bf16)
-		SMALL_FN(body)(e, x, g, y, act, 1);
+		SMALL_FN(act_body)(e, x, g, act, r0, r1, 1);
 	else
-		SMALL_FN(body)(e, x, g, y, act, 0);
+		SMALL_FN(act_body)(e, x, g, act, r0, r1, 0);
+}
+
+static void SMALL_FN(expert_down)(const struct expert_w *e, const float *act,
+				  const struct group *g, float *y, uint32_t h0, uint32_t h1)
+{
+	if (e->bf16)
+		SMALL_FN(down_body)(e, act, g, y, h0, h1, 1);
+	else
+		SMALL_FN(down_body)(e, act, g, y, h0, h1, 0);
 }
 
 #undef SMALL_CAT_

@@ -105,6 +105,8 @@ CASES = [
     ("k1",           8,  96,  48,  0,   1, 37,   "random"),
     ("k8_e64",       64, 256, 128, 256, 8, 64,   "random"),
     ("odd_dims",     8,  65,  33,  17,  3, 40,   "random"),
+    # several row slices and column slices per expert, token blocks of sgemm
+    ("slices",       4,  300, 700, 520, 2, 600,  "hot"),
 ]
 
 

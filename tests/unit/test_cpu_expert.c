@@ -4,12 +4,15 @@
  * folder and points MOED_TEST_CASES at it; this test dlopens the built plugin
  * from MOED_TEST_PLUGIN_DIR with a host table of its own, runs every case with
  * each path (auto, small kernel forced, sgemm forced) and each instruction set
- * the CPU has, and compares per token: max|y - ref| / max|ref| <= 1e-5, for
+ * the CPU has, its tasks spread over three threads by the test host's
+ * parallel_for, and compares per token: max|y - ref| / max|ref| <= 1e-5, for
  * fp32 and for bf16 weights alike (the reference uses the same bf16-rounded
  * weights, so only fp32 summation order differs).  It also checks that a
  * token's output does not depend on the rest of the batch (bit-exact with the
  * small kernel; 2e-6 in auto mode, where a lone token takes the small kernel
- * and its batch sgemm, a different summation order), concurrent calls on one
+ * and its batch sgemm, a different summation order), that the task split
+ * gives bit-equal results whatever order or thread runs the tasks (threads,
+ * in order, reversed), concurrent calls on one
  * layer, refusal of bad expert ids (y untouched), F16 weights, bad specs and
  * bad parameters.
  */
@@ -19,6 +22,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,10 +64,59 @@ static void test_log(int level, const char *name, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* How the host's parallel_for runs its tasks: the plugin splits every call
+ * into (expert, row-slice) and column-slice tasks through it. */
+enum par_mode { PAR_THREADS, PAR_FORWARD, PAR_REVERSE };
+static enum par_mode par_mode = PAR_THREADS;
+
+struct par_job {
+	void (*fn)(void *arg, size_t i);
+	void *arg;
+	size_t n;
+	atomic_size_t next;
+};
+
+static void *par_worker(void *arg)
+{
+	struct par_job *j = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add(&j->next, 1)) < j->n)
+		j->fn(j->arg, i);
+	return NULL;
+}
+
+/* Like the daemon's pool: the caller and (here) two more threads claim indices. */
+static void test_parallel_for(size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+	struct par_job j = { .fn = fn, .arg = arg, .n = n };
+	pthread_t th[2];
+
+	switch (par_mode) {
+	case PAR_FORWARD:
+		for (size_t i = 0; i < n; i++)
+			fn(arg, i);
+		return;
+	case PAR_REVERSE:
+		for (size_t i = n; i-- > 0;)
+			fn(arg, i);
+		return;
+	case PAR_THREADS:
+		atomic_init(&j.next, 0);
+		for (int t = 0; t < 2; t++)
+			assert_int_equal(pthread_create(&th[t], NULL, par_worker, &j), 0);
+		par_worker(&j);
+		for (int t = 0; t < 2; t++)
+			pthread_join(th[t], NULL);
+		return;
+	}
+}
+
 static const struct moed_host host = {
 	.struct_size = sizeof(struct moed_host),
 	.abi_version = MOED_PLUGIN_ABI_VERSION,
 	.log = test_log,
+	.parallel_for = test_parallel_for,
 };
 
 static int load(const char *dir, const char *file, const char *descr, struct npy_test *a)
@@ -420,6 +473,47 @@ static void test_concurrent(void **state)
 	free(want);
 }
 
+/* Every case and path: tasks on threads, in order and reversed, bit-equal. */
+static void test_task_order(void **state)
+{
+	static const char *const modes[] = { "small", "gemm" };
+	struct dirent **names;
+	int n = scandir(cases_dir, &names, NULL, alphasort);
+
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++) {
+		struct tcase *c;
+
+		if (names[i]->d_name[0] == '.') {
+			free(names[i]);
+			continue;
+		}
+		c = case_load(names[i]->d_name);
+		for (size_t m = 0; m < 2; m++) {
+			size_t sz = (size_t)c->T * c->H * 4;
+			float *y[3] = { malloc(sz), malloc(sz), malloc(sz) };
+			void *layer;
+
+			assert_true(y[0] && y[1] && y[2]);
+			assert_int_equal(layer_new(&c->spec, modes[m], "auto", &layer), 0);
+			for (int p = 0; p < 3; p++) {
+				par_mode = (enum par_mode)p;
+				assert_int_equal(forward(layer, c, c->x.data, c->T,
+							 c->experts.data, c->weights.data, y[p]),
+						 0);
+			}
+			par_mode = PAR_THREADS;
+			assert_memory_equal(y[0], y[1], sz);
+			assert_memory_equal(y[0], y[2], sz);
+			plugin->expert->layer_free(layer);
+			free(y[0]), free(y[1]), free(y[2]);
+		}
+		case_free(c);
+		free(names[i]);
+	}
+	free(names);
+}
+
 static int group_setup(void **state)
 {
 	const char *dir = getenv("MOED_TEST_PLUGIN_DIR");
@@ -452,6 +546,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_cases),
 		cmocka_unit_test(test_batch_independence),
+		cmocka_unit_test(test_task_order),
 		cmocka_unit_test(test_bad_expert_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_concurrent),

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""The PyTorch peer of bench/expert_bench: one MoE layer written the way
+HuggingFace's DeepSeek / Mixtral MoE blocks run on a CPU -- a loop over the
+experts that received tokens, index_select of their tokens, SwiGLU through
+F.linear, index_add of the weighted outputs -- plus the shared experts on all
+tokens.  Weights, inputs and routes come from the same counter-based generator
+as expert_bench.c (splitmix64 of (tensor id << 40) + index), so both sides run
+the same layer; --check compares our output (raw float32) with this one.
+
+Prints "T <tokens> ms <median>" per token count and "err <max rel>" (per
+token, max|ours - peer| / max|peer|, worst token) for the checked count."""
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+M64 = (1 << 64) - 1
+REPS = 5
+
+
+def splitmix64(z):
+    """Vectorised over a uint64 array (numpy wraps on overflow)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def splitmix64_int(z):
+    z = (z + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def values(tid, n, scale):
+    with np.errstate(over="ignore"):
+        h = splitmix64(np.uint64(tid << 40) + np.arange(n, dtype=np.uint64))
+    f = (h >> np.uint64(40)).astype(np.float32) / np.float32(16777216.0)
+    return (f - np.float32(0.5)) * np.float32(scale)
+
+
+def value_int(tid, i, scale):
+    h = splitmix64_int((tid << 40) + i)
+    f = np.float32(h >> 40) / np.float32(16777216.0)
+    return (f - np.float32(0.5)) * np.float32(scale)
+
+
+def weight(tid, rows, cols, bf16):
+    f = values(tid, rows * cols, 0.05).reshape(rows, cols)
+    if not bf16:
+        return torch.from_numpy(f)
+    u = (f.view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+    return torch.from_numpy(u.view(np.int16)).view(torch.bfloat16)
+
+
+def routes(E, k, T):
+    rid = 3 * E + 4
+    ex = np.zeros((T, k), dtype=np.int64)
+    w = np.zeros((T, k), dtype=np.float32)
+    for t in range(T):
+        for j in range(k):
+            at = t * k + j
+            a = 0
+            while True:
+                e = splitmix64_int((rid << 40) + at * 64 + a) % E
+                if e not in ex[t, :j]:
+                    break
+                a += 1
+            ex[t, j] = e
+            w[t, j] = value_int(rid + 1, at, 0.4) + np.float32(0.3)
+    return torch.from_numpy(ex), torch.from_numpy(w)
+
+
+def moe(x, ex, w, experts, shared):
+    """HF-style: loop over the experts that received tokens."""
+    y = torch.zeros_like(x)
+    for e in torch.unique(ex).tolist():
+        tok, slot = torch.where(ex == e)
+        g, u, d = experts[e]
+        xe = x.index_select(0, tok)
+        out = F.linear(F.silu(F.linear(xe, g)) * F.linear(xe, u), d)
+        y.index_add_(0, tok, out * w[tok, slot].unsqueeze(1).to(out.dtype))
+    if shared is not None:
+        g, u, d = shared
+        y += F.linear(F.silu(F.linear(x, g)) * F.linear(x, u), d)
+    return y
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for name in ("--H", "--I", "--E", "--k", "--shared", "--threads"):
+        ap.add_argument(name, type=int, required=True)
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
+    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--check")
+    ap.add_argument("--check-tokens", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    bf16 = a.dtype == "bf16"
+    dt = torch.bfloat16 if bf16 else torch.float32
+    experts = [(weight(3 * e, a.I, a.H, bf16), weight(3 * e + 1, a.I, a.H, bf16),
+                weight(3 * e + 2, a.H, a.I, bf16)) for e in range(a.E)]
+    Is = a.shared * a.I
+    shared = None
+    if Is:
+        shared = (weight(3 * a.E, Is, a.H, bf16), weight(3 * a.E + 1, Is, a.H, bf16),
+                  weight(3 * a.E + 2, a.H, Is, bf16))
+    Ts = [int(t) for t in a.tokens.split(",")]
+    xall = torch.from_numpy(values(3 * a.E + 3, max(Ts) * a.H, 0.05).reshape(-1, a.H))
+    with torch.no_grad():
+        for T in Ts:
+            ex, w = routes(a.E, a.k, T)
+            x = xall[:T].to(dt)
+            moe(x, ex, w, experts, shared)          # warm up
+            times = []
+            for _ in range(REPS):
+                t0 = time.perf_counter()
+                y = moe(x, ex, w, experts, shared)
+                times.append(time.perf_counter() - t0)
+            print("T %d ms %.4f" % (T, sorted(times)[REPS // 2] * 1e3), flush=True)
+            if a.check and T == a.check_tokens:
+                ours = np.fromfile(a.check, dtype=np.float32).reshape(T, a.H)
+                ref = y.float().numpy()
+                err = np.abs(ours - ref).max(axis=1) / np.maximum(np.abs(ref).max(axis=1),
+                                                                  1e-30)
+                print("err %.3g" % err.max(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,13 +22,16 @@ struct limits {
 void limits_measure(unsigned threads, struct limits *ret);
 
 /*
- * Run the peer script on shape s for the nT token counts Ts with `threads`
- * threads: ms[i] gets its median milliseconds for Ts[i] (0 if it failed), and
- * *err the max relative difference between its output for `check_T` tokens
- * and y_check (ours), or -1.
+ * The PyTorch peer, a child process holding the same layer (bench/peer.c):
+ * peer_time() runs one forward on T tokens and returns its seconds (< 0 on
+ * failure); peer_check() returns the max relative difference between its
+ * output and y (ours) for T tokens, or < 0.
  */
-void peer_run(const char *script, const struct shape *s, int bf16, unsigned threads,
-	      const size_t *Ts, size_t nT, const float *y_check, size_t check_T, double *ms,
-	      double *err);
+struct peer;
+struct peer *peer_start(const char *script, const struct shape *s, int bf16, unsigned threads,
+			size_t max_T);
+double peer_time(struct peer *p, const struct shape *s, size_t T);
+double peer_check(struct peer *p, const struct shape *s, size_t T, const float *y);
+void peer_stop(struct peer *p);
 
 #endif

@@ -19,8 +19,11 @@
  * reports its times; the table prints our speed over its speed.
  *
  *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..] [-d f32,bf16] [-t 1,2]
- *	             [-T 1,4,16,64,256,1024] [-k auto|small|gemm] [-P PEER.py|none]
+ *	             [-T 1,4,16,64,256,1024] [-o KEY=VALUE]... [-P PEER.py|none]
  *	             [-j RESULTS.json]
+ *
+ * -o passes a parameter to the plugin's layer_new (kernel=small, isa=avx2,
+ * gemm_min_tokens=64, ...), as [expert] keys in moed.conf do.
  */
 #include <cblas.h>
 #include <dlfcn.h>
@@ -241,7 +244,9 @@ struct config {
 	const struct shape *s;
 	int bf16;
 	unsigned threads;
-	const char *kernel;
+	const struct moed_param *params;
+	size_t n_params;
+	const char *params_text;
 	const size_t *Ts;
 	size_t nT;
 	const char *peer;       /* script or NULL */
@@ -251,31 +256,37 @@ struct config {
 
 static void *layer_new(const struct config *c, const struct moed_expert_spec *spec)
 {
-	struct moed_param prm[] = { { "kernel", c->kernel } };
 	void *layer;
 
-	if (c->plugin->expert->layer_new(NULL, spec, prm, 1, &layer)) {
+	if (c->plugin->expert->layer_new(NULL, spec, c->params, c->n_params, &layer)) {
 		fprintf(stderr, "layer_new failed\n");
 		exit(1);
 	}
 	return layer;
 }
 
-/* Median seconds of forward on T tokens; writes the last output to y. */
-static double time_forward(const struct config *c, void *layer, const float *x, size_t T,
-			   const int32_t *ex, const float *w, float *y)
+/* Median seconds of forward on T tokens, and of the peer's (*ret_peer, 0
+ * without one), their runs interleaved; y gets our output. */
+static double time_forward(const struct config *c, void *layer, struct peer *peer,
+			   const float *x, size_t T, const int32_t *ex, const float *w, float *y,
+			   double *ret_peer)
 {
-	double t[REPS];
+	double t[REPS], tp[REPS];
 
+	*ret_peer = 0;
 	for (int r = 0; r < REPS; r++) {
-		double t0 = now();
+		double t0;
 
+		tp[r] = peer ? peer_time(peer, c->s, T) : 0;
+		t0 = now();
 		if (c->plugin->expert->forward(layer, x, T, c->s->k, ex, w, y)) {
 			fprintf(stderr, "forward failed\n");
 			exit(1);
 		}
 		t[r] = now() - t0;
 	}
+	if (peer)
+		*ret_peer = median(tp, REPS);
 	return median(t, REPS);
 }
 
@@ -288,8 +299,9 @@ static void run_config(const struct config *c)
 	float *x = gen_weights(3ull * s->E + 3, Tmax * s->H, 0), *y = malloc(Tmax * s->H * 4);
 	float *w = malloc(Tmax * s->k * 4);
 	int32_t *ex = malloc(Tmax * s->k * 4);
-	double bpw = c->bf16 ? 2 : 4, peer_ms[MAX_LIST] = { 0 }, peer_err = -1;
+	double bpw = c->bf16 ? 2 : 4, worst = 0;
 	struct moed_expert_spec spec;
+	struct peer *peer = NULL;
 	void *layer;
 
 	for (uint32_t e = 0; e < s->E; e++) {
@@ -307,44 +319,45 @@ static void run_config(const struct config *c)
 		.shared_down = Is ? gen_weights(3ull * s->E + 2, Is * s->H, c->bf16) : NULL,
 	};
 	layer = layer_new(c, &spec);
-	printf("\n%s %s, %u thread%s, kernel=%s\n", s->id, c->bf16 ? "bf16" : "f32", c->threads,
-	       c->threads > 1 ? "s" : "", c->kernel);
+	if (c->peer)
+		peer = peer_start(c->peer, s, c->bf16, c->threads, Tmax);
+	printf("\n%s %s, %u thread%s%s%s\n", s->id, c->bf16 ? "bf16" : "f32", c->threads,
+	       c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text);
 	printf("%6s %9s %9s %7s %8s %6s %8s %6s %9s %7s\n", "T", "ms", "tok/s", "experts",
 	       "GB/s", "of bw", "GFLOP/s", "of pk", "peer ms", "x peer");
 	for (size_t i = 0; i < c->nT; i++) {
 		size_t T = c->Ts[i];
 		unsigned d = gen_routes(s, T, ex, w);
-		double sec = time_forward(c, layer, x, T, ex, w, y);
+		double psec, sec = time_forward(c, layer, peer, x, T, ex, w, y, &psec);
 		double bytes = ((double)d * 3 * eb + 3.0 * Is * s->H) * bpw;
 		double flops = (double)T * (s->k * 6.0 * eb + 6.0 * Is * s->H);
+		double err = peer ? peer_check(peer, s, T, y) : -1;
 
-		if (c->peer && i == 0)
-			peer_run(c->peer, s, c->bf16, c->threads, c->Ts, c->nT, y, T, peer_ms,
-				 &peer_err);
 		printf("%6zu %9.3f %9.1f %7u %8.2f %6.2f %8.1f %6.2f", T, sec * 1e3, T / sec, d,
 		       bytes / sec / 1e9, bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
 		       flops / sec / 1e9 / c->lim->peak);
-		if (peer_ms[i] > 0)
-			printf(" %9.3f %7.2f", peer_ms[i], peer_ms[i] / (sec * 1e3));
+		if (psec > 0)
+			printf(" %9.3f %7.2f", psec * 1e3, psec / sec);
 		printf("\n");
+		worst = err > worst ? err : worst;
 		if (c->json)
 			fprintf(c->json,
-				"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,\"kernel\":\"%s\","
-				"\"T\":%zu,\"ms\":%.4f,\"tokens_per_s\":%.2f,\"experts\":%u,"
-				"\"weight_gb_per_s\":%.3f,\"of_read_bw\":%.4f,\"gflops\":%.2f,"
-				"\"of_sgemm_peak\":%.4f,\"peer_ms\":%.4f,\"x_peer\":%.3f,"
-				"\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.2f,"
-				"\"sgemm_peak_gflops\":%.2f}",
+				"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,"
+				"\"params\":\"%s\",\"T\":%zu,\"ms\":%.4f,\"tokens_per_s\":%.2f,"
+				"\"experts\":%u,\"weight_gb_per_s\":%.3f,\"of_read_bw\":%.4f,"
+				"\"gflops\":%.2f,\"of_sgemm_peak\":%.4f,\"peer_ms\":%.4f,"
+				"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,"
+				"\"read_bw_gb_per_s\":%.2f,\"sgemm_peak_gflops\":%.2f}",
 				ftell(c->json) > 2 ? ",\n" : "\n", s->id, c->bf16 ? "bf16" : "f32",
-				c->threads, c->kernel, T, sec * 1e3, T / sec, d, bytes / sec / 1e9,
-				bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
-				flops / sec / 1e9 / c->lim->peak, peer_ms[i],
-				peer_ms[i] > 0 ? peer_ms[i] / (sec * 1e3) : 0, peer_err,
-				c->lim->bw, c->lim->peak);
+				c->threads, c->params_text, T, sec * 1e3, T / sec, d,
+				bytes / sec / 1e9, bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
+				flops / sec / 1e9 / c->lim->peak, psec * 1e3,
+				psec > 0 ? psec / sec : 0, err, c->lim->bw, c->lim->peak);
 	}
-	if (c->peer)
-		printf("peer output vs ours (T=%zu): max relative error %.2g\n", c->Ts[0],
-		       peer_err);
+	if (peer)
+		printf("peer output vs ours: worst token's max relative difference %.2g%s\n", worst,
+		       c->bf16 ? " (the peer runs bf16 activations)" : "");
+	peer_stop(peer);
 	c->plugin->expert->layer_free(layer);
 	for (uint32_t e = 0; e < s->E; e++)
 		free((void *)gate[e]), free((void *)up[e]), free((void *)down[e]);
@@ -377,7 +390,10 @@ int main(int argc, char **argv)
 {
 	char sh[64] = "S0,S1,S2,S3,S4", dt[32] = "f32,bf16", th[32] = "1,2";
 	char tk[128] = "1,4,16,64,256,1024", *lists[4][MAX_LIST];
-	const char *dir = "plugins/.libs", *kernel = "auto", *peer = "bench/torch_peer.py";
+	const char *dir = "plugins/.libs", *peer = "bench/torch_peer.py";
+	struct moed_param params[MAX_LIST];
+	char params_text[512] = "";
+	size_t n_params = 0;
 	const char *json_path = NULL;
 	size_t ns, nd, nt, nT, Ts[MAX_LIST];
 	const struct moed_plugin *p;
@@ -386,19 +402,31 @@ int main(int argc, char **argv)
 	void *dl, *state;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:s:d:t:T:k:P:j:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:s:d:t:T:o:P:j:")) != -1) {
 		switch (opt) {
 		case 'p': dir = optarg; break;
 		case 's': snprintf(sh, sizeof(sh), "%s", optarg); break;
 		case 'd': snprintf(dt, sizeof(dt), "%s", optarg); break;
 		case 't': snprintf(th, sizeof(th), "%s", optarg); break;
 		case 'T': snprintf(tk, sizeof(tk), "%s", optarg); break;
-		case 'k': kernel = optarg; break;
+		case 'o':
+			if (!strchr(optarg, '=') || n_params == MAX_LIST) {
+				fprintf(stderr, "-o wants KEY=VALUE\n");
+				return 2;
+			}
+			snprintf(params_text + strlen(params_text),
+				 sizeof(params_text) - strlen(params_text), "%s%s",
+				 n_params ? " " : "", optarg);
+			*strchr(optarg, '=') = 0;
+			params[n_params].key = optarg;
+			params[n_params].value = optarg + strlen(optarg) + 1;
+			n_params++;
+			break;
 		case 'P': peer = strcmp(optarg, "none") ? optarg : NULL; break;
 		case 'j': json_path = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16] "
-					"[-t 1,2] [-T 1,4,..] [-k auto|small|gemm] [-P PEER|none] "
+					"[-t 1,2] [-T 1,4,..] [-o KEY=VALUE].. [-P PEER|none] "
 					"[-j JSON]\n", argv[0]);
 			return 2;
 		}
@@ -424,7 +452,8 @@ int main(int argc, char **argv)
 		}
 		fputc('[', c.json);
 	}
-	c = (struct config){ .plugin = p, .kernel = kernel, .Ts = Ts, .nT = nT, .peer = peer,
+	c = (struct config){ .plugin = p, .params = params, .n_params = n_params,
+			     .params_text = params_text, .Ts = Ts, .nT = nT, .peer = peer,
 			     .json = c.json };
 	for (size_t t = 0; t < nt; t++) {
 		struct limits lim;

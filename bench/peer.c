@@ -1,59 +1,127 @@
 /*
- * Runs the PyTorch peer (bench/torch_peer.py) for one configuration: our
- * output for check_T tokens goes to a temporary file the peer compares with
- * its own, the token counts and thread count on its command line, and its
- * answers come back on stdout as "T <t> ms <median>" and "err <max rel>" lines.
- * The interpreter is $MOED_BENCH_PYTHON, default /usr/bin/python3 (Debian's,
- * with python3-torch).  A peer that fails leaves ms at 0 and err at -1: the
- * table then shows our figures alone, and says so.
+ * The PyTorch peer (bench/torch_peer.py) as a child process driven over two
+ * pipes, so its runs interleave with ours rep by rep and share whatever the
+ * machine is doing at the time.  Lines to the peer: "run T" (one forward on T
+ * tokens; answer "ms <time>"), "check T FILE" (compare its output with ours,
+ * raw float32 in FILE; answer "err <max rel>"), then EOF.  It answers "ready"
+ * once its weights are built.  The interpreter is $MOED_BENCH_PYTHON, default
+ * /usr/bin/python3 (Debian's, with python3-torch); the peer runs with
+ * OMP_WAIT_POLICY=PASSIVE so its idle OpenMP threads do not spin on the cores
+ * while we are being timed.  A peer that fails is reported and dropped: the
+ * table then shows our figures alone.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
 
-void peer_run(const char *script, const struct shape *s, int bf16, unsigned threads,
-	      const size_t *Ts, size_t nT, const float *y_check, size_t check_T, double *ms,
-	      double *err)
+struct peer {
+	pid_t pid;
+	FILE *to, *from;
+};
+
+static int answer(struct peer *p, const char *key, double *ret)
+{
+	char line[256], fmt[32];
+
+	snprintf(fmt, sizeof(fmt), "%s %%lf", key);
+	while (fgets(line, sizeof(line), p->from))
+		if (sscanf(line, fmt, ret) == 1)
+			return 0;
+	return -1;
+}
+
+struct peer *peer_start(const char *script, const struct shape *s, int bf16, unsigned threads,
+			size_t max_T)
 {
 	const char *py = getenv("MOED_BENCH_PYTHON") ? getenv("MOED_BENCH_PYTHON")
 						      : "/usr/bin/python3";
-	char tmp[] = "/tmp/moed-bench-y.XXXXXX", cmd[1024], line[256], list[256] = "";
-	FILE *f, *out;
-	int fd, rc;
+	char arg[7][32];
+	int to[2], from[2];
+	struct peer *p = calloc(1, sizeof(*p));
+	double ready;
 
-	for (size_t i = 0; i < nT; i++)
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%zu", i ? "," : "",
-			 Ts[i]);
-	fd = mkstemp(tmp);
-	f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-	if (!f || fwrite(y_check, sizeof(float), check_T * s->H, f) != check_T * s->H ||
-	    fclose(f)) {
-		perror("peer: temporary file");
-		return;
+	if (!p || pipe(to) || pipe(from))
+		goto fail;
+	snprintf(arg[0], 32, "%u", s->H);
+	snprintf(arg[1], 32, "%u", s->In);
+	snprintf(arg[2], 32, "%u", s->E);
+	snprintf(arg[3], 32, "%u", s->n_shared);
+	snprintf(arg[4], 32, "%u", threads);
+	snprintf(arg[5], 32, "%zu", max_T);
+	snprintf(arg[6], 32, "%s", bf16 ? "bf16" : "f32");
+	fflush(stdout);
+	p->pid = fork();
+	if (p->pid < 0)
+		goto fail;
+	if (p->pid == 0) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]), close(from[0]);
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		execl(py, py, script, "--H", arg[0], "--I", arg[1], "--E", arg[2], "--shared",
+		      arg[3], "--threads", arg[4], "--max-tokens", arg[5], "--dtype", arg[6],
+		      (char *)NULL);
+		perror(py);
+		_exit(127);
 	}
-	snprintf(cmd, sizeof(cmd),
-		 "%s %s --H %u --I %u --E %u --k %u --shared %u --dtype %s --threads %u "
-		 "--tokens %s --check %s --check-tokens %zu",
-		 py, script, s->H, s->In, s->E, s->k, s->n_shared, bf16 ? "bf16" : "f32", threads,
-		 list, tmp, check_T);
-	out = popen(cmd, "r");
-	while (out && fgets(line, sizeof(line), out)) {
-		size_t T;
-		double v;
+	close(to[0]), close(from[1]);
+	p->to = fdopen(to[1], "w");
+	p->from = fdopen(from[0], "r");
+	if (p->to && p->from && answer(p, "ready", &ready) == 0)
+		return p;
+	fprintf(stderr, "peer: %s %s did not start; no peer figures\n", py, script);
+	peer_stop(p);
+	return NULL;
+fail:
+	perror("peer");
+	free(p);
+	return NULL;
+}
 
-		if (sscanf(line, "T %zu ms %lf", &T, &v) == 2) {
-			for (size_t i = 0; i < nT; i++)
-				if (Ts[i] == T)
-					ms[i] = v;
-		} else if (sscanf(line, "err %lf", &v) == 1) {
-			*err = v;
-		}
+double peer_time(struct peer *p, const struct shape *s, size_t T)
+{
+	double ms;
+
+	fprintf(p->to, "run %zu %u\n", T, s->k);
+	fflush(p->to);
+	return answer(p, "ms", &ms) ? -1 : ms / 1e3;
+}
+
+double peer_check(struct peer *p, const struct shape *s, size_t T, const float *y)
+{
+	char tmp[] = "/tmp/moed-bench-y.XXXXXX";
+	int fd = mkstemp(tmp);
+	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	double err = -1;
+
+	if (!f)
+		return -1;
+	if (fwrite(y, sizeof(float), T * s->H, f) == T * s->H && !fclose(f)) {
+		fprintf(p->to, "check %zu %u %s\n", T, s->k, tmp);
+		fflush(p->to);
+		if (answer(p, "err", &err))
+			err = -1;
 	}
-	rc = out ? pclose(out) : -1;
 	unlink(tmp);
-	if (rc != 0)
-		fprintf(stderr, "peer: '%s' failed (status %d); no peer figures\n", cmd, rc);
+	return err;
+}
+
+void peer_stop(struct peer *p)
+{
+	int st;
+
+	if (!p)
+		return;
+	if (p->to)
+		fclose(p->to);
+	if (p->from)
+		fclose(p->from);
+	if (p->pid > 0 && waitpid(p->pid, &st, 0) > 0 && !(WIFEXITED(st) && !WEXITSTATUS(st)))
+		fprintf(stderr, "peer: exited with status %d\n", st);
+	free(p);
 }

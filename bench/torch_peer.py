@@ -5,10 +5,12 @@ experts that received tokens, index_select of their tokens, SwiGLU through
 F.linear, index_add of the weighted outputs -- plus the shared experts on all
 tokens.  Weights, inputs and routes come from the same counter-based generator
 as expert_bench.c (splitmix64 of (tensor id << 40) + index), so both sides run
-the same layer; --check compares our output (raw float32) with this one.
+the same layer.
 
-Prints "T <tokens> ms <median>" per token count and "err <max rel>" (per
-token, max|ours - peer| / max|peer|, worst token) for the checked count."""
+Driven over stdin/stdout by bench/peer.c: prints "ready" once the weights are
+built, then answers "run T K" with "ms <time of one forward>" and
+"check T K FILE" (our output, raw float32) with "err <worst token's
+max|ours - peer| / max|peer|>", until EOF."""
 import argparse
 import sys
 import time
@@ -18,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 M64 = (1 << 64) - 1
-REPS = 5
 
 
 def splitmix64(z):
@@ -92,12 +93,9 @@ def moe(x, ex, w, experts, shared):
 
 def main():
     ap = argparse.ArgumentParser()
-    for name in ("--H", "--I", "--E", "--k", "--shared", "--threads"):
+    for name in ("--H", "--I", "--E", "--shared", "--threads", "--max-tokens"):
         ap.add_argument(name, type=int, required=True)
     ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
-    ap.add_argument("--tokens", required=True)
-    ap.add_argument("--check")
-    ap.add_argument("--check-tokens", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     bf16 = a.dtype == "bf16"
@@ -109,22 +107,24 @@ def main():
     if Is:
         shared = (weight(3 * a.E, Is, a.H, bf16), weight(3 * a.E + 1, Is, a.H, bf16),
                   weight(3 * a.E + 2, a.H, Is, bf16))
-    Ts = [int(t) for t in a.tokens.split(",")]
-    xall = torch.from_numpy(values(3 * a.E + 3, max(Ts) * a.H, 0.05).reshape(-1, a.H))
+    xall = torch.from_numpy(values(3 * a.E + 3, a.max_tokens * a.H, 0.05).reshape(-1, a.H))
+    cache = {}
+    print("ready 1", flush=True)
     with torch.no_grad():
-        for T in Ts:
-            ex, w = routes(a.E, a.k, T)
+        for line in sys.stdin:
+            cmd = line.split()
+            T, k = int(cmd[1]), int(cmd[2])
+            if (T, k) not in cache:
+                cache[(T, k)] = routes(a.E, k, T)
+            ex, w = cache[(T, k)]
             x = xall[:T].to(dt)
-            moe(x, ex, w, experts, shared)          # warm up
-            times = []
-            for _ in range(REPS):
+            if cmd[0] == "run":
                 t0 = time.perf_counter()
-                y = moe(x, ex, w, experts, shared)
-                times.append(time.perf_counter() - t0)
-            print("T %d ms %.4f" % (T, sorted(times)[REPS // 2] * 1e3), flush=True)
-            if a.check and T == a.check_tokens:
-                ours = np.fromfile(a.check, dtype=np.float32).reshape(T, a.H)
-                ref = y.float().numpy()
+                moe(x, ex, w, experts, shared)
+                print("ms %.4f" % ((time.perf_counter() - t0) * 1e3), flush=True)
+            elif cmd[0] == "check":
+                ours = np.fromfile(cmd[3], dtype=np.float32).reshape(T, a.H)
+                ref = moe(x, ex, w, experts, shared).float().numpy()
                 err = np.abs(ours - ref).max(axis=1) / np.maximum(np.abs(ref).max(axis=1),
                                                                   1e-30)
                 print("err %.3g" % err.max(), flush=True)

@@ -20,6 +20,7 @@
  * mutable and steady state allocates nothing.
  *
  * Parameters: gemm_min_tokens (default 40 for F32 weights, 96 for BF16);
+ * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
  * takes the best the CPU has).
@@ -47,6 +48,11 @@
  * columns per down task. */
 #define GEMM_TASK_ROWS 512u
 #define DOWN_TASK_ROWS 128u
+/* Passes smaller than this many kB of work (weight bytes read + FLOPs / 4:
+ * 8 MB is about 0.4 ms of one core) run on the calling thread alone: waking a
+ * helper costs tens of microseconds (S0, T=1 took twice as long on 2 threads
+ * as on 1).  Parameter split_min_kb; 0 splits every call. */
+#define SPLIT_MIN_KB 8192u
 
 enum path_mode { PATH_AUTO, PATH_SMALL, PATH_GEMM };
 
@@ -65,6 +71,7 @@ struct cpu_layer {
 	struct moed_expert_spec spec;
 	const struct cpu_isa *isa;
 	uint32_t gemm_min;
+	uint32_t split_min;     /* kB of work (SPLIT_MIN_COST) before splitting */
 	enum path_mode mode;
 	size_t task_bytes;      /* sgemm scratch of one task */
 	struct scratch_pool passes, tasks;
@@ -129,6 +136,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 {
 	const struct param_spec ps[] = {
 		{ "gemm_min_tokens", PARAM_U32, &l->gemm_min, 1, 1e9 },
+		{ "split_min_kb", PARAM_U32, &l->split_min, 0, 1e9 },
 	};
 	const char *isa = "auto";
 
@@ -142,7 +150,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 			}
 		} else if (!strcmp(params[i].key, "isa")) {
 			isa = params[i].value;
-		} else if (params_parse(host, PLUGIN, ps, 1, &params[i], 1) < 0) {
+		} else if (params_parse(host, PLUGIN, ps, 2, &params[i], 1) < 0) {
 			return -EINVAL;
 		}
 	}
@@ -174,6 +182,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		return -ENOMEM;
 	l->spec = *spec;
 	l->mode = PATH_AUTO;
+	l->split_min = SPLIT_MIN_KB;
 	r = parse_params(l, params, n_params);
 	if (r < 0)
 		goto fail;
@@ -275,10 +284,10 @@ static int use_gemm(const struct cpu_layer *l, size_t n)
 	return l->mode == PATH_GEMM || (l->mode == PATH_AUTO && n >= l->gemm_min);
 }
 
-/* fn(arg, i) for i < n on the host's workers, or here where it has none. */
-static void run_tasks(size_t n, void (*fn)(void *arg, size_t i), void *arg)
+/* fn(arg, i) for i < n on the host's workers (if worth it), or here. */
+static void run_tasks(size_t n, void (*fn)(void *arg, size_t i), void *arg, int split)
 {
-	if (MOED_HOST_HAS(host, parallel_for)) {
+	if (split && MOED_HOST_HAS(host, parallel_for)) {
 		host->parallel_for(n, fn, arg);
 		return;
 	}
@@ -361,6 +370,20 @@ static void add_tasks(struct pass *p, uint32_t k)
 		}
 }
 
+/* Rough size of a pass: weight bytes read plus FLOPs / 4 (see SPLIT_MIN_KB). */
+static double pass_cost(const struct pass *p)
+{
+	double cost = 0;
+
+	for (size_t i = 0; i < p->n_units; i++) {
+		const struct unit *u = &p->units[i];
+		double w = 3.0 * u->w.H * u->w.inter;
+
+		cost += w * (u->w.bf16 ? 2 : 4) + w * 2.0 * (double)u->g.n / 4;
+	}
+	return cost;
+}
+
 /* Most act tasks a pass of T tokens (n = T*k choices) can make. */
 static size_t max_tasks(const struct moed_expert_spec *s, size_t T, size_t n)
 {
@@ -381,6 +404,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	int bf16 = s->dtype == MOED_DTYPE_BF16;
 	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
 	struct pass p = { .l = l, .x = x, .y = y };
+	int split;
 	struct scratch *sc;
 	size_t *start;
 	uint32_t *tok;
@@ -440,9 +464,10 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 		add_tasks(&p, (uint32_t)p.n_units++);
 	}
 	atomic_init(&p.failed, 0);
-	run_tasks(p.n_tasks, act_task, &p);
+	split = pass_cost(&p) >= l->split_min * 1024.0;
+	run_tasks(p.n_tasks, act_task, &p, split);
 	if (!atomic_load(&p.failed))
-		run_tasks(div_up(H, DOWN_TASK_ROWS), down_task, &p);
+		run_tasks(div_up(H, DOWN_TASK_ROWS), down_task, &p, split);
 	scratch_put(&l->passes, sc);
 	return atomic_load(&p.failed) ? -ENOMEM : 0;
 }

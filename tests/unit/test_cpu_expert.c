@@ -229,9 +229,10 @@ static struct tcase *case_load(const char *name)
 static int layer_new(const struct moed_expert_spec *spec, const char *kernel, const char *isa,
 		     void **ret)
 {
-	struct moed_param p[2] = { { "kernel", kernel }, { "isa", isa } };
+	/* split_min_kb = 0: every call is cut into tasks, however small */
+	struct moed_param p[3] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" } };
 
-	return plugin->expert->layer_new(plugin_state, spec, p, 2, ret);
+	return plugin->expert->layer_new(plugin_state, spec, p, 3, ret);
 }
 
 /* Worst per-token max|a - b| / max|b| over T tokens of width H. */

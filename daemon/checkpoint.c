@@ -1,9 +1,14 @@
 /*
- * Checkpoint loading.  The safetensors files are mapped; each tensor a MoE layer
- * needs is looked up by its family's name, checked (present, a dtype moed can
- * compute with, the expected shape) and converted to fp32 into memory the
- * model owns, after which the files are unmapped.  With an index, the
- * weight_map decides which shard holds a tensor, and the shard must agree.
+ * Checkpoint loading.  The safetensors files are mapped (read-only, private);
+ * each tensor a MoE layer needs is looked up by its family's name and checked
+ * (present, a dtype moed can compute with, the expected shape).  Router
+ * weights and biases are converted to fp32 into memory the model owns.
+ * Expert matrices are served in one dtype (asked for, or as the first expert
+ * is stored: BF16 stays BF16, F32 and F16 become F32): a matrix already in it
+ * is used in place in the mapping — no second copy, the page cache holds it —
+ * and the rest is converted while loading.  The model keeps the files mapped
+ * until model_free().  With an index, the weight_map decides which shard
+ * holds a tensor, and the shard must agree.
  */
 #include "config.h"
 
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,14 +39,17 @@ struct ckpt {
 	json_object *index_root;
 	char *err;
 	size_t errlen;
-	uint32_t last_dtype;            /* dtype of the tensor load_f32() read last */
+	uint32_t want;                  /* expert dtype to serve; 0 until the first */
+	struct moed_model *m;           /* once made, owns the mapped files */
 };
 
 static void ckpt_close(struct ckpt *c)
 {
-	for (size_t i = 0; i < c->n_files; i++)
-		st_close(c->files[i]);
-	free(c->files);
+	if (!c->m) {
+		for (size_t i = 0; i < c->n_files; i++)
+			st_close(c->files[i]);
+		free(c->files);
+	}
 	json_object_put(c->index_root);
 }
 
@@ -136,9 +145,10 @@ static const struct st_tensor *lookup(struct ckpt *c, const char *name, const st
 	return st_find(c->files[0], name);
 }
 
-/* Load `name` with shape [d0] (d1 == 0) or [d0, d1] as fp32. */
-static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, int optional,
-		    float **ret)
+/* Find `name` with shape [d0] (d1 == 0) or [d0, d1] and a dtype moed reads:
+ * 1 and *ret_t, *ret_f; 0 when optional and absent; -errno with c->err. */
+static int find_checked(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1,
+			int optional, const struct st_tensor **ret_t, const struct st_file **ret_f)
 {
 	const struct st_file *f = NULL;
 	const struct st_tensor *t = lookup(c, name, &f);
@@ -173,12 +183,61 @@ static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, 
 				 f->path, name, found, (unsigned long long)d0);
 		return -EINVAL;
 	}
+	*ret_t = t;
+	*ret_f = f;
+	return 1;
+}
+
+/* Load `name` with shape [d0] (d1 == 0) or [d0, d1] as fp32 into owned memory. */
+static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, int optional,
+		    float **ret)
+{
+	const struct st_tensor *t;
+	const struct st_file *f;
 	size_t n = (size_t)d0 * (d1 ? d1 : 1);
+	int r = find_checked(c, name, d0, d1, optional, &t, &f);
+
+	if (r <= 0)
+		return r;
 	*ret = malloc(n * sizeof(float));
 	if (!*ret)
 		return -ENOMEM;
 	dtype_to_f32(t->dtype, st_data(f, t), *ret, n);
-	c->last_dtype = t->dtype;
+	return 0;
+}
+
+/* An expert matrix [d0][d1] in the served dtype: in place in the mapping when
+ * it is stored that way (and aligned for it), else converted. */
+static int load_weight(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, void **ret)
+{
+	const struct st_tensor *t;
+	const struct st_file *f;
+	size_t n = (size_t)d0 * d1, es;
+	const void *src;
+	int r = find_checked(c, name, d0, d1, 0, &t, &f);
+
+	if (r < 0)
+		return r;
+	if (!c->want) {
+		c->want = t->dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
+		c->m->stored_dtype = t->dtype;
+		c->m->dtype = c->want;
+	}
+	es = dtype_size(c->want);
+	src = st_data(f, t);
+	if (t->dtype == c->want && (uintptr_t)src % es == 0) {
+		uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)src & ~(page - 1);
+
+		/* start reading it in now rather than at the first request */
+		madvise((void *)lo, (uintptr_t)src + n * es - lo, MADV_WILLNEED);
+		*ret = (void *)src;
+		c->m->mapped_bytes += n * es;
+		return 0;
+	}
+	*ret = malloc(n * es);
+	if (!*ret)
+		return -ENOMEM;
+	dtype_convert(t->dtype, src, c->want, *ret, n);
 	return 0;
 }
 
@@ -198,17 +257,15 @@ static int load_expert(struct ckpt *c, struct moed_model *m, uint32_t L, uint32_
 	int r;
 
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[0]);
-	r = load_f32(c, name, I, H, 0, (float **)&l->expert_gate[e]);
+	r = load_weight(c, name, I, H, &l->expert_gate[e]);
 	if (r < 0)
 		return r;
-	if (e == 0)
-		m->stored_dtype = c->last_dtype;
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[1]);
-	r = load_f32(c, name, I, H, 0, (float **)&l->expert_up[e]);
+	r = load_weight(c, name, I, H, &l->expert_up[e]);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[2]);
-	return load_f32(c, name, H, I, 0, (float **)&l->expert_down[e]);
+	return load_weight(c, name, H, I, &l->expert_down[e]);
 }
 
 static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct moed_layer *l)
@@ -240,15 +297,15 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	if (!Is)
 		return 0;
 	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.gate_proj.weight", L);
-	r = load_f32(c, name, Is, H, 0, (float **)&l->shared_gate);
+	r = load_weight(c, name, Is, H, &l->shared_gate);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.up_proj.weight", L);
-	r = load_f32(c, name, Is, H, 0, (float **)&l->shared_up);
+	r = load_weight(c, name, Is, H, &l->shared_up);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.down_proj.weight", L);
-	return load_f32(c, name, H, Is, 0, (float **)&l->shared_down);
+	return load_weight(c, name, H, Is, &l->shared_down);
 }
 
 static void fill_model(struct moed_model *m, const struct hf_config *h)
@@ -265,7 +322,7 @@ static void fill_model(struct moed_model *m, const struct hf_config *h)
 	m->scoring = h->sigmoid ? MOED_SCORING_SIGMOID : MOED_SCORING_SOFTMAX;
 	m->norm_topk_prob = (uint32_t)h->norm_topk_prob;
 	m->routed_scaling_factor = h->routed_scaling_factor;
-	m->dtype = MOED_DTYPE_F32;
+	m->dtype = MOED_DTYPE_F32;      /* until the first expert matrix says */
 }
 
 static int load_layers(struct ckpt *c, struct moed_model *m)
@@ -298,9 +355,10 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 	return 0;
 }
 
-int checkpoint_load(const char *dir, struct moed_model **ret_model, char *err, size_t errlen)
+int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
+		    size_t errlen)
 {
-	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen };
+	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype };
 	struct moed_model *m = NULL;
 	char path[PATH_MAX];
 	int r;
@@ -316,6 +374,11 @@ int checkpoint_load(const char *dir, struct moed_model **ret_model, char *err, s
 	if (r < 0 || (r = model_set_string(&m->topk_method, c.cfg.topk_method)) < 0)
 		goto out;
 	fill_model(m, &c.cfg);
+	if (dtype)
+		m->dtype = dtype;
+	m->maps = c.files;      /* from here the model owns the mappings */
+	m->n_maps = c.n_files;
+	c.m = m;
 	m->n_layers = 0;
 	r = load_layers(&c, m);
 	if (r < 0)

@@ -8,10 +8,10 @@
  *
  * A layer is MoE when its router weight exists (or the config's layout says it
  * must).  With topk_method noaux_tc the e_score_correction_bias is required.
- * Expert weights are converted to fp32 at load (model->dtype = MOED_DTYPE_F32);
- * load_f32() in checkpoint.c is the one place that converts, so keeping bf16
- * later means a raw-copy variant used for expert tensors only (router weights and
- * biases stay fp32 per model.h) and setting model->dtype accordingly.
+ * Expert weights are held in `dtype` (MOED_DTYPE_F32 or BF16; 0: BF16 if the
+ * checkpoint stores BF16, else F32): those stored that way stay in the mapped
+ * files (model->maps, model->mapped_bytes), the others are converted.  Router
+ * weights and biases are always converted to fp32.
  */
 #ifndef MOED_CHECKPOINT_H
 #define MOED_CHECKPOINT_H
@@ -20,6 +20,7 @@
 
 #include "daemon/model.h"
 
-int checkpoint_load(const char *dir, struct moed_model **ret_model, char *err, size_t errlen);
+int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
+		    size_t errlen);
 
 #endif

@@ -37,6 +37,16 @@ float dtype_f16_to_f32(uint16_t v)
 	return f;
 }
 
+uint16_t dtype_f32_to_bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);    /* NaN stays NaN */
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
 size_t dtype_size(uint32_t dtype)
 {
 	switch (dtype) {
@@ -78,5 +88,24 @@ void dtype_to_f32(uint32_t dtype, const void *src, float *dst, size_t n)
 			dst[i] = dtype_f16_to_f32(h);
 		}
 		break;
+	}
+}
+
+void dtype_convert(uint32_t from, const void *src, uint32_t to, void *dst, size_t n)
+{
+	const uint8_t *p = src;
+	float f;
+
+	if (to == MOED_DTYPE_F32) {
+		dtype_to_f32(from, src, dst, n);
+		return;
+	}
+	if (from == to) {
+		memcpy(dst, src, n * dtype_size(to));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {      /* to bf16 (the only other target) */
+		dtype_to_f32(from, p + i * dtype_size(from), &f, 1);
+		((uint16_t *)dst)[i] = dtype_f32_to_bf16(f);
 	}
 }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <getopt.h>
@@ -350,27 +351,22 @@ static int run(struct daemon_ctx *d)
 	/* loading big weights can outlast TimeoutStartSec: ask for more time */
 	notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=Loading model %s",
 		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
-	r = model_load(source, &model, err, sizeof(err));
+	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
+	uint32_t want = !d->cfg.expert_weights ? 0
+			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
+	r = model_load_as(source, want, &model, err, sizeof(err));
 	if (r < 0) {
 		log_err("model: %s", err);
 		return r;
 	}
-	/* [expert] weights: keep bf16 checkpoints in bf16 unless told otherwise */
-	uint32_t want = d->cfg.expert_weights ? (!strcmp(d->cfg.expert_weights, "bf16")
-						 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32)
-					      : model->stored_dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16
-										   : MOED_DTYPE_F32;
-	r = model_set_expert_dtype(model, want);
-	if (r < 0) {
-		log_err("model: cannot hold the expert weights as %s: %s",
-			want == MOED_DTYPE_BF16 ? "bf16" : "fp32", strerror(-r));
-		model_free(model);
-		return r;
-	}
-	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, %llu bytes",
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, "
+		 "%llu bytes (%llu served from the mapped files), peak RSS while loading %ld MiB",
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
-		 model->n_experts, model->top_k, want == MOED_DTYPE_BF16 ? "bf16" : "fp32",
-		 (unsigned long long)model->weight_bytes);
+		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16" : "fp32",
+		 (unsigned long long)model->weight_bytes, (unsigned long long)model->mapped_bytes,
+		 ru.ru_maxrss / 1024);
 	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
 	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)

@@ -14,6 +14,7 @@
 #include "daemon/checkpoint.h"
 #include "daemon/dtype.h"
 #include "daemon/model.h"
+#include "daemon/safetensors.h"
 #include "daemon/synthetic.h"
 
 int model_set_string(char **slot, const char *value)
@@ -67,6 +68,22 @@ void model_count_bytes(struct moed_model *m)
 	m->weight_bytes = total;
 }
 
+int model_is_mapped(const struct moed_model *m, const void *p)
+{
+	for (size_t i = 0; i < m->n_maps; i++)
+		if ((const uint8_t *)p >= m->maps[i]->base &&
+		    (const uint8_t *)p < m->maps[i]->base + m->maps[i]->size)
+			return 1;
+	return 0;
+}
+
+/* Free an expert matrix unless it lives in a mapped file. */
+static void free_weight(const struct moed_model *m, void *p)
+{
+	if (!model_is_mapped(m, p))
+		free(p);
+}
+
 void model_free(struct moed_model *m)
 {
 	if (!m)
@@ -77,19 +94,22 @@ void model_free(struct moed_model *m)
 		free(l->bias);
 		for (uint32_t e = 0; e < m->n_experts; e++) {
 			if (l->expert_gate)
-				free(l->expert_gate[e]);
+				free_weight(m, l->expert_gate[e]);
 			if (l->expert_up)
-				free(l->expert_up[e]);
+				free_weight(m, l->expert_up[e]);
 			if (l->expert_down)
-				free(l->expert_down[e]);
+				free_weight(m, l->expert_down[e]);
 		}
 		free(l->expert_gate);
 		free(l->expert_up);
 		free(l->expert_down);
-		free(l->shared_gate);
-		free(l->shared_up);
-		free(l->shared_down);
+		free_weight(m, l->shared_gate);
+		free_weight(m, l->shared_up);
+		free_weight(m, l->shared_down);
 	}
+	for (size_t i = 0; i < m->n_maps; i++)
+		st_close(m->maps[i]);
+	free(m->maps);
 	free(m->layers);
 	free(m->source);
 	free(m->model_type);
@@ -97,18 +117,9 @@ void model_free(struct moed_model *m)
 	free(m);
 }
 
-static uint16_t f32_to_bf16(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);    /* NaN stays NaN */
-	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
-}
-
 /* Convert one matrix of n elements in place (reallocated) to dtype. */
-static int convert_matrix(void **slot, size_t n, uint32_t from, uint32_t to)
+static int convert_matrix(const struct moed_model *m, void **slot, size_t n, uint32_t from,
+			  uint32_t to)
 {
 	void *dst;
 
@@ -117,12 +128,8 @@ static int convert_matrix(void **slot, size_t n, uint32_t from, uint32_t to)
 	dst = malloc(n * dtype_size(to));
 	if (!dst)
 		return -ENOMEM;
-	if (to == MOED_DTYPE_BF16)
-		for (size_t i = 0; i < n; i++)
-			((uint16_t *)dst)[i] = f32_to_bf16(((const float *)*slot)[i]);
-	else
-		dtype_to_f32(from, *slot, dst, n);
-	free(*slot);
+	dtype_convert(from, *slot, to, dst, n);
+	free_weight(m, *slot);
 	*slot = dst;
 	return 0;
 }
@@ -138,13 +145,13 @@ int model_set_expert_dtype(struct moed_model *m, uint32_t dtype)
 	for (uint32_t i = 0; i < m->n_layers && r == 0; i++) {
 		struct moed_layer *l = &m->layers[i];
 		for (uint32_t e = 0; e < m->n_experts && r == 0; e++)
-			r = convert_matrix(&l->expert_gate[e], e_n, m->dtype, dtype) ?:
-			    convert_matrix(&l->expert_up[e], e_n, m->dtype, dtype) ?:
-			    convert_matrix(&l->expert_down[e], e_n, m->dtype, dtype);
+			r = convert_matrix(m, &l->expert_gate[e], e_n, m->dtype, dtype) ?:
+			    convert_matrix(m, &l->expert_up[e], e_n, m->dtype, dtype) ?:
+			    convert_matrix(m, &l->expert_down[e], e_n, m->dtype, dtype);
 		if (r == 0)
-			r = convert_matrix(&l->shared_gate, s_n, m->dtype, dtype) ?:
-			    convert_matrix(&l->shared_up, s_n, m->dtype, dtype) ?:
-			    convert_matrix(&l->shared_down, s_n, m->dtype, dtype);
+			r = convert_matrix(m, &l->shared_gate, s_n, m->dtype, dtype) ?:
+			    convert_matrix(m, &l->shared_up, s_n, m->dtype, dtype) ?:
+			    convert_matrix(m, &l->shared_down, s_n, m->dtype, dtype);
 	}
 	if (r < 0)
 		return r;       /* a partly converted model is not used: the caller exits */
@@ -153,13 +160,33 @@ int model_set_expert_dtype(struct moed_model *m, uint32_t dtype)
 	return 0;
 }
 
+int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
+		  size_t errlen)
+{
+	int r;
+
+	if (dtype && dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16)
+		return -EINVAL;
+	if (strcmp(path, "synthetic") == 0)
+		r = synthetic_load("", ret_model, err, errlen);
+	else if (strncmp(path, "synthetic:", 10) == 0)
+		r = synthetic_load(path + 10, ret_model, err, errlen);
+	else
+		return checkpoint_load(path, dtype, ret_model, err, errlen);
+	if (r < 0 || !dtype)
+		return r;
+	r = model_set_expert_dtype(*ret_model, dtype);
+	if (r < 0) {
+		snprintf(err, errlen, "%s: out of memory converting the expert weights", path);
+		model_free(*ret_model);
+		*ret_model = NULL;
+	}
+	return r;
+}
+
 int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen)
 {
-	if (strcmp(path, "synthetic") == 0)
-		return synthetic_load("", ret_model, err, errlen);
-	if (strncmp(path, "synthetic:", 10) == 0)
-		return synthetic_load(path + 10, ret_model, err, errlen);
-	return checkpoint_load(path, ret_model, err, errlen);
+	return model_load_as(path, 0, ret_model, err, errlen);
 }
 
 const struct moed_layer *model_layer(const struct moed_model *m, uint32_t index)

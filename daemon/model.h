@@ -6,9 +6,10 @@
  *
  * Only MoE layers are kept (layers that have router weights); dense layers are
  * listed nowhere but counted in num_hidden_layers.  Router weights and biases are
- * always fp32.  Expert weights are held in `dtype` (fp32 after conversion unless a
- * later stage keeps bf16).  All memory belongs to the model and is released by
- * model_free().
+ * always fp32.  Expert weights are held in `dtype`.  A checkpoint's expert
+ * matrices already in that dtype are not copied: they point into the mapped
+ * safetensors files, which the model keeps mapped (read-only, private) until
+ * model_free(); the rest is converted into memory the model owns.
  */
 #ifndef MOED_MODEL_H
 #define MOED_MODEL_H
@@ -17,6 +18,8 @@
 #include <stdint.h>
 
 #include "include/moed/plugin.h"
+
+struct st_file;
 
 struct moed_layer {
 	uint32_t index;                 /* layer index in the checkpoint */
@@ -51,11 +54,20 @@ struct moed_model {
 	uint32_t n_layers;              /* number of MoE layers */
 	struct moed_layer *layers;      /* sorted by index */
 	uint32_t stored_dtype;          /* expert weights' dtype in the checkpoint */
+	struct st_file **maps;          /* safetensors files expert weights point into */
+	size_t n_maps;
+	uint64_t mapped_bytes;          /* expert weight bytes served from the maps */
 };
 
 /* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
  * writes a one-line reason naming the file and field/tensor into err. */
 int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen);
+/* The same, expert weights held in `dtype` (MOED_DTYPE_F32 or BF16; 0: as
+ * the checkpoint stores them, F16 as fp32), converted while loading. */
+int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
+		  size_t errlen);
+/* Does p point into one of the model's mapped files (not to be freed)? */
+int model_is_mapped(const struct moed_model *model, const void *p);
 void model_free(struct moed_model *model);
 
 /* The MoE layer with checkpoint index `index`, or NULL (dense or out of range). */

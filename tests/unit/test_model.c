@@ -640,6 +640,86 @@ static char *read_text(const char *path)
 	return s;
 }
 
+/* Are the tensors of dir's model.safetensors (if one file) aligned for
+ * elements of es bytes?  (Shards and our single files pad the header to 8;
+ * a file with tensors appended later may not.) */
+static int data_aligned(const char *dir, size_t es)
+{
+	char path[4200];
+	uint8_t h[8];
+	uint64_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	f = fopen(path, "rb");
+	if (!f)
+		return 1;
+	if (fread(h, 1, 8, f) == 8)
+		for (int i = 7; i >= 0; i--)
+			n = n << 8 | h[i];
+	fclose(f);
+	return (8 + n) % es == 0;
+}
+
+/* One expert matrix of `as_stored` against the fp32 load `f32`: mapped when
+ * held as stored (and aligned), and equal (bf16 widened exactly) to the fp32
+ * values. */
+static int same_matrix(const struct moed_model *as_stored, int may_map, const void *p,
+		       const float *f32, size_t n)
+{
+	if (model_is_mapped(as_stored, p) != may_map)
+		return 0;
+	if (as_stored->dtype == MOED_DTYPE_F32)
+		return memcmp(p, f32, n * sizeof(float)) == 0;
+	for (size_t i = 0; i < n; i++)
+		if (dtype_bf16_to_f32(((const uint16_t *)p)[i]) != f32[i] &&
+		    !(isnan(f32[i]) && isnan(dtype_bf16_to_f32(((const uint16_t *)p)[i]))))
+			return 0;
+	return 1;
+}
+
+/* Load dir as stored and compare every expert matrix with the fp32 load f. */
+static int check_as_stored(const char *dir, const struct moed_model *f)
+{
+	size_t e_n = (size_t)f->hidden_size * f->intermediate_size;
+	size_t s_n = (size_t)f->hidden_size * f->shared_intermediate_size;
+	struct moed_model *m;
+	uint64_t expect_mapped = 0;
+	char err[1024];
+	int bad = 0, may;
+
+	if (model_load(dir, &m, err, sizeof(err)) < 0) {
+		print_error("%s: refused as stored: %s\n", dir, err);
+		return 1;
+	}
+	EXPECT(m->dtype == (m->stored_dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32),
+	       "%s: stored %s held as %s\n", dir, dtype_name(m->stored_dtype),
+	       dtype_name(m->dtype));
+	may = m->dtype == m->stored_dtype && data_aligned(dir, dtype_size(m->dtype));
+	for (uint32_t i = 0; i < m->n_layers; i++) {
+		const struct moed_layer *a = &m->layers[i], *b = &f->layers[i];
+
+		for (uint32_t e = 0; e < m->n_experts; e++)
+			EXPECT(same_matrix(m, may, a->expert_gate[e], b->expert_gate[e], e_n) &&
+			       same_matrix(m, may, a->expert_up[e], b->expert_up[e], e_n) &&
+			       same_matrix(m, may, a->expert_down[e], b->expert_down[e], e_n),
+			       "%s: layer %u expert %u as stored differs\n", dir, a->index, e);
+		if (a->shared_gate)
+			EXPECT(same_matrix(m, may, a->shared_gate, b->shared_gate, s_n) &&
+			       same_matrix(m, may, a->shared_up, b->shared_up, s_n) &&
+			       same_matrix(m, may, a->shared_down, b->shared_down, s_n),
+			       "%s: layer %u shared expert as stored differs\n", dir, a->index);
+		expect_mapped += (3 * (uint64_t)m->n_experts * e_n + (a->shared_gate ? 3 * s_n : 0)) *
+				 dtype_size(m->dtype);
+	}
+	if (!may)
+		expect_mapped = 0;
+	EXPECT(m->mapped_bytes == expect_mapped, "%s: %llu bytes mapped, want %llu\n", dir,
+	       (unsigned long long)m->mapped_bytes, (unsigned long long)expect_mapped);
+	model_free(m);
+	return bad;
+}
+
 static int run_case(const char *kind, const char *name)
 {
 	struct moed_model *m = (struct moed_model *)&m, *sentinel = m;
@@ -647,7 +727,11 @@ static int run_case(const char *kind, const char *name)
 	int r, bad = 0;
 
 	snprintf(dir, sizeof(dir), "%s/%s/%s", cases_dir, kind, name);
-	r = model_load(dir, &m, err, sizeof(err));
+	/* good cases in fp32 (the expected values are fp32), then as stored */
+	if (!strcmp(kind, "bad"))
+		r = model_load(dir, &m, err, sizeof(err));
+	else
+		r = model_load_as(dir, MOED_DTYPE_F32, &m, err, sizeof(err));
 	if (!strcmp(kind, "bad")) {
 		snprintf(path, sizeof(path), "%s/expect.txt", dir);
 		char *want = read_text(path);
@@ -666,6 +750,7 @@ static int run_case(const char *kind, const char *name)
 	if (!exp)
 		fail_msg("%s: unreadable", path);
 	bad += compare_expected(name, m, exp);
+	bad += check_as_stored(dir, m);
 	EXPECT(!strcmp(m->source, dir), "good/%s: source %s\n", name, m->source);
 	if (!bad)
 		print_message("ok good/%s: %u MoE layers, %zu samples equal\n", name, m->n_layers,

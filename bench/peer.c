@@ -5,9 +5,11 @@
  * tokens; answer "ms <time>"), "check T FILE" (compare its output with ours,
  * raw float32 in FILE; answer "err <max rel>"), then EOF.  It answers "ready"
  * once its weights are built.  The interpreter is $MOED_BENCH_PYTHON, default
- * /usr/bin/python3 (Debian's, with python3-torch); the peer runs with
- * OMP_WAIT_POLICY=PASSIVE so its idle OpenMP threads do not spin on the cores
- * while we are being timed.  A peer that fails is reported and dropped: the
+ * /usr/bin/python3 (Debian's, with python3-torch).  The peer gets the same
+ * thread count in OPENBLAS_NUM_THREADS and OMP_NUM_THREADS as well as
+ * torch.set_num_threads() (F.linear's fp32 GEMM is OpenBLAS's, which would
+ * otherwise use every core), and OMP_WAIT_POLICY=PASSIVE so its idle threads
+ * do not spin on the cores while we are being timed.  A peer that fails is reported and dropped: the
  * table then shows our figures alone.
  */
 #include <signal.h>
@@ -62,6 +64,10 @@ struct peer *peer_start(const char *script, const struct shape *s, int bf16, uns
 		dup2(to[0], 0);
 		dup2(from[1], 1);
 		close(to[1]), close(from[0]);
+		/* torch.set_num_threads() does not reach the BLAS under F.linear:
+		 * without these OpenBLAS would use every core */
+		setenv("OPENBLAS_NUM_THREADS", arg[4], 1);
+		setenv("OMP_NUM_THREADS", arg[4], 1);
 		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
 		execl(py, py, script, "--H", arg[0], "--I", arg[1], "--E", arg[2], "--shared",
 		      arg[3], "--threads", arg[4], "--max-tokens", arg[5], "--dtype", arg[6],

@@ -19,7 +19,7 @@
  * free lists, grown on demand, freed in layer_free), so calls share nothing
  * mutable and steady state allocates nothing.
  *
- * Parameters: gemm_min_tokens (default 40 for F32 weights, 96 for BF16);
+ * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
@@ -39,15 +39,17 @@
 
 #define PLUGIN "cpu"
 /* Group sizes from which sgemm beats the small kernel: S1 on AVX-512 Zen 5,
- * one thread (bench/expert_bench); bf16 pays for widening the weights. */
+ * one thread (bench/expert_bench -o gemm_min_tokens=16|48|200: 40-48 best
+ * for both; bf16 T=1024 took 2.0 s at 48, 2.2 s at 96 and 200). */
 #define GEMM_MIN_F32 40u
-#define GEMM_MIN_BF16 96u
+#define GEMM_MIN_BF16 48u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
-/* Rows per act task on the sgemm path (GEMM_ROWS at a time inside), and y
- * columns per down task. */
-#define GEMM_TASK_ROWS 512u
+/* Rows per act task on the sgemm path, and y columns per down task (wider
+ * when a unit takes sgemm, which repacks its act rows for every slice). */
+#define GEMM_TASK_ROWS GEMM_SLICE_MAX
 #define DOWN_TASK_ROWS 128u
+#define DOWN_TASK_ROWS_GEMM GEMM_SLICE_MAX
 /* Passes smaller than this many kB of work (weight bytes read + FLOPs / 4:
  * 8 MB is about 0.4 ms of one core) run on the calling thread alone: waking a
  * helper costs tens of microseconds (S0, T=1 took twice as long on 2 threads
@@ -100,6 +102,7 @@ struct pass {
 	size_t n_units;
 	struct task *tasks;
 	size_t n_tasks;
+	uint32_t down_rows;     /* y columns per down task */
 	atomic_int failed;      /* a task could not get scratch */
 };
 
@@ -328,8 +331,8 @@ static void act_task(void *arg, size_t i)
 static void down_task(void *arg, size_t i)
 {
 	struct pass *p = arg;
-	uint32_t H = p->l->spec.hidden_size, h0 = (uint32_t)i * DOWN_TASK_ROWS;
-	uint32_t h1 = H - h0 < DOWN_TASK_ROWS ? H : h0 + DOWN_TASK_ROWS;
+	uint32_t H = p->l->spec.hidden_size, h0 = (uint32_t)i * p->down_rows;
+	uint32_t h1 = H - h0 < p->down_rows ? H : h0 + p->down_rows;
 	struct scratch *s = NULL;
 
 	for (size_t k = 0; k < p->n_units; k++) {
@@ -403,7 +406,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	uint32_t E = s->n_experts, H = s->hidden_size, In = s->intermediate_size;
 	int bf16 = s->dtype == MOED_DTYPE_BF16;
 	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
-	struct pass p = { .l = l, .x = x, .y = y };
+	struct pass p = { .l = l, .x = x, .y = y, .down_rows = DOWN_TASK_ROWS };
 	int split;
 	struct scratch *sc;
 	size_t *start;
@@ -453,6 +456,8 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 					   .w = wt + begin },
 				    .act = act + (size_t)begin * In };
 		u->gemm = use_gemm(l, u->g.n);
+		if (u->gemm)
+			p.down_rows = DOWN_TASK_ROWS_GEMM;
 		add_tasks(&p, (uint32_t)p.n_units++);
 	}
 	if (s->shared_intermediate_size) {
@@ -461,13 +466,15 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 		*u = (struct unit){ .w = { s->shared_gate, s->shared_up, s->shared_down, H,
 					   s->shared_intermediate_size, bf16 },
 				    .g = { .n = T }, .act = act + n * In, .gemm = use_gemm(l, T) };
+		if (u->gemm)
+			p.down_rows = DOWN_TASK_ROWS_GEMM;
 		add_tasks(&p, (uint32_t)p.n_units++);
 	}
 	atomic_init(&p.failed, 0);
 	split = pass_cost(&p) >= l->split_min * 1024.0;
 	run_tasks(p.n_tasks, act_task, &p, split);
 	if (!atomic_load(&p.failed))
-		run_tasks(div_up(H, DOWN_TASK_ROWS), down_task, &p, split);
+		run_tasks(div_up(H, p.down_rows), down_task, &p, split);
 	scratch_put(&l->passes, sc);
 	return atomic_load(&p.failed) ? -ENOMEM : 0;
 }

@@ -4,8 +4,8 @@
  * group is cut into blocks of GEMM_TOKENS tokens (bounded scratch whatever the
  * batch); the act half gathers a block's rows of x (or uses them in place
  * when the tokens are consecutive, as for the shared experts), runs gate into
- * the act rows and up into scratch, GEMM_ROWS rows at a time, and applies
- * silu(gate) * up in place; the down half multiplies the block's act rows by
+ * the act rows and up into scratch (a slice at a time for fp32, GEMM_ROWS
+ * rows for bf16), and applies silu(gate) * up in place; the down half multiplies the block's act rows by
  * a slice of down rows and adds the router-weighted result into y.  bf16
  * weights are widened GEMM_ROWS rows at a time into scratch right before the
  * sgemm that reads them, so the widened block is still in cache.  OpenBLAS
@@ -19,7 +19,7 @@
 
 size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int bf16)
 {
-	size_t n = (size_t)GEMM_TOKENS * H + (size_t)GEMM_TOKENS * GEMM_ROWS;
+	size_t n = (size_t)GEMM_TOKENS * H + (size_t)GEMM_TOKENS * GEMM_SLICE_MAX;
 
 	if (bf16)
 		n += (size_t)GEMM_ROWS * (H > inter ? H : inter);
@@ -48,6 +48,13 @@ static void rows_nt(const void *w, int bf16, uint32_t r, uint32_t nr, uint32_t K
 		    1.0f, a, (blasint)K, wf, (blasint)K, 0.0f, c, (blasint)ldc);
 }
 
+/* Rows per sgemm call: all of a slice for fp32 (OpenBLAS packs the tokens
+ * once per call), GEMM_ROWS for bf16 (the widened block in scratch). */
+static uint32_t block_rows(const struct expert_w *e, uint32_t left)
+{
+	return e->bf16 && left > GEMM_ROWS ? GEMM_ROWS : left;
+}
+
 void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
 		     uint32_t r0, uint32_t r1, float *scratch)
 {
@@ -66,10 +73,10 @@ void expert_gemm_act(const struct expert_w *e, const float *x, const struct grou
 		} else {
 			xa = x + (g->first + j0) * H;
 		}
-		for (uint32_t r = r0; r < r1; r += GEMM_ROWS) {
-			uint32_t nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
+		for (uint32_t r = r0, nr; r < r1; r += nr) {
 			float *a = act + j0 * In + r;
 
+			nr = block_rows(e, r1 - r);
 			rows_nt(e->gate, e->bf16, r, nr, H, xa, nt, a, In, wconv);
 			rows_nt(e->up, e->bf16, r, nr, H, xa, nt, up, nr, wconv);
 			for (size_t j = 0; j < nt; j++)
@@ -88,9 +95,8 @@ void expert_gemm_down(const struct expert_w *e, const float *act, const struct g
 	for (size_t j0 = 0; j0 < g->n; j0 += GEMM_TOKENS) {
 		size_t nt = g->n - j0 < GEMM_TOKENS ? g->n - j0 : GEMM_TOKENS;
 
-		for (uint32_t h = h0; h < h1; h += GEMM_ROWS) {
-			uint32_t nr = h1 - h < GEMM_ROWS ? h1 - h : GEMM_ROWS;
-
+		for (uint32_t h = h0, nr; h < h1; h += nr) {
+			nr = block_rows(e, h1 - h);
 			rows_nt(e->down, e->bf16, h, nr, In, act + j0 * In, nt, out, nr, wconv);
 			for (size_t j = 0; j < nt; j++) {
 				float *yj = y + group_tok(g, j0 + j) * H + h, w = group_w(g, j0 + j);

@@ -19,9 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Tokens and weight rows per sgemm block. */
+/* Tokens per sgemm block, bf16 rows widened per sgemm, and the most rows
+ * of a slice handed to the sgemm halves (callers keep slices within it). */
 #define GEMM_TOKENS 256u
 #define GEMM_ROWS 256u
+#define GEMM_SLICE_MAX 512u
 /* Weight rows per task of the small kernel (a multiple of its row block). */
 #define SMALL_TASK_ROWS 128u
 

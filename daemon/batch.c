@@ -204,9 +204,16 @@ static void batch_submit(struct batch *b)
 	}
 }
 
+/* May another batch start now?  With max_running_batches = 1 (default) a
+ * batch runs alone and the other workers join it through parallel_for, so
+ * requests that arrive meanwhile make one bigger batch instead of a second
+ * one competing for the same memory bandwidth. */
 static int pool_idle(struct server *srv)
 {
-	return pool_queued(srv->pool) < pool_threads(srv->pool);
+	unsigned limit = srv->cfg->max_running_batches ? srv->cfg->max_running_batches
+						       : pool_threads(srv->pool);
+
+	return pool_queued(srv->pool) < limit;
 }
 
 static struct batch **pending_slot(struct server *srv, struct engine_layer *l)

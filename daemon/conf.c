@@ -59,6 +59,7 @@ static const struct config_key config_keys[] = {
 	KEY("limits", "max_batch_tokens", SLOT_U32, max_batch_tokens, 1, 1u << 24),
 	KEY("limits", "max_queued_tokens", SLOT_U32, max_queued_tokens, 1, 1u << 30),
 	KEY("limits", "coalesce_window_us", SLOT_U32, coalesce_window_us, 0, 1000000),
+	KEY("limits", "max_running_batches", SLOT_U32, max_running_batches, 0, 1u << 16),
 };
 
 struct parse_ctx {
@@ -100,6 +101,7 @@ void config_init(struct moed_config *cfg)
 	cfg->max_batch_tokens = 1024;
 	cfg->max_queued_tokens = 1u << 20;
 	cfg->coalesce_window_us = 0;
+	cfg->max_running_batches = 1;
 }
 
 void config_params_clear(struct config_params *ps)

@@ -59,6 +59,7 @@ struct moed_config {
 	uint32_t max_batch_tokens;      /* coalesced infer batch size cap */
 	uint32_t max_queued_tokens;     /* tokens accepted and not yet answered, all clients */
 	uint32_t coalesce_window_us;    /* wait this long to coalesce even when idle; 0 = no */
+	uint32_t max_running_batches;   /* jobs on the pool before infers wait; 0 = workers */
 };
 
 void config_init(struct moed_config *cfg);

@@ -104,7 +104,8 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 	    cur->write_hard_cap != next->write_hard_cap ||
 	    cur->max_batch_tokens != next->max_batch_tokens ||
 	    cur->max_queued_tokens != next->max_queued_tokens ||
-	    cur->coalesce_window_us != next->coalesce_window_us) {
+	    cur->coalesce_window_us != next->coalesce_window_us ||
+	    cur->max_running_batches != next->max_running_batches) {
 		cur->max_frame_bytes = next->max_frame_bytes;
 		cur->max_connections = next->max_connections;
 		cur->max_inflight_per_conn = next->max_inflight_per_conn;
@@ -118,6 +119,7 @@ int reload_apply(struct moed_config *cur, struct moed_config *next, struct engin
 		cur->max_batch_tokens = next->max_batch_tokens;
 		cur->max_queued_tokens = next->max_queued_tokens;
 		cur->coalesce_window_us = next->coalesce_window_us;
+		cur->max_running_batches = next->max_running_batches;
 		note(res->applied, &res->n_applied, "limits");
 		if (cur->queue_depth != next->queue_depth)
 			note(res->restart, &res->n_restart, "queue_depth");

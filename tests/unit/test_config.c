@@ -26,6 +26,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.log_level, MOED_LOG_INFO);
 	assert_null(c.socket_path);
 	assert_int_equal(c.router_params.n, 0);
+	assert_int_equal(c.max_running_batches, 1);
 	config_release(&c);
 }
 
@@ -37,7 +38,7 @@ static void test_full_file(void **state)
 		"[model]\npath = synthetic:S1\n"
 		"[router]\nplugin = bias-balanced\ngamma = 0.01\nupdate_every = 256\n"
 		"[expert]\nplugin = cpu\nweights = bf16\ngemm_min_tokens = 8\n"
-		"[limits]\nmax_frame_bytes = 0x1000\nmax_connections = 7\n";
+		"[limits]\nmax_frame_bytes = 0x1000\nmax_connections = 7\nmax_running_batches = 0\n";
 	struct moed_config c;
 	char err[256] = "";
 
@@ -60,6 +61,7 @@ static void test_full_file(void **state)
 	assert_string_equal(c.expert_params.p[0].value, "8");
 	assert_int_equal(c.max_frame_bytes, 4096);
 	assert_int_equal(c.max_connections, 7);
+	assert_int_equal(c.max_running_batches, 0);
 	assert_int_equal(c.queue_depth, 1024);   /* untouched default */
 	config_release(&c);
 }

@@ -12,7 +12,8 @@
  * small kernel; 2e-6 in auto mode, where a lone token takes the small kernel
  * and its batch sgemm, a different summation order), that the task split
  * gives bit-equal results whatever order or thread runs the tasks (threads,
- * in order, reversed), concurrent calls on one
+ * in order, reversed), every T from 1 to 40 on an odd-sized case (H 65,
+ * I 33), concurrent calls on one
  * layer, refusal of bad expert ids (y untouched), F16 weights, bad specs and
  * bad parameters.
  */
@@ -289,6 +290,48 @@ static void check_case(const char *name)
 	case_free(c);
 }
 
+/* T = 1..40 (every prefix of the odd-sized case's batch: a token's reference
+ * output does not depend on the others), each path and instruction set. */
+static void test_prefixes(void **state)
+{
+	static const char *const modes[] = { "auto", "small", "gemm" };
+	static const char *const names[] = { "odd_dims_f32", "odd_dims_bf16" };
+
+	for (size_t n = 0; n < 2; n++) {
+		struct tcase *c = case_load(names[n]);
+		float *y = malloc((size_t)c->T * c->H * sizeof(float));
+		double worst = 0;
+
+		assert_non_null(y);
+		assert_int_equal(c->T, 40);
+		for (size_t m = 0; m < 3; m++)
+			for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
+				void *layer;
+				int r = layer_new(&c->spec, modes[m], isas[i], &layer);
+
+				if (r == -ENOTSUP)
+					continue;
+				assert_int_equal(r, 0);
+				for (size_t T = 1; T <= c->T; T++) {
+					double err;
+
+					assert_int_equal(forward(layer, c, c->x.data, T,
+								 c->experts.data, c->weights.data,
+								 y), 0);
+					err = token_err(y, c->y.data, T, c->H);
+					worst = err > worst ? err : worst;
+					if (err > TOL)
+						fail_msg("%s %s %s T=%zu: rel err %.2e", c->name,
+							 modes[m], isas[i], T, err);
+				}
+				plugin->expert->layer_free(layer);
+			}
+		printf("  %-16s T=1..40, every path and isa: worst rel err %.2e\n", c->name, worst);
+		free(y);
+		case_free(c);
+	}
+}
+
 static int is_case(const struct dirent *d)
 {
 	return d->d_name[0] != '.';
@@ -548,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_reference_cases),
 		cmocka_unit_test(test_batch_independence),
 		cmocka_unit_test(test_task_order),
+		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_bad_expert_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_concurrent),

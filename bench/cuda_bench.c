@@ -14,7 +14,6 @@
  * point (default 0.25), BENCH_PARAMS ("key=value,..." passed to layer_new).
  */
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "bench/util.h"
 #include "include/moed/plugin.h"
 
 struct shape {
@@ -39,32 +39,11 @@ static const struct shape shapes[] = {
 
 static const size_t Ts[] = { 1, 2, 4, 16, 64, 256, 1024, 4096 };
 
-static void bench_log(int level, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (level > MOED_LOG_NOTICE)
-		return;
-	fprintf(stderr, "  [%s] ", name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static const struct moed_host host = {
 	.struct_size = sizeof(struct moed_host),
 	.abi_version = MOED_PLUGIN_ABI_VERSION,
 	.log = bench_log,
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -91,13 +70,6 @@ static void *xmalloc(size_t n)
 		exit(1);
 	}
 	return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 #define CHECK(x) \
@@ -207,7 +179,7 @@ static void run_shape(const struct moed_plugin *pl, void *state, const struct sh
 	float *wt = xmalloc(maxT * k * 4);
 	int32_t *ex = xmalloc(maxT * k * 4);
 	struct moed_expert_spec spec;
-	double t0 = now();
+	double t0 = bench_now();
 	void *layer;
 	int r;
 
@@ -244,7 +216,7 @@ static void run_shape(const struct moed_plugin *pl, void *state, const struct sh
 		goto out;
 	}
 	printf("\n%s %s: H %u, I %u, E %u, k %u, shared %u; %.2f GB of weights, set up in %.1f s\n",
-	       s->id, bf16 ? "bf16" : "fp32", H, I, E, k, Is, n_w * es / 1e9, now() - t0);
+	       s->id, bf16 ? "bf16" : "fp32", H, I, E, k, Is, n_w * es / 1e9, bench_now() - t0);
 	printf("%6s %10s %10s %8s %10s %8s %8s%s\n", "T", "ms", "tok/s", "experts", "GB/s",
 	       "bw", "flop/s", bf16 ? "  (bf16 peak)" : "");
 	for (size_t i = 0; i < maxT * H; i++)
@@ -274,15 +246,14 @@ static void run_shape(const struct moed_plugin *pl, void *state, const struct sh
 		free(seen);
 		for (int wup = 0; wup < 2; wup++)
 			CHECK(pl->expert->forward(layer, x, T, k, ex, wt, y));
-		for (double start = now(); reps < 200 && (reps < 5 || now() - start < seconds);
+		for (double start = bench_now(); reps < 200 && (reps < 5 || bench_now() - start < seconds);
 		     reps++) {
-			double a = now();
+			double a = bench_now();
 
 			CHECK(pl->expert->forward(layer, x, T, k, ex, wt, y));
-			times[reps] = now() - a;
+			times[reps] = bench_now() - a;
 		}
-		qsort(times, reps, sizeof(double), cmp_double);
-		med = times[reps / 2];
+		med = bench_median(times, reps);
 		bytes = ((double)distinct * 3 * per + 3.0 * Is * H) * es;
 		flops = 6.0 * H * ((double)I * k + Is) * T;
 		printf("%6zu %10.3f %10.0f %8zu %10.1f %7.1f%% %7.1f%%", T, med * 1e3, T / med,

@@ -28,7 +28,6 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/util.h"
 #include "include/moed/plugin.h"
 
 #define REPS 7
@@ -120,29 +120,6 @@ static unsigned gen_routes(const struct shape *s, size_t T, int32_t *ex, float *
 	return distinct;
 }
 
-/* ---- timing ---- */
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_d);
-	return v[n / 2];
-}
-
 /* ---- a fork-join pool: the calling thread and n-1 helpers ---- */
 
 static struct {
@@ -220,20 +197,10 @@ static void bp_set_threads(unsigned threads)
 	bp.helpers = threads - 1;
 }
 
-static void host_log(int level, const char *plugin, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static const struct moed_host host = {
 	.struct_size = sizeof(struct moed_host),
 	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = host_log,
+	.log = bench_log,
 	.parallel_for = bp_parallel_for,
 };
 
@@ -278,16 +245,16 @@ static double time_forward(const struct config *c, void *layer, struct peer *pee
 		double t0;
 
 		tp[r] = peer ? peer_time(peer, c->s, T) : 0;
-		t0 = now();
+		t0 = bench_now();
 		if (c->plugin->expert->forward(layer, x, T, c->s->k, ex, w, y)) {
 			fprintf(stderr, "forward failed\n");
 			exit(1);
 		}
-		t[r] = now() - t0;
+		t[r] = bench_now() - t0;
 	}
 	if (peer)
-		*ret_peer = median(tp, REPS);
-	return median(t, REPS);
+		*ret_peer = bench_median(tp, REPS);
+	return bench_median(t, REPS);
 }
 
 static void run_config(const struct config *c)

@@ -13,25 +13,11 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "bench/util.h"
 
 #define READ_BYTES (512u << 20)
 
 typedef float v4f __attribute__((vector_size(16)));
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static void *xmalloc(size_t n)
 {
@@ -54,15 +40,14 @@ static double sgemm_peak(unsigned threads)
 		a[i] = (float)(i % 13) * 0.01f, b[i] = (float)(i % 7) * 0.01f;
 	openblas_set_num_threads((int)threads);
 	for (int r = 0; r < 3; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, a,
 			    (int)n, b, (int)n, 0.0f, c, (int)n);
-		t[r] = now() - t0;
+		t[r] = bench_now() - t0;
 	}
 	free(a), free(b), free(c);
-	qsort(t, 3, sizeof(double), cmp_d);
-	return 2.0 * n * n * n / t[1] / 1e9;
+	return 2.0 * n * n * n / bench_median(t, 3) / 1e9;
 }
 
 struct slice {
@@ -112,15 +97,14 @@ static double read_bw(unsigned threads)
 			}
 		}
 		pthread_barrier_wait(&start);
-		t0 = now();
+		t0 = bench_now();
 		for (unsigned i = 0; i < threads; i++)
 			pthread_join(th[i], NULL);
-		t[r] = now() - t0;
+		t[r] = bench_now() - t0;
 		pthread_barrier_destroy(&start);
 	}
 	free(a), free(sl), free(th);
-	qsort(t, 5, sizeof(double), cmp_d);
-	return (double)per * threads * 4 / t[2] / 1e9;
+	return (double)per * threads * 4 / bench_median(t, 5) / 1e9;
 }
 
 void limits_measure(unsigned threads, struct limits *ret)

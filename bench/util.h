@@ -1,0 +1,12 @@
+/* Helpers shared by the benchmarks (bench/util.c). */
+#ifndef MOED_BENCH_UTIL_H
+#define MOED_BENCH_UTIL_H
+
+#include <stddef.h>
+
+double bench_now(void);                         /* CLOCK_MONOTONIC seconds */
+double bench_median(double *v, size_t n);       /* sorts v */
+void bench_log(int level, const char *plugin, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

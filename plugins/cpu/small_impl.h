@@ -25,11 +25,13 @@ typedef uint32_t SMALL_FN(vu) __attribute__((vector_size(SMALL_VW * 4)));
 typedef uint16_t SMALL_FN(vh) __attribute__((vector_size(SMALL_VW * 2)));
 
 /* Bytes ahead of bf16 rows to prefetch, 2 rows at a time and 4.  Measured
- * on S1, one thread (bench/expert_bench): bf16 decode 8.5 ms with 2048, 8.9
- * with 8192, 9.4 without; 4 rows for 16-256 tokens were 10-25% faster with
- * 8192 than 2048.  fp32 rows stream fastest left to the hardware
- * prefetcher (decode 13.6 ms without, 16.5-17 with 2048 or 8192). */
-#define SMALL_PREFETCH 2048
+ * on S1, one thread, A/B builds alternated in one session (bench/expert_bench
+ * -p DIR): bf16 decode 7.8-8.3 ms with 4096 against 8.2-8.3 (6144), 8.7
+ * (8192), 9.0-9.6 (2048), 9.1-10.4 (1024) and 9.0-9.2 without; 4 rows for
+ * 16-256 tokens were 10-25% faster with 8192 than 2048.  fp32 rows stream
+ * fastest left to the hardware prefetcher (decode 14.1-17.6 ms without,
+ * 16.5-24.5 with 4096). */
+#define SMALL_PREFETCH 4096
 #define SMALL_PREFETCH_FAR 8192
 
 SMALL_INLINE SMALL_FN(vf) SMALL_FN(load)(const void *row, uint32_t i, const int bf16)

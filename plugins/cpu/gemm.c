@@ -60,7 +60,7 @@ void expert_gemm_act(const struct expert_w *e, const float *x, const struct grou
 {
 	uint32_t H = e->H, In = e->inter;
 	float *xs = scratch, *up = xs + (size_t)GEMM_TOKENS * H;
-	float *wconv = up + (size_t)GEMM_TOKENS * GEMM_ROWS;
+	float *wconv = up + (size_t)GEMM_TOKENS * GEMM_SLICE_MAX;
 
 	for (size_t j0 = 0; j0 < g->n; j0 += GEMM_TOKENS) {
 		size_t nt = g->n - j0 < GEMM_TOKENS ? g->n - j0 : GEMM_TOKENS;
@@ -90,7 +90,7 @@ void expert_gemm_down(const struct expert_w *e, const float *act, const struct g
 		      float *y, uint32_t h0, uint32_t h1, float *scratch)
 {
 	uint32_t H = e->H, In = e->inter;
-	float *out = scratch, *wconv = out + (size_t)GEMM_TOKENS * GEMM_ROWS;
+	float *out = scratch, *wconv = out + (size_t)GEMM_TOKENS * GEMM_SLICE_MAX;
 
 	for (size_t j0 = 0; j0 < g->n; j0 += GEMM_TOKENS) {
 		size_t nt = g->n - j0 < GEMM_TOKENS ? g->n - j0 : GEMM_TOKENS;

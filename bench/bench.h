@@ -29,7 +29,7 @@ void limits_measure(unsigned threads, struct limits *ret);
  */
 struct peer;
 struct peer *peer_start(const char *script, const struct shape *s, int bf16, unsigned threads,
-			size_t max_T);
+			size_t max_T, double zipf);
 double peer_time(struct peer *p, const struct shape *s, size_t T);
 double peer_check(struct peer *p, const struct shape *s, size_t T, const float *y);
 void peer_stop(struct peer *p);

@@ -20,13 +20,16 @@
  *
  *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..] [-d f32,bf16] [-t 1,2]
  *	             [-T 1,4,16,64,256,1024] [-o KEY=VALUE]... [-P PEER.py|none]
- *	             [-j RESULTS.json]
+ *	             [-j RESULTS.json] [-z ZIPF]
  *
+ * -z routes tokens with a Zipf skew (P(expert e) ~ (e + 1)^-ZIPF, a hot-expert
+ * mix) instead of uniformly.
  * -o passes a parameter to the plugin's layer_new (kernel=small, isa=avx2,
  * gemm_min_tokens=64, ...), as [expert] keys in moed.conf do.
  */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -91,8 +94,26 @@ static void *gen_weights(uint64_t id, size_t n, int bf16)
 	return p;
 }
 
+/* Expert for hash h: uniform, or Zipf-skewed (P(e) ~ (e + 1)^-zipf, expert 0
+ * hottest; the cumulative sums computed in this order in both programs). */
+static int32_t pick_expert(uint64_t h, uint32_t E, double zipf)
+{
+	double u = (double)(h >> 11) * (1.0 / 9007199254740992.0), total = 0, acc = 0;
+
+	if (zipf == 0)
+		return (int32_t)(h % E);
+	for (uint32_t e = 0; e < E; e++)
+		total += pow((double)(e + 1), -zipf);
+	for (uint32_t e = 0; e < E; e++) {
+		acc += pow((double)(e + 1), -zipf);
+		if (u < acc / total)
+			return (int32_t)e;
+	}
+	return (int32_t)E - 1;
+}
+
 /* Distinct top-k routes for T tokens; returns the number of distinct experts. */
-static unsigned gen_routes(const struct shape *s, size_t T, int32_t *ex, float *w)
+static unsigned gen_routes(const struct shape *s, size_t T, double zipf, int32_t *ex, float *w)
 {
 	uint64_t rid = 3ull * s->E + 4, wid = rid + 1;
 	unsigned char used[256] = { 0 };
@@ -105,7 +126,7 @@ static unsigned gen_routes(const struct shape *s, size_t T, int32_t *ex, float *
 			int dup;
 
 			for (uint64_t a = 0;; a++) {
-				e = (int32_t)(splitmix64((rid << 40) + at * 64 + a) % s->E);
+				e = pick_expert(splitmix64((rid << 40) + at * 64 + a), s->E, zipf);
 				dup = 0;
 				for (unsigned q = 0; q < j; q++)
 					dup |= ex[t * s->k + q] == e;
@@ -217,6 +238,7 @@ struct config {
 	const size_t *Ts;
 	size_t nT;
 	const char *peer;       /* script or NULL */
+	double zipf;            /* routing skew, 0 = uniform */
 	const struct limits *lim;
 	FILE *json;
 };
@@ -287,14 +309,15 @@ static void run_config(const struct config *c)
 	};
 	layer = layer_new(c, &spec);
 	if (c->peer)
-		peer = peer_start(c->peer, s, c->bf16, c->threads, Tmax);
-	printf("\n%s %s, %u thread%s%s%s\n", s->id, c->bf16 ? "bf16" : "f32", c->threads,
-	       c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text);
+		peer = peer_start(c->peer, s, c->bf16, c->threads, Tmax, c->zipf);
+	printf("\n%s %s, %u thread%s%s%s, %s routes\n", s->id, c->bf16 ? "bf16" : "f32",
+	       c->threads, c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text,
+	       c->zipf ? "Zipf-skewed" : "uniform");
 	printf("%6s %9s %9s %7s %8s %6s %8s %6s %9s %7s\n", "T", "ms", "tok/s", "experts",
 	       "GB/s", "of bw", "GFLOP/s", "of pk", "peer ms", "x peer");
 	for (size_t i = 0; i < c->nT; i++) {
 		size_t T = c->Ts[i];
-		unsigned d = gen_routes(s, T, ex, w);
+		unsigned d = gen_routes(s, T, c->zipf, ex, w);
 		double psec, sec = time_forward(c, layer, peer, x, T, ex, w, y, &psec);
 		double bytes = ((double)d * 3 * eb + 3.0 * Is * s->H) * bpw;
 		double flops = (double)T * (s->k * 6.0 * eb + 6.0 * Is * s->H);
@@ -309,14 +332,14 @@ static void run_config(const struct config *c)
 		worst = err > worst ? err : worst;
 		if (c->json)
 			fprintf(c->json,
-				"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,"
+				"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,\"zipf\":%g,"
 				"\"params\":\"%s\",\"T\":%zu,\"ms\":%.4f,\"tokens_per_s\":%.2f,"
 				"\"experts\":%u,\"weight_gb_per_s\":%.3f,\"of_read_bw\":%.4f,"
 				"\"gflops\":%.2f,\"of_sgemm_peak\":%.4f,\"peer_ms\":%.4f,"
 				"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,"
 				"\"read_bw_gb_per_s\":%.2f,\"sgemm_peak_gflops\":%.2f}",
 				ftell(c->json) > 2 ? ",\n" : "\n", s->id, c->bf16 ? "bf16" : "f32",
-				c->threads, c->params_text, T, sec * 1e3, T / sec, d,
+				c->threads, c->zipf, c->params_text, T, sec * 1e3, T / sec, d,
 				bytes / sec / 1e9, bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
 				flops / sec / 1e9 / c->lim->peak, psec * 1e3,
 				psec > 0 ? psec / sec : 0, err, c->lim->bw, c->lim->peak);
@@ -361,6 +384,7 @@ int main(int argc, char **argv)
 	struct moed_param params[MAX_LIST];
 	char params_text[512] = "";
 	size_t n_params = 0;
+	double zipf = 0;
 	const char *json_path = NULL;
 	size_t ns, nd, nt, nT, Ts[MAX_LIST];
 	const struct moed_plugin *p;
@@ -369,7 +393,7 @@ int main(int argc, char **argv)
 	void *dl, *state;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:s:d:t:T:o:P:j:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:s:d:t:T:o:P:j:z:")) != -1) {
 		switch (opt) {
 		case 'p': dir = optarg; break;
 		case 's': snprintf(sh, sizeof(sh), "%s", optarg); break;
@@ -391,10 +415,11 @@ int main(int argc, char **argv)
 			break;
 		case 'P': peer = strcmp(optarg, "none") ? optarg : NULL; break;
 		case 'j': json_path = optarg; break;
+		case 'z': zipf = strtod(optarg, NULL); break;
 		default:
 			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16] "
 					"[-t 1,2] [-T 1,4,..] [-o KEY=VALUE].. [-P PEER|none] "
-					"[-j JSON]\n", argv[0]);
+					"[-j JSON] [-z ZIPF]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -421,6 +446,7 @@ int main(int argc, char **argv)
 	}
 	c = (struct config){ .plugin = p, .params = params, .n_params = n_params,
 			     .params_text = params_text, .Ts = Ts, .nT = nT, .peer = peer,
+			     .zipf = zipf,
 			     .json = c.json };
 	for (size_t t = 0; t < nt; t++) {
 		struct limits lim;

@@ -38,11 +38,11 @@ static int answer(struct peer *p, const char *key, double *ret)
 }
 
 struct peer *peer_start(const char *script, const struct shape *s, int bf16, unsigned threads,
-			size_t max_T)
+			size_t max_T, double zipf)
 {
 	const char *py = getenv("MOED_BENCH_PYTHON") ? getenv("MOED_BENCH_PYTHON")
 						      : "/usr/bin/python3";
-	char arg[7][32];
+	char arg[8][32];
 	int to[2], from[2];
 	struct peer *p = calloc(1, sizeof(*p));
 	double ready;
@@ -56,6 +56,7 @@ struct peer *peer_start(const char *script, const struct shape *s, int bf16, uns
 	snprintf(arg[4], 32, "%u", threads);
 	snprintf(arg[5], 32, "%zu", max_T);
 	snprintf(arg[6], 32, "%s", bf16 ? "bf16" : "f32");
+	snprintf(arg[7], 32, "%.17g", zipf);
 	fflush(stdout);
 	p->pid = fork();
 	if (p->pid < 0)
@@ -71,7 +72,7 @@ struct peer *peer_start(const char *script, const struct shape *s, int bf16, uns
 		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
 		execl(py, py, script, "--H", arg[0], "--I", arg[1], "--E", arg[2], "--shared",
 		      arg[3], "--threads", arg[4], "--max-tokens", arg[5], "--dtype", arg[6],
-		      (char *)NULL);
+		      "--zipf", arg[7], (char *)NULL);
 		perror(py);
 		_exit(127);
 	}

@@ -58,7 +58,23 @@ def weight(tid, rows, cols, bf16):
     return torch.from_numpy(u.view(np.int16)).view(torch.bfloat16)
 
 
-def routes(E, k, T):
+def pick_expert(h, E, zipf):
+    """Mirror of expert_bench.c's pick_expert(): same doubles, same order."""
+    if zipf == 0:
+        return h % E
+    u = float(h >> 11) * (1.0 / 9007199254740992.0)
+    total = 0.0
+    for e in range(E):
+        total += float(e + 1) ** -zipf
+    acc = 0.0
+    for e in range(E):
+        acc += float(e + 1) ** -zipf
+        if u < acc / total:
+            return e
+    return E - 1
+
+
+def routes(E, k, T, zipf):
     rid = 3 * E + 4
     ex = np.zeros((T, k), dtype=np.int64)
     w = np.zeros((T, k), dtype=np.float32)
@@ -67,7 +83,7 @@ def routes(E, k, T):
             at = t * k + j
             a = 0
             while True:
-                e = splitmix64_int((rid << 40) + at * 64 + a) % E
+                e = pick_expert(splitmix64_int((rid << 40) + at * 64 + a), E, zipf)
                 if e not in ex[t, :j]:
                     break
                 a += 1
@@ -96,6 +112,7 @@ def main():
     for name in ("--H", "--I", "--E", "--shared", "--threads", "--max-tokens"):
         ap.add_argument(name, type=int, required=True)
     ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
+    ap.add_argument("--zipf", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     bf16 = a.dtype == "bf16"
@@ -115,7 +132,7 @@ def main():
             cmd = line.split()
             T, k = int(cmd[1]), int(cmd[2])
             if (T, k) not in cache:
-                cache[(T, k)] = routes(a.E, k, T)
+                cache[(T, k)] = routes(a.E, k, T, a.zipf)
             ex, w = cache[(T, k)]
             x = xall[:T].to(dt)
             if cmd[0] == "run":

@@ -31,21 +31,11 @@
 
 #include "daemon/loader.h"
 #include "include/moed/plugin.h"
-#include "tests/unit/npy_test.h"
+#include "tests/unit/expert_case.h"
 
 #define TOL_F32 1e-4
 #define TOL_BF16_TENSOR 2e-2
 #define TOL_TF32 5e-3
-
-struct tcase {
-	char name[96];
-	uint32_t E, H, I, Is, k, T;
-	int bf16;
-	struct npy_test x, experts, weights, gate, up, down, y, sg, su, sd;
-	void *wbuf[6];
-	const void **gp, **upp, **dp;
-	struct moed_expert_spec spec;
-};
 
 static const struct moed_plugin *plugin;
 static void *plugin_state;
@@ -102,95 +92,17 @@ static void must(int ok, const char *what)
 	}
 }
 
-static void load(const char *dir, const char *file, const char *descr, struct npy_test *a)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	must(npy_test_load(path, descr, a) == 0, path);
-}
-
-static void *to_bf16(const struct npy_test *a)
-{
-	uint16_t *o = xmalloc(a->count * 2);
-	const uint32_t *u = a->data;
-
-	for (size_t i = 0; i < a->count; i++)
-		o[i] = (uint16_t)(u[i] >> 16);
-	return o;
-}
-
-static void case_free(struct tcase *c)
-{
-	struct npy_test *all[] = { &c->x, &c->experts, &c->weights, &c->gate, &c->up,
-				   &c->down, &c->y, &c->sg, &c->su, &c->sd };
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		free(all[i]->data);
-	for (int i = 0; i < 6; i++)
-		free(c->wbuf[i]);
-	free(c->gp), free(c->upp), free(c->dp);
-	free(c);
-}
-
 static struct tcase *case_load(const char *name)
 {
-	struct tcase *c = calloc(1, sizeof(*c));
-	char dir[400], dtype[8] = "", path[512];
-	const struct npy_test *w[6];
-	const void *wp[6];
-	FILE *f;
+	char err[600];
+	struct tcase *c = expert_case_load(cases_dir, name, err, sizeof(err));
 
-	must(c != NULL, "calloc");
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(dir, sizeof(dir), "%s/%s", cases_dir, name);
-	snprintf(path, sizeof(path), "%s/meta.txt", dir);
-	f = fopen(path, "r");
-	must(f != NULL, path);
-	must(fscanf(f, "%u %u %u %u %u %u %7s", &c->E, &c->H, &c->I, &c->Is, &c->k, &c->T,
-		    dtype) == 7, path);
-	fclose(f);
-	c->bf16 = !strcmp(dtype, "bf16");
-	load(dir, "x.npy", "<f4", &c->x);
-	load(dir, "experts.npy", "<i4", &c->experts);
-	load(dir, "weights.npy", "<f4", &c->weights);
-	load(dir, "gate.npy", "<f4", &c->gate);
-	load(dir, "up.npy", "<f4", &c->up);
-	load(dir, "down.npy", "<f4", &c->down);
-	load(dir, "y.npy", "<f4", &c->y);
-	if (c->Is) {
-		load(dir, "shared_gate.npy", "<f4", &c->sg);
-		load(dir, "shared_up.npy", "<f4", &c->su);
-		load(dir, "shared_down.npy", "<f4", &c->sd);
-	}
-	w[0] = &c->gate, w[1] = &c->up, w[2] = &c->down;
-	w[3] = &c->sg, w[4] = &c->su, w[5] = &c->sd;
-	for (int i = 0; i < 6; i++) {
-		wp[i] = w[i]->data;
-		if (c->bf16 && w[i]->data)
-			wp[i] = c->wbuf[i] = to_bf16(w[i]);
-	}
-	c->gp = xmalloc(c->E * sizeof(void *));
-	c->upp = xmalloc(c->E * sizeof(void *));
-	c->dp = xmalloc(c->E * sizeof(void *));
-	for (uint32_t e = 0; e < c->E; e++) {
-		size_t n = (size_t)c->I * c->H * (c->bf16 ? 2 : 4);
-
-		c->gp[e] = (const char *)wp[0] + e * n;
-		c->upp[e] = (const char *)wp[1] + e * n;
-		c->dp[e] = (const char *)wp[2] + e * n;
-	}
-	c->spec = (struct moed_expert_spec){
-		.struct_size = sizeof(struct moed_expert_spec),
-		.hidden_size = c->H, .intermediate_size = c->I, .n_experts = c->E,
-		.shared_intermediate_size = c->Is,
-		.dtype = c->bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
-		.gate = (const void *const *)c->gp, .up = (const void *const *)c->upp,
-		.down = (const void *const *)c->dp,
-		.shared_gate = wp[3], .shared_up = wp[4], .shared_down = wp[5],
-	};
+	must(c != NULL, err);
 	return c;
 }
+
+#define case_free expert_case_free
+#define token_err expert_case_err
 
 static int layer_new(const struct moed_expert_spec *s, const struct moed_param *p, size_t n,
 		     void **ret)
@@ -202,25 +114,6 @@ static int forward(void *layer, const struct tcase *c, const float *x, size_t T,
 		   const int32_t *ex, const float *w, float *y)
 {
 	return plugin->expert->forward(layer, x, T, c->k, ex, w, y);
-}
-
-static double token_err(const float *a, const float *b, size_t T, size_t H)
-{
-	double worst = 0;
-
-	for (size_t t = 0; t < T; t++) {
-		double d = 0, m = 1e-30;
-
-		for (size_t h = 0; h < H; h++) {
-			double v = fabs((double)a[t * H + h] - b[t * H + h]);
-
-			d = v > d ? v : d;
-			m = fabs(b[t * H + h]) > m ? fabs(b[t * H + h]) : m;
-		}
-		if (isnan(d) || d / m > worst)
-			worst = isnan(d) ? INFINITY : d / m;
-	}
-	return worst;
 }
 
 /* Does any GEMM segment exist with this gemm_min_tokens (what tolerance applies)? */

@@ -23,7 +23,7 @@ struct npy_test {
 };
 
 /* Parse "(a, b, c)" into shape; 0 or -EINVAL. */
-static int npy_test_shape(const char *s, struct npy_test *a)
+static inline int npy_test_shape(const char *s, struct npy_test *a)
 {
 	a->ndim = 0;
 	a->count = 1;
@@ -50,7 +50,7 @@ static int npy_test_shape(const char *s, struct npy_test *a)
 }
 
 /* Load path; descr is "<f4" or "<i4".  0 or -errno. */
-static int npy_test_load(const char *path, const char *descr, struct npy_test *ret)
+static inline int npy_test_load(const char *path, const char *descr, struct npy_test *ret)
 {
 	struct npy_test a = { 0 };
 	unsigned char pre[10];

@@ -33,20 +33,10 @@
 #include <cmocka.h>
 
 #include "include/moed/plugin.h"
-#include "tests/unit/npy_test.h"
+#include "tests/unit/expert_case.h"
 
 #define TOL 1e-5
 #define TOL_BATCH 2e-6
-
-struct tcase {
-	char name[96];
-	uint32_t E, H, I, Is, k, T;
-	int bf16;
-	struct npy_test x, experts, weights, gate, up, down, y, sg, su, sd;
-	void *wbuf[6];                  /* bf16 copies of gate, up, down, sg, su, sd */
-	const void **gp, **upp, **dp;   /* E pointers each */
-	struct moed_expert_spec spec;
-};
 
 static const struct moed_plugin *plugin;
 static void *plugin_state;
@@ -120,112 +110,18 @@ static const struct moed_host host = {
 	.parallel_for = test_parallel_for,
 };
 
-static int load(const char *dir, const char *file, const char *descr, struct npy_test *a)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	return npy_test_load(path, descr, a);
-}
-
-/* Float32 array holding bf16 values -> its top halves. */
-static void *to_bf16(const struct npy_test *a)
-{
-	uint16_t *o = malloc(a->count * 2 + 1);
-	const uint32_t *u = a->data;
-
-	assert_non_null(o);
-	for (size_t i = 0; i < a->count; i++) {
-		assert_int_equal(u[i] & 0xffff, 0);
-		o[i] = (uint16_t)(u[i] >> 16);
-	}
-	return o;
-}
-
-static void case_free(struct tcase *c)
-{
-	struct npy_test *all[] = { &c->x, &c->experts, &c->weights, &c->gate, &c->up,
-				   &c->down, &c->y, &c->sg, &c->su, &c->sd };
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		free(all[i]->data);
-	for (int i = 0; i < 6; i++)
-		free(c->wbuf[i]);
-	free(c->gp);
-	free(c->upp);
-	free(c->dp);
-	free(c);
-}
-
 static struct tcase *case_load(const char *name)
 {
-	struct tcase *c = calloc(1, sizeof(*c));
-	char dir[400], dtype[8] = "", path[512];
-	const struct npy_test *w[6];
-	const void *wp[6];
-	FILE *f;
+	char err[600];
+	struct tcase *c = expert_case_load(cases_dir, name, err, sizeof(err));
 
-	assert_non_null(c);
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(dir, sizeof(dir), "%s/%s", cases_dir, name);
-	snprintf(path, sizeof(path), "%s/meta.txt", dir);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%u %u %u %u %u %u %7s", &c->E, &c->H, &c->I, &c->Is, &c->k,
-				&c->T, dtype), 7);
-	fclose(f);
-	c->bf16 = !strcmp(dtype, "bf16");
-	assert_int_equal(load(dir, "x.npy", "<f4", &c->x), 0);
-	assert_int_equal(load(dir, "experts.npy", "<i4", &c->experts), 0);
-	assert_int_equal(load(dir, "weights.npy", "<f4", &c->weights), 0);
-	assert_int_equal(load(dir, "gate.npy", "<f4", &c->gate), 0);
-	assert_int_equal(load(dir, "up.npy", "<f4", &c->up), 0);
-	assert_int_equal(load(dir, "down.npy", "<f4", &c->down), 0);
-	assert_int_equal(load(dir, "y.npy", "<f4", &c->y), 0);
-	if (c->Is) {
-		assert_int_equal(load(dir, "shared_gate.npy", "<f4", &c->sg), 0);
-		assert_int_equal(load(dir, "shared_up.npy", "<f4", &c->su), 0);
-		assert_int_equal(load(dir, "shared_down.npy", "<f4", &c->sd), 0);
-	}
-	assert_int_equal(c->x.count, (size_t)c->T * c->H);
-	assert_int_equal(c->experts.count, (size_t)c->T * c->k);
-	assert_int_equal(c->gate.count, (size_t)c->E * c->I * c->H);
-	assert_int_equal(c->down.count, (size_t)c->E * c->H * c->I);
-
-	w[0] = &c->gate, w[1] = &c->up, w[2] = &c->down;
-	w[3] = &c->sg, w[4] = &c->su, w[5] = &c->sd;
-	for (int i = 0; i < 6; i++) {
-		wp[i] = w[i]->data;
-		if (c->bf16 && w[i]->data)
-			wp[i] = c->wbuf[i] = to_bf16(w[i]);
-	}
-	c->gp = calloc(c->E, sizeof(void *));
-	c->upp = calloc(c->E, sizeof(void *));
-	c->dp = calloc(c->E, sizeof(void *));
-	assert_true(c->gp && c->upp && c->dp);
-	for (uint32_t e = 0; e < c->E; e++) {
-		size_t es = c->bf16 ? 2 : 4, n = (size_t)c->I * c->H * es;
-
-		c->gp[e] = (const char *)wp[0] + e * n;
-		c->upp[e] = (const char *)wp[1] + e * n;
-		c->dp[e] = (const char *)wp[2] + e * n;
-	}
-	c->spec = (struct moed_expert_spec){
-		.struct_size = sizeof(struct moed_expert_spec),
-		.hidden_size = c->H,
-		.intermediate_size = c->I,
-		.n_experts = c->E,
-		.shared_intermediate_size = c->Is,
-		.dtype = c->bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
-		.gate = (const void *const *)c->gp,
-		.up = (const void *const *)c->upp,
-		.down = (const void *const *)c->dp,
-		.shared_gate = wp[3],
-		.shared_up = wp[4],
-		.shared_down = wp[5],
-	};
+	if (!c)
+		fail_msg("%s", err);
 	return c;
 }
+
+#define case_free expert_case_free
+#define token_err expert_case_err
 
 static int layer_new(const struct moed_expert_spec *spec, const char *kernel, const char *isa,
 		     void **ret)
@@ -234,26 +130,6 @@ static int layer_new(const struct moed_expert_spec *spec, const char *kernel, co
 	struct moed_param p[3] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" } };
 
 	return plugin->expert->layer_new(plugin_state, spec, p, 3, ret);
-}
-
-/* Worst per-token max|a - b| / max|b| over T tokens of width H. */
-static double token_err(const float *a, const float *b, size_t T, size_t H)
-{
-	double worst = 0;
-
-	for (size_t t = 0; t < T; t++) {
-		double d = 0, m = 1e-30;
-
-		for (size_t h = 0; h < H; h++) {
-			double v = fabs((double)a[t * H + h] - b[t * H + h]);
-
-			d = v > d ? v : d;
-			m = fabs(b[t * H + h]) > m ? fabs(b[t * H + h]) : m;
-		}
-		if (isnan(d) || d / m > worst)
-			worst = isnan(d) ? INFINITY : d / m;
-	}
-	return worst;
 }
 
 static int forward(void *layer, const struct tcase *c, const float *x, size_t T,

@@ -15,6 +15,14 @@ PDIR=$(find "$DEST" -type d -path '*/moed/plugins' | head -n 1)
 	[ -n "$(find "$DEST" -path '*/include/moed/plugin.h')" ] && ok "installed layout" ||
 	fail "installed layout: $(find "$DEST" -type f)"
 ls "$PDIR"/*.la >/dev/null 2>&1 && fail ".la files installed in the plugin directory"
+# nothing outside the prefix (units and sysusers included), so a non-root
+# ./configure --prefix=$HOME/.local && make install works
+PREFIX=$(sed -n 's/^prefix = //p' "$top_builddir/Makefile")
+outside=$(cd "$DEST" && find . -type f | sed 's|^\.||' | grep -v "^$PREFIX/")
+[ -z "$outside" ] && ok "every installed file is below the prefix $PREFIX" ||
+	fail "installed outside the prefix $PREFIX: $outside"
+[ -n "$(find "$DEST$PREFIX" -name moed.service)" ] && ok "units installed below the prefix" ||
+	fail "no moed.service below $PREFIX"
 
 mkdir -p "$TMP/ex"
 PKG_CONFIG_PATH=$(dirname "$PC") PKG_CONFIG_SYSROOT_DIR="$DEST" \

@@ -27,8 +27,8 @@
 #include "client/conn.h"
 #include "client/moectl.h"
 #include "proto/frame.h"
+#include "proto/protocol.h"
 
-#define PROTOCOL_VERSION 1
 /* After a failed write: how long to wait for the daemon's last word. */
 #define LAST_WORD_MS 200
 
@@ -40,24 +40,12 @@ static const char *status_name(Moed__Status s)
 	return v ? v->name : "UNKNOWN";
 }
 
-/* The response body that answers a request body. */
+/* The response body that answers a request body: the request table's row. */
 static Moed__Response__BodyCase answer_to(Moed__Request__BodyCase q)
 {
-	switch (q) {
-	case MOED__REQUEST__BODY_HELLO: return MOED__RESPONSE__BODY_HELLO;
-	case MOED__REQUEST__BODY_STATUS: return MOED__RESPONSE__BODY_STATUS_INFO;
-	case MOED__REQUEST__BODY_PLUGINS: return MOED__RESPONSE__BODY_PLUGINS;
-	case MOED__REQUEST__BODY_MODEL: return MOED__RESPONSE__BODY_MODEL;
-	case MOED__REQUEST__BODY_INFER: return MOED__RESPONSE__BODY_INFER;
-	case MOED__REQUEST__BODY_ROUTE: return MOED__RESPONSE__BODY_ROUTE;
-	case MOED__REQUEST__BODY_ROUTER_SET:
-	case MOED__REQUEST__BODY_ROUTER_SHOW:
-	case MOED__REQUEST__BODY_EXPERT_SET: return MOED__RESPONSE__BODY_BINDINGS;
-	case MOED__REQUEST__BODY_STATS: return MOED__RESPONSE__BODY_STATS;
-	case MOED__REQUEST__BODY_BIAS: return MOED__RESPONSE__BODY_BIAS;
-	case MOED__REQUEST__BODY_RELOAD: return MOED__RESPONSE__BODY_RELOAD;
-	default: return MOED__RESPONSE__BODY__NOT_SET;
-	}
+	const struct request_kind *k = request_kind_of(q);
+
+	return k ? k->reply : MOED__RESPONSE__BODY__NOT_SET;
 }
 
 static int fail(const struct conn *c, const char *what, int e)
@@ -210,6 +198,8 @@ int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp)
 		r = server_error(resp);
 		goto fail;
 	}
+	if (resp->message && *resp->message)
+		fprintf(stderr, "moectl: %s\n", resp->message);       /* a warning with an OK answer */
 	if (resp->body_case != want) {
 		fprintf(stderr, "moectl: protocol error: moed at '%s' answered request %u with body %u\n",
 			c->path, (unsigned)req->body_case, (unsigned)resp->body_case);
@@ -261,7 +251,10 @@ int conn_open(struct conn *c, const char *path, int timeout_ms)
 		}
 		goto fail;
 	}
-	hello.protocol_version = PROTOCOL_VERSION;
+	hello.protocol_version = MOED_PROTOCOL_VERSION;
+	hello.has_min_protocol_version = hello.has_max_protocol_version = 1;
+	hello.min_protocol_version = MOED_PROTOCOL_VERSION_MIN;
+	hello.max_protocol_version = MOED_PROTOCOL_VERSION;
 	hello.client = "moectl/" PACKAGE_VERSION;
 	req.body_case = MOED__REQUEST__BODY_HELLO;
 	req.hello = &hello;
@@ -271,10 +264,11 @@ int conn_open(struct conn *c, const char *path, int timeout_ms)
 		r = EXIT_UNREACHABLE;
 		goto fail;
 	}
-	if (resp->hello->protocol_version != PROTOCOL_VERSION) {
-		fprintf(stderr, "moectl: protocol error: moed at '%s' (%s) speaks protocol %u, moectl %u\n",
+	if (resp->hello->protocol_version < MOED_PROTOCOL_VERSION_MIN ||
+	    resp->hello->protocol_version > MOED_PROTOCOL_VERSION) {
+		fprintf(stderr, "moectl: protocol error: moed at '%s' (%s) speaks protocol %u, moectl %u..%u\n",
 			path, resp->hello->server_version, resp->hello->protocol_version,
-			PROTOCOL_VERSION);
+			MOED_PROTOCOL_VERSION_MIN, MOED_PROTOCOL_VERSION);
 		moed__response__free_unpacked(resp, NULL);
 		r = EXIT_UNREACHABLE;
 		goto fail;

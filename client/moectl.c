@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "client/moectl.h"
+#include "proto/protocol.h"
 
 const struct command moectl_commands[] = {
 	{ "status", "status", "version, uptime, model summary, loaded plugins, requests served",
@@ -45,7 +46,7 @@ static void usage(FILE *f)
 		   "Commands:\n");
 	for (const struct command *c = moectl_commands; c->name; c++)
 		fprintf(f, "  moectl %s\n      %s\n", c->synopsis, c->help);
-	fprintf(f, "\nThe socket defaults to $MOED_SOCKET, else /run/moed.sock.  The timeout\n"
+	fprintf(f, "\nThe socket defaults to $MOED_SOCKET, else " MOED_DEFAULT_SOCKET ".  The timeout\n"
 		   "(default 60 s, 0 for none) applies to each request.\n"
 		   "Exit status: 0 ok, 1 server error, 2 usage error, 3 daemon unreachable.\n");
 }
@@ -127,7 +128,7 @@ int main(int argc, char **argv)
 	int c;
 
 	if (!g.socket || !*g.socket)
-		g.socket = "/run/moed.sock";
+		g.socket = MOED_DEFAULT_SOCKET;
 	/* a daemon that hangs up mid-request is an error to report, not a signal */
 	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt_long(argc, argv, "+s:t:hV", opts, NULL)) != -1) {

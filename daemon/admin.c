@@ -1,74 +1,24 @@
 /*
- * Admin and statistics handlers, all on the loop thread.  A router swap is
- * engine_set_plugin(): it builds the new generation's layer objects first and
- * swaps only when all succeeded, so a failing plugin changes nothing and the
- * error goes back to the client.  Reply memory is gathered in one arena that is
- * freed after the reply is packed.
+ * Admin and statistics handlers (router/expert set and show, stats, bias,
+ * reload), all on the loop thread; who may call which is the request table's
+ * business (dispatch checks it).  A router swap is engine_set_plugin(): it
+ * builds the new generation's layer objects first and swaps only when all
+ * succeeded, so a failing plugin changes nothing and the error goes back to
+ * the client.  A change that succeeded but whose state could not be saved is
+ * answered OK with a warning in the message (moectl prints it).  Reply memory
+ * is gathered in an arena freed after the reply is packed.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "daemon/admin.h"
+#include "daemon/arena.h"
 #include "daemon/engine.h"
 #include "daemon/log.h"
-#include "daemon/server.h"
-#include "daemon/session.h"
-#include "daemon/state.h"
-
-struct arena {
-	void **ptrs;
-	size_t n, cap;
-};
-
-static void *arena_alloc(struct arena *a, size_t n, size_t size)
-{
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? 2 * a->cap : 32;
-		void **p = realloc(a->ptrs, cap * sizeof(*p));
-		if (!p)
-			return NULL;
-		a->ptrs = p;
-		a->cap = cap;
-	}
-	void *q = calloc(n ? n : 1, size);
-	if (q)
-		a->ptrs[a->n++] = q;
-	return q;
-}
-
-static void arena_release(struct arena *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->ptrs[i]);
-	free(a->ptrs);
-}
-
-int admin_peer_is_admin(const struct session *s)
-{
-	const char *group = s->srv->cfg->admin_group;
-	struct passwd *pw;
-	struct group *gr;
-	gid_t groups[256];
-	int n = 256;
-
-	if (s->admin_socket || s->uid == 0 || s->uid == geteuid())
-		return 1;
-	if (!group || !(gr = getgrnam(group)) || !(pw = getpwuid(s->uid)))
-		return 0;
-	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
-		return 0;
-	for (int i = 0; i < n; i++)
-		if (groups[i] == gr->gr_gid)
-			return 1;
-	return 0;
-}
+#include "daemon/service.h"
 
 static Moed__Param **params_out(struct arena *a, const struct plugin_gen *g, size_t *ret_n)
 {
@@ -88,16 +38,29 @@ static Moed__Param **params_out(struct arena *a, const struct plugin_gen *g, siz
 	return list;
 }
 
-static int bindings_reply(struct session *s, uint64_t id, struct arena *a)
+/* Save the router state; on failure, the warning to send with an OK answer. */
+static const char *save_warning(struct service *svc, char *buf, size_t len)
 {
-	struct engine *e = s->srv->engine;
+	char err[384];
+
+	if (!svc->save_state || svc->save_state(svc, err, sizeof(err)) == 0)
+		return NULL;
+	log_warn("%s; the change is live but not saved", err);
+	snprintf(buf, len, "warning: the router state was not saved: %s", err);
+	return buf;
+}
+
+static int bindings_reply(struct service *svc, const struct reply_to *to, const char *warning)
+{
+	struct engine *e = svc->engine;
+	struct arena a = { 0 };
 	Moed__Response resp = MOED__RESPONSE__INIT;
 	Moed__RouterShowResponse show = MOED__ROUTER_SHOW_RESPONSE__INIT;
-	Moed__LayerBinding *items = arena_alloc(a, e->n_layers, sizeof(*items));
-	Moed__LayerBinding **list = arena_alloc(a, e->n_layers, sizeof(*list));
+	Moed__LayerBinding *items = arena_alloc(&a, e->n_layers, sizeof(*items));
+	Moed__LayerBinding **list = arena_alloc(&a, e->n_layers, sizeof(*list));
 
 	if (!items || !list)
-		return -ENOMEM;
+		goto oom;
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		const struct engine_layer *l = &e->layers[i];
 		Moed__LayerBinding *b = &items[i];
@@ -105,61 +68,83 @@ static int bindings_reply(struct session *s, uint64_t id, struct arena *a)
 		b->layer = l->w->index;
 		b->router = l->router->gen->name;
 		b->router_generation = l->router->gen->generation;
-		b->router_params = params_out(a, l->router->gen, &b->n_router_params);
+		b->router_params = params_out(&a, l->router->gen, &b->n_router_params);
 		b->expert = l->expert->gen->name;
 		b->expert_generation = l->expert->gen->generation;
-		b->expert_params = params_out(a, l->expert->gen, &b->n_expert_params);
+		b->expert_params = params_out(&a, l->expert->gen, &b->n_expert_params);
+		if ((l->router->gen->n_params && !b->router_params) ||
+		    (l->expert->gen->n_params && !b->expert_params))
+			goto oom;
 		list[i] = b;
 	}
 	show.n_layers = e->n_layers;
 	show.layers = list;
-	resp.id = id;
 	resp.body_case = MOED__RESPONSE__BODY_BINDINGS;
 	resp.bindings = &show;
-	session_send(s, &resp);
+	resp.message = (char *)warning;
+	reply_ok(to, &resp);
+	arena_release(&a);
+	return 0;
+oom:
+	reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+	arena_release(&a);
 	return 0;
 }
 
-static void save_state(struct server *srv)
+static int plugin_set(struct service *svc, struct caller *c, const struct reply_to *to,
+		      const Moed__PluginSetRequest *ps, int router)
 {
-	char err[512];
-
-	if (state_save(srv->engine, srv->cfg->state_dir, err, sizeof(err)) < 0)
-		log_warn("%s", err);
-}
-
-static int do_plugin_set(struct session *s, const Moed__Request *req, struct arena *a)
-{
-	int router = req->body_case == MOED__REQUEST__BODY_ROUTER_SET;
-	const Moed__PluginSetRequest *ps = router ? req->router_set : req->expert_set;
-	struct moed_param *params = arena_alloc(a, ps->n_params, sizeof(*params));
-	char err[512];
+	struct moed_param *params = calloc(ps->n_params ? ps->n_params : 1, sizeof(*params));
+	char err[512], warn[512];
+	const char *warning = NULL;
 	int r;
 
-	if (!params)
-		return -ENOMEM;
+	if (!params) {
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+		return 0;
+	}
 	for (size_t i = 0; i < ps->n_params; i++) {
 		params[i].key = ps->params[i]->key;
 		params[i].value = ps->params[i]->value;
 	}
-	r = engine_set_plugin(s->srv->engine, router ? MOED_PLUGIN_ROUTER : MOED_PLUGIN_EXPERT,
-			      ps->name, params, ps->n_params, ps->has_layer ? (int64_t)ps->layer : -1, err,
-			      sizeof(err));
+	r = engine_set_plugin(svc->engine, router ? MOED_PLUGIN_ROUTER : MOED_PLUGIN_EXPERT,
+			      ps->name, params, ps->n_params, ps->has_layer ? (int64_t)ps->layer : -1,
+			      err, sizeof(err));
+	free(params);
 	if (r < 0) {
 		log_warn("admin: %s set '%s' by uid %u pid %d refused: %s; keeping the current one",
-			 router ? "router" : "expert", ps->name, (unsigned)s->uid, (int)s->pid, err);
-		session_send_error(s, req->id,
-				   r == -ENOENT ? MOED__STATUS__NOT_FOUND
-						: MOED__STATUS__FAILED_PRECONDITION, "%s", err);
+			 router ? "router" : "expert", ps->name, (unsigned)c->uid, (int)c->pid, err);
+		reply_error(to, r == -ENOENT ? MOED__STATUS__NOT_FOUND
+					     : MOED__STATUS__FAILED_PRECONDITION, "%s", err);
 		return 0;
 	}
 	log_notice("admin: %s '%s' now serves %s (generation %llu), set by uid %u pid %d",
 		   router ? "router" : "expert backend", ps->name,
 		   ps->has_layer ? "one layer" : "all MoE layers",
-		   (unsigned long long)s->srv->engine->last_generation, (unsigned)s->uid, (int)s->pid);
+		   (unsigned long long)svc->engine->last_generation, (unsigned)c->uid, (int)c->pid);
 	if (router)
-		save_state(s->srv);
-	return bindings_reply(s, req->id, a);
+		warning = save_warning(svc, warn, sizeof(warn));
+	return bindings_reply(svc, to, warning);
+}
+
+int handle_router_set(struct service *svc, struct caller *c, const struct reply_to *to,
+		      Moed__Request *req)
+{
+	return plugin_set(svc, c, to, req->router_set, 1);
+}
+
+int handle_expert_set(struct service *svc, struct caller *c, const struct reply_to *to,
+		      Moed__Request *req)
+{
+	return plugin_set(svc, c, to, req->expert_set, 0);
+}
+
+int handle_router_show(struct service *svc, struct caller *c, const struct reply_to *to,
+		       Moed__Request *req)
+{
+	(void)c;
+	(void)req;
+	return bindings_reply(svc, to, NULL);
 }
 
 static void fill_latency(Moed__Latency *l, const struct hist *h)
@@ -182,25 +167,19 @@ static size_t router_bias(const struct engine_layer *l, float *ret, uint32_t *re
 	return 0;
 }
 
-static int do_stats(struct session *s, const Moed__Request *req, struct arena *a)
+static int stats_reply(struct service *svc, const struct reply_to *to,
+		       const Moed__StatsRequest *sr, struct arena *a)
 {
-	struct server *srv = s->srv;
-	struct engine *e = srv->engine;
-	const Moed__StatsRequest *sr = req->stats;
+	struct engine *e = svc->engine;
 	Moed__Response resp = MOED__RESPONSE__INIT;
 	Moed__StatsResponse st = MOED__STATS_RESPONSE__INIT;
 	Moed__LayerStats **list = arena_alloc(a, e->n_layers, sizeof(*list));
-	uint64_t now = uv_now(srv->loop);
+	uint64_t now = uv_now(svc->loop);
 	uint32_t E = e->model->n_experts;
 	size_t n = 0;
 
 	if (!list)
 		return -ENOMEM;
-	if (sr->has_layer && !engine_layer(e, sr->layer)) {
-		session_send_error(s, req->id, MOED__STATUS__NOT_FOUND,
-				   "layer %u is not a MoE layer of this model", sr->layer);
-		return 0;
-	}
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		struct engine_layer *l = &e->layers[i];
 		Moed__LayerStats *ls = arena_alloc(a, 1, sizeof(*ls));
@@ -239,52 +218,49 @@ static int do_stats(struct session *s, const Moed__Request *req, struct arena *a
 	}
 	st.n_layers = n;
 	st.layers = list;
-	st.uptime_ms = now - srv->start_ms;
-	resp.id = req->id;
+	st.uptime_ms = now - svc->start_ms;
 	resp.body_case = MOED__RESPONSE__BODY_STATS;
 	resp.stats = &st;
-	session_send(s, &resp);
+	reply_ok(to, &resp);
 	return 0;
 }
 
-static int do_bias(struct session *s, const Moed__Request *req, struct arena *a)
+int handle_stats(struct service *svc, struct caller *c, const struct reply_to *to,
+		 Moed__Request *req)
 {
-	struct engine *e = s->srv->engine;
-	const Moed__BiasRequest *br = req->bias;
+	struct arena a = { 0 };
+
+	(void)c;
+	if (req->stats->has_layer && !engine_layer(svc->engine, req->stats->layer))
+		reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is not a MoE layer of this model",
+			    req->stats->layer);
+	else if (stats_reply(svc, to, req->stats, &a) < 0)
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+	arena_release(&a);
+	return 0;
+}
+
+static const char *bias_op_name(Moed__BiasOp op)
+{
+	switch (op) {
+	case MOED__BIAS_OP__BIAS_RESET: return "reset";
+	case MOED__BIAS_OP__BIAS_FREEZE: return "freeze";
+	case MOED__BIAS_OP__BIAS_THAW: return "thaw";
+	default: return "show";
+	}
+}
+
+static int bias_reply(struct service *svc, const struct reply_to *to, const Moed__BiasRequest *br,
+		      const char *warning, struct arena *a)
+{
+	struct engine *e = svc->engine;
 	Moed__Response resp = MOED__RESPONSE__INIT;
 	Moed__BiasResponse bias = MOED__BIAS_RESPONSE__INIT;
 	Moed__LayerBias **list = arena_alloc(a, e->n_layers, sizeof(*list));
-	static const int ops[] = { [MOED__BIAS_OP__BIAS_RESET] = MOED_BIAS_RESET,
-				   [MOED__BIAS_OP__BIAS_FREEZE] = MOED_BIAS_FREEZE,
-				   [MOED__BIAS_OP__BIAS_THAW] = MOED_BIAS_THAW };
-	char err[512];
 	size_t n = 0;
-	int r;
 
 	if (!list)
 		return -ENOMEM;
-	if (br->has_layer && !engine_layer(e, br->layer)) {
-		session_send_error(s, req->id, MOED__STATUS__NOT_FOUND,
-				   "layer %u is not a MoE layer of this model", br->layer);
-		return 0;
-	}
-	if (br->op != MOED__BIAS_OP__BIAS_SHOW) {
-		if ((unsigned)br->op >= sizeof(ops) / sizeof(ops[0])) {
-			session_send_error(s, req->id, MOED__STATUS__INVALID_ARGUMENT,
-					   "unknown bias operation %d", (int)br->op);
-			return 0;
-		}
-		r = engine_bias_op(e, br->has_layer ? (int64_t)br->layer : -1, ops[br->op], err, sizeof(err));
-		if (r < 0) {
-			session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION, "%s", err);
-			return 0;
-		}
-		log_notice("admin: bias %s on %s by uid %u pid %d",
-			   br->op == MOED__BIAS_OP__BIAS_RESET ? "reset"
-			   : br->op == MOED__BIAS_OP__BIAS_FREEZE ? "freeze" : "thaw",
-			   br->has_layer ? "one layer" : "all layers", (unsigned)s->uid, (int)s->pid);
-		save_state(s->srv);
-	}
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		const struct engine_layer *l = &e->layers[i];
 		Moed__LayerBias *lb = arena_alloc(a, 1, sizeof(*lb));
@@ -306,86 +282,78 @@ static int do_bias(struct session *s, const Moed__Request *req, struct arena *a)
 	}
 	bias.n_layers = n;
 	bias.layers = list;
-	resp.id = req->id;
 	resp.body_case = MOED__RESPONSE__BODY_BIAS;
 	resp.bias = &bias;
-	session_send(s, &resp);
+	resp.message = (char *)warning;
+	reply_ok(to, &resp);
 	return 0;
 }
 
-static int do_reload(struct session *s, const Moed__Request *req, struct arena *a)
+int handle_bias(struct service *svc, struct caller *c, const struct reply_to *to,
+		Moed__Request *req)
 {
-	struct server *srv = s->srv;
+	const Moed__BiasRequest *br = req->bias;
+	static const int ops[] = { [MOED__BIAS_OP__BIAS_RESET] = MOED_BIAS_RESET,
+				   [MOED__BIAS_OP__BIAS_FREEZE] = MOED_BIAS_FREEZE,
+				   [MOED__BIAS_OP__BIAS_THAW] = MOED_BIAS_THAW };
+	char err[512], warn[512];
+	const char *warning = NULL;
+	struct arena a = { 0 };
+	int r;
+
+	if (br->has_layer && !engine_layer(svc->engine, br->layer)) {
+		reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is not a MoE layer of this model",
+			    br->layer);
+		return 0;
+	}
+	if (br->op != MOED__BIAS_OP__BIAS_SHOW) {
+		if ((unsigned)br->op >= sizeof(ops) / sizeof(ops[0]) || !ops[br->op]) {
+			reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "unknown bias operation %d",
+				    (int)br->op);
+			return 0;
+		}
+		r = engine_bias_op(svc->engine, br->has_layer ? (int64_t)br->layer : -1, ops[br->op],
+				   err, sizeof(err));
+		if (r < 0) {
+			reply_error(to, MOED__STATUS__FAILED_PRECONDITION, "%s", err);
+			return 0;
+		}
+		log_notice("admin: bias %s on %s by uid %u pid %d", bias_op_name(br->op),
+			   br->has_layer ? "one layer" : "all layers", (unsigned)c->uid, (int)c->pid);
+		warning = save_warning(svc, warn, sizeof(warn));
+	}
+	if (bias_reply(svc, to, br, warning, &a) < 0)
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+	arena_release(&a);
+	return 0;
+}
+
+int handle_reload(struct service *svc, struct caller *c, const struct reply_to *to,
+		  Moed__Request *req)
+{
 	Moed__Response resp = MOED__RESPONSE__INIT;
 	Moed__ReloadResponse rr = MOED__RELOAD_RESPONSE__INIT;
 	struct reload_result res = { 0 };
 	char err[512] = "";
 
-	if (!srv->reload) {
-		session_send_error(s, req->id, MOED__STATUS__UNIMPLEMENTED, "reload is not available");
+	(void)req;
+	if (!svc->reload) {
+		reply_error(to, MOED__STATUS__UNIMPLEMENTED, "reload is not available");
 		return 0;
 	}
-	if (srv->reload(srv, &res, err, sizeof(err)) < 0) {
-		session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION,
-				   "reload failed, the previous configuration stays: %s", err);
+	log_notice("admin: reload requested by uid %u pid %d", (unsigned)c->uid, (int)c->pid);
+	if (svc->reload(svc, &res, err, sizeof(err)) < 0) {
+		reply_error(to, MOED__STATUS__FAILED_PRECONDITION,
+			    "reload failed, the previous configuration stays: %s", err);
 		return 0;
 	}
 	rr.n_applied = res.n_applied;
 	rr.applied = (char **)res.applied;
 	rr.n_needs_restart = res.n_restart;
 	rr.needs_restart = (char **)res.restart;
-	resp.id = req->id;
 	resp.body_case = MOED__RESPONSE__BODY_RELOAD;
 	resp.reload = &rr;
-	session_send(s, &resp);
+	resp.message = res.warning[0] ? res.warning : NULL;
+	reply_ok(to, &resp);
 	return 0;
-}
-
-static int needs_admin(const Moed__Request *req)
-{
-	switch (req->body_case) {
-	case MOED__REQUEST__BODY_ROUTER_SET:
-	case MOED__REQUEST__BODY_EXPERT_SET:
-	case MOED__REQUEST__BODY_RELOAD:
-		return 1;
-	case MOED__REQUEST__BODY_BIAS:
-		return req->bias->op != MOED__BIAS_OP__BIAS_SHOW;
-	default:
-		return 0;
-	}
-}
-
-void admin_handle(struct session *s, const Moed__Request *req)
-{
-	struct arena a = { 0 };
-	int r;
-
-	if (needs_admin(req) && !admin_peer_is_admin(s)) {
-		log_warn("admin: request %d from uid %u pid %d denied: not an admin peer",
-			 (int)req->body_case, (unsigned)s->uid, (int)s->pid);
-		session_send_error(s, req->id, MOED__STATUS__PERMISSION_DENIED,
-				   "this operation needs uid 0 or membership of admin_group");
-		return;
-	}
-	switch (req->body_case) {
-	case MOED__REQUEST__BODY_ROUTER_SET:
-	case MOED__REQUEST__BODY_EXPERT_SET:
-		r = do_plugin_set(s, req, &a);
-		break;
-	case MOED__REQUEST__BODY_ROUTER_SHOW:
-		r = bindings_reply(s, req->id, &a);
-		break;
-	case MOED__REQUEST__BODY_STATS:
-		r = do_stats(s, req, &a);
-		break;
-	case MOED__REQUEST__BODY_BIAS:
-		r = do_bias(s, req, &a);
-		break;
-	default:
-		r = do_reload(s, req, &a);
-		break;
-	}
-	if (r < 0)
-		session_send_error(s, req->id, MOED__STATUS__INTERNAL, "out of memory");
-	arena_release(&a);
 }

@@ -1,27 +1,35 @@
 /*
  * Batches.  Members keep their unpacked requests (their rows are read from
  * there, or copied into one contiguous input when a batch has several members)
- * and a hold on their session until their reply is sent.  A batch takes its
+ * and a hold on their peer until their answer is sent.  A batch takes its
  * router and expert bindings when it is submitted, so all its members are
  * served by the same generation.  If the pool refuses a batch (queue full or
  * shutting down), every member gets that status.
+ *
+ * Expiry: when the pool writes a stuck call off, expired() answers every
+ * member DEADLINE_EXCEEDED and releases the peers and the queued tokens at
+ * once (so neither clients nor shutdown wait on it), but keeps the inputs,
+ * outputs and bindings the stuck thread may still be using; done() frees them
+ * if the call ever returns.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/batch.h"
+#include "daemon/conf.h"
 #include "daemon/engine.h"
 #include "daemon/log.h"
 #include "daemon/pool.h"
-#include "daemon/server.h"
-#include "daemon/session.h"
+#include "daemon/service.h"
 #include "proto/tensor.h"
 
 struct member {
-	struct session *s;
+	struct reply_to to;
 	Moed__Request *req;
 	size_t row, n;                  /* its rows in the batch */
 	uint64_t start_ns;
@@ -29,9 +37,10 @@ struct member {
 
 struct batch {
 	struct pool_job pj;
-	struct server *srv;
+	struct batcher *bt;
 	struct engine_layer *layer;
 	int infer;
+	int answered;                   /* expired: members answered and released */
 	size_t n_members, cap;
 	struct member *m;
 	size_t tokens;
@@ -40,24 +49,72 @@ struct batch {
 	struct engine_call call;
 };
 
+struct batcher {
+	struct service *svc;
+	struct batch **pending;         /* per MoE layer: infer requests waiting to coalesce */
+	uv_timer_t window_timer;        /* coalesce_window_us */
+	struct batch_counters counters;
+};
+
+static void on_window(uv_timer_t *t)
+{
+	batch_flush(t->data, 1);
+}
+
+int batcher_new(struct service *svc, struct batcher **ret)
+{
+	struct batcher *bt = calloc(1, sizeof(*bt));
+
+	if (!bt || !(bt->pending = calloc(svc->engine->n_layers ? svc->engine->n_layers : 1,
+					  sizeof(*bt->pending)))) {
+		free(bt);
+		return -ENOMEM;
+	}
+	bt->svc = svc;
+	uv_timer_init(svc->loop, &bt->window_timer);
+	bt->window_timer.data = bt;
+	*ret = bt;
+	return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void batcher_free(struct batcher *bt)
+{
+	if (!bt)
+		return;
+	batch_flush(bt, 1);
+	free(bt->pending);
+	bt->pending = NULL;
+	uv_close((uv_handle_t *)&bt->window_timer, on_timer_closed);   /* frees bt */
+}
+
+const struct batch_counters *batcher_counters(const struct batcher *bt)
+{
+	return &bt->counters;
+}
+
 static const Moed__Tensor *hidden_of(const Moed__Request *req)
 {
 	return req->body_case == MOED__REQUEST__BODY_INFER ? req->infer->hidden : req->route->hidden;
 }
 
-static struct batch *batch_new(struct server *srv, struct engine_layer *l, int infer)
+static struct batch *batch_new(struct batcher *bt, struct engine_layer *l, int infer)
 {
 	struct batch *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return NULL;
-	b->srv = srv;
+	b->bt = bt;
 	b->layer = l;
 	b->infer = infer;
 	return b;
 }
 
-static int batch_add(struct batch *b, struct session *s, Moed__Request *req)
+static int batch_add(struct batch *b, const struct reply_to *to, Moed__Request *req)
 {
 	size_t n = hidden_of(req)->shape[0];
 
@@ -69,24 +126,30 @@ static int batch_add(struct batch *b, struct session *s, Moed__Request *req)
 		b->m = m;
 		b->cap = cap;
 	}
-	b->m[b->n_members++] = (struct member){ s, req, b->tokens, n, uv_hrtime() };
+	b->m[b->n_members++] = (struct member){ *to, req, b->tokens, n, uv_hrtime() };
 	b->tokens += n;
-	s->srv->queued_tokens += n;
-	session_hold(s);
+	b->bt->counters.queued_tokens += n;
+	reply_hold(to);
 	return 0;
 }
 
-static void member_done(struct member *m)
+/* Give back the members' peers and queued tokens (once). */
+static void release_members(struct batch *b)
 {
-	m->s->srv->queued_tokens -= m->n;
-	moed__request__free_unpacked(m->req, NULL);
-	session_release(m->s);
+	if (b->answered)
+		return;
+	b->answered = 1;
+	for (size_t i = 0; i < b->n_members; i++) {
+		b->bt->counters.queued_tokens -= b->m[i].n;
+		reply_release(&b->m[i].to);
+	}
 }
 
 static void batch_free(struct batch *b)
 {
+	release_members(b);
 	for (size_t i = 0; i < b->n_members; i++)
-		member_done(&b->m[i]);
+		moed__request__free_unpacked(b->m[i].req, NULL);
 	free(b->m);
 	free(b->x);
 	free(b->out);
@@ -96,13 +159,21 @@ static void batch_free(struct batch *b)
 static void fail_all(struct batch *b, Moed__Status status, const char *msg)
 {
 	for (size_t i = 0; i < b->n_members; i++)
-		session_send_error(b->m[i].s, b->m[i].req->id, status, "%s", msg);
-	batch_free(b);
+		reply_error(&b->m[i].to, status, "%s", msg);
 }
 
 static void batch_work(struct pool_job *pj)
 {
 	engine_call_run(&((struct batch *)pj)->call);
+}
+
+/* Index of the first non-finite value of v[0..n), or n. */
+static size_t first_non_finite(const float *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(v[i]))
+			return i;
+	return n;
 }
 
 static void reply_member(struct batch *b, const struct member *m)
@@ -114,9 +185,19 @@ static void reply_member(struct batch *b, const struct member *m)
 	size_t k = b->layer->rspec.top_k, H = b->layer->rspec.hidden_size;
 	uint64_t shape_y[2], shape_e[2], shape_w[2];
 	Moed__Tensor ty, te, tw;
+	const float *out = b->infer ? c->y + m->row * H : c->weights + m->row * k;
+	size_t n_out = m->n * (b->infer ? H : k), bad = first_non_finite(out, n_out);
 
-	resp.id = m->req->id;
-	resp.status = MOED__STATUS__OK;
+	if (bad < n_out) {
+		/* an overflow inside the layer (inputs near the fp32 limit): say so
+		 * instead of sending NaN or Inf */
+		reply_error(&m->to, MOED__STATUS__OUT_OF_RANGE,
+			    "layer %u: %s[%zu][%zu] is not finite (overflow; inputs up to %g are too large for this layer)",
+			    b->layer->w->index, b->infer ? "output" : "weights",
+			    bad / (b->infer ? H : k), bad % (b->infer ? H : k),
+			    (double)FLT_MAX);
+		return;
+	}
 	if (b->infer) {
 		tensor_wrap2(&ty, shape_y, MOED__DTYPE__F32, c->y + m->row * H, m->n, H);
 		infer.output = &ty;
@@ -135,28 +216,47 @@ static void reply_member(struct batch *b, const struct member *m)
 		resp.body_case = MOED__RESPONSE__BODY_ROUTE;
 		resp.route = &route;
 	}
-	session_send(m->s, &resp);
+	reply_ok(&m->to, &resp);
+}
+
+static void batch_expired(struct pool_job *pj)
+{
+	struct batch *b = (struct batch *)pj;
+	uint32_t ms = b->bt->svc->cfg->compute_timeout_ms;
+
+	log_err("batch: layer %u: a %s call on %zu tokens (router '%s'%s%s) is still running after compute_timeout_ms %u ms; its worker is written off",
+		b->layer->w->index, b->infer ? "infer" : "route", b->tokens,
+		b->call.router->gen->name, b->call.expert ? ", expert backend '" : "",
+		b->call.expert ? b->call.expert->gen->name : "", ms);
+	b->layer->stats.timeouts++;
+	b->bt->counters.timed_out += b->n_members;
+	for (size_t i = 0; i < b->n_members; i++)
+		reply_error(&b->m[i].to, MOED__STATUS__DEADLINE_EXCEEDED,
+			    "layer %u: the compute call did not finish within compute_timeout_ms (%u ms); its worker was written off",
+			    b->layer->w->index, ms);
+	release_members(b);
 }
 
 static void batch_done(struct pool_job *pj)
 {
 	struct batch *b = (struct batch *)pj;
-	struct server *srv = b->srv;
+	struct batcher *bt = b->bt;
 	size_t k = b->layer->rspec.top_k;
 
-	if (b->call.rc < 0) {
+	if (b->answered) {
+		log_warn("batch: layer %u: a written-off call returned after all; its answers were already sent",
+			 b->layer->w->index);
+	} else if (b->call.rc < 0) {
 		log_warn("batch: layer %u: %s", b->layer->w->index, b->call.err);
-		for (size_t i = 0; i < b->n_members; i++)
-			session_send_error(b->m[i].s, b->m[i].req->id, MOED__STATUS__INTERNAL, "%s",
-					   b->call.err);
+		fail_all(b, MOED__STATUS__INTERNAL, b->call.err);
 	} else {
-		uint64_t now_ms = uv_now(srv->loop), now_ns = uv_hrtime();
+		uint64_t now_ms = uv_now(bt->svc->loop), now_ns = uv_hrtime();
 		b->layer->stats.batches++;
 		for (size_t i = 0; i < b->n_members; i++) {
 			const struct member *m = &b->m[i];
 			reply_member(b, m);
-			srv->requests_served++;
-			srv->tokens_served += m->n;
+			bt->counters.requests_served++;
+			bt->counters.tokens_served += m->n;
 			stats_record(&b->layer->stats, now_ms, b->call.experts + m->row * k,
 				     m->n * k, m->n, b->call.compute_ns / 1000,
 				     (now_ns - m->start_ns) / 1000);
@@ -164,14 +264,14 @@ static void batch_done(struct pool_job *pj)
 	}
 	engine_call_end(&b->call);
 	batch_free(b);
-	batch_flush(srv, 0);
-	server_check_drained(srv);
+	if (bt->pending)
+		batch_flush(bt, 0);
 }
 
 /* Prepare buffers and bindings and hand the batch to the pool. */
 static void batch_submit(struct batch *b)
 {
-	struct server *srv = b->srv;
+	struct pool *pool = b->bt->svc->pool;
 	size_t T = b->tokens, k = b->layer->rspec.top_k, H = b->layer->rspec.hidden_size;
 	int r;
 
@@ -181,6 +281,7 @@ static void batch_submit(struct batch *b)
 		b->x = malloc(T * H * sizeof(float));
 	if (!b->out || (b->n_members > 1 && !b->x)) {
 		fail_all(b, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
+		batch_free(b);
 		return;
 	}
 	if (b->x)
@@ -194,13 +295,15 @@ static void batch_submit(struct batch *b)
 	b->call.y = b->infer ? b->call.weights + T * k : NULL;
 	b->pj.work = batch_work;
 	b->pj.done = batch_done;
+	b->pj.expired = batch_expired;
 	engine_call_begin(&b->call, b->layer);
-	r = pool_submit(srv->pool, &b->pj);
+	r = pool_submit(pool, &b->pj);
 	if (r < 0) {
 		engine_call_end(&b->call);
 		fail_all(b, r == -EBUSY ? MOED__STATUS__RESOURCE_EXHAUSTED : MOED__STATUS__UNAVAILABLE,
 			 r == -EBUSY ? "busy: the worker queue is full (queue_depth)"
 				     : "moed is shutting down");
+		batch_free(b);
 	}
 }
 
@@ -208,98 +311,67 @@ static void batch_submit(struct batch *b)
  * batch runs alone and the other workers join it through parallel_for, so
  * requests that arrive meanwhile make one bigger batch instead of a second
  * one competing for the same memory bandwidth. */
-static int pool_idle(struct server *srv)
+static int pool_idle(struct batcher *bt)
 {
-	unsigned limit = srv->cfg->max_running_batches ? srv->cfg->max_running_batches
-						       : pool_threads(srv->pool);
+	const struct moed_config *cfg = bt->svc->cfg;
+	unsigned limit = cfg->max_running_batches ? cfg->max_running_batches
+						  : pool_threads(bt->svc->pool);
 
-	return pool_queued(srv->pool) < limit;
+	return pool_queued(bt->svc->pool) < limit;
 }
 
-static struct batch **pending_slot(struct server *srv, struct engine_layer *l)
+void batch_flush(struct batcher *bt, int force)
 {
-	if (!srv->pending) {
-		srv->pending = calloc(srv->engine->n_layers, sizeof(*srv->pending));
-		if (!srv->pending)
-			return NULL;
-	}
-	return &srv->pending[l - srv->engine->layers];
-}
-
-static void on_window(uv_timer_t *t)
-{
-	batch_flush(t->data, 1);
-}
-
-void batch_flush(struct server *srv, int force)
-{
-	for (uint32_t i = 0; srv->pending && i < srv->engine->n_layers; i++) {
-		struct batch *b = srv->pending[i];
-		if (!b || (!force && !pool_idle(srv)))
+	for (uint32_t i = 0; bt->pending && i < bt->svc->engine->n_layers; i++) {
+		struct batch *b = bt->pending[i];
+		if (!b || (!force && !pool_idle(bt)))
 			continue;
-		srv->pending[i] = NULL;
+		bt->pending[i] = NULL;
 		batch_submit(b);
 	}
 }
 
-void batch_request(struct session *s, Moed__Request *req, struct engine_layer *l)
+unsigned batch_expire(struct batcher *bt, uint64_t timeout_ms)
 {
-	struct server *srv = s->srv;
+	return pool_expire(bt->svc->pool, timeout_ms * 1000000ull);
+}
+
+void batch_request(struct batcher *bt, const struct reply_to *to, Moed__Request *req,
+		   struct engine_layer *l)
+{
+	const struct moed_config *cfg = bt->svc->cfg;
 	int infer = req->body_case == MOED__REQUEST__BODY_INFER;
-	uint32_t window = srv->cfg->coalesce_window_us;
-	struct batch **slot;
+	uint32_t window = cfg->coalesce_window_us;
+	struct batch **slot = infer && bt->pending ? &bt->pending[l - bt->svc->engine->layers] : NULL;
 	struct batch *b;
 
-	if (srv->queued_tokens + hidden_of(req)->shape[0] > srv->cfg->max_queued_tokens) {
-		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED,
-				   "busy: %llu tokens already queued (max_queued_tokens %u)",
-				   (unsigned long long)srv->queued_tokens, srv->cfg->max_queued_tokens);
+	if (bt->counters.queued_tokens + hidden_of(req)->shape[0] > cfg->max_queued_tokens) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED,
+			    "busy: %llu tokens already queued (max_queued_tokens %u)",
+			    (unsigned long long)bt->counters.queued_tokens, cfg->max_queued_tokens);
 		moed__request__free_unpacked(req, NULL);
 		return;
 	}
-	slot = infer ? pending_slot(srv, l) : NULL;
-	if (slot && *slot) {
-		b = *slot;              /* join the layer's pending batch */
-	} else if (!infer || (!window && pool_idle(srv)) || !slot) {
-		b = batch_new(srv, l, infer);
-		if (!b || batch_add(b, s, req) < 0) {
-			if (b)
-				batch_free(b);
-			session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
-			moed__request__free_unpacked(req, NULL);
-			return;
-		}
+	int alone = !slot || (!*slot && !window && pool_idle(bt));
+	b = slot && *slot ? *slot : batch_new(bt, l, infer);
+	if (!b || batch_add(b, to, req) < 0) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
+		moed__request__free_unpacked(req, NULL);
+		if (b && b->n_members == 0)
+			batch_free(b);
+		return;
+	}
+	if (alone) {
 		batch_submit(b);
 		return;
-	} else {
-		b = *slot = batch_new(srv, l, infer);
-		if (b && window) {
-			if (!srv->window_timer_init) {
-				uv_timer_init(srv->loop, &srv->window_timer);
-				srv->window_timer.data = srv;
-				srv->window_timer_init = 1;
-			}
-			if (!uv_is_active((uv_handle_t *)&srv->window_timer))
-				uv_timer_start(&srv->window_timer, on_window, (window + 999) / 1000, 0);
-		}
 	}
-	if (!b || batch_add(b, s, req) < 0) {
-		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
-		moed__request__free_unpacked(req, NULL);
-		return;
+	if (!*slot) {
+		*slot = b;              /* a new pending batch for this layer */
+		if (window && !uv_is_active((uv_handle_t *)&bt->window_timer))
+			uv_timer_start(&bt->window_timer, on_window, (window + 999) / 1000, 0);
 	}
-	if (b->tokens >= srv->cfg->max_batch_tokens) {
+	if (b->tokens >= cfg->max_batch_tokens) {
 		*slot = NULL;
 		batch_submit(b);
 	}
-}
-
-void batch_release(struct server *srv)
-{
-	batch_flush(srv, 1);
-	free(srv->pending);
-	srv->pending = NULL;
-	if (srv->window_timer_init)
-		uv_close((uv_handle_t *)&srv->window_timer, NULL);
-	srv->window_timer_init = 0;
 }

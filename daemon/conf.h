@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "include/moed/plugin.h"
+#include "proto/version.h"
 
-#define MOED_DEFAULT_SOCKET "/run/moed.sock"
 #define MOED_DEFAULT_STATE_DIR "/var/lib/moed"
 #define CONFIG_MAX_PARAMS 32
 

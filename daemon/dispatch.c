@@ -1,186 +1,74 @@
 /*
- * Dispatch.  Every request gets exactly one response with its id: either right
- * here (hello, status, plugins, model, every validation error, "busy"), from
- * admin.c, or from batch.c once the worker pool has run the layer.  Validation
- * happens before anything is queued: layer, dtype, shape against the byte
- * count, hidden size, token limits, finite values.
+ * Dispatch.  One table, generated from proto/requests.def, maps each Request
+ * body case to its handler and admin policy; the path reads decode -> hello
+ * check -> row -> admin check -> handler.  The handler answers through the
+ * reply interface; dispatch never answers on a handler's behalf except for
+ * the checks it makes itself.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
-#include <string.h>
+#include <unistd.h>
 
-#include "daemon/admin.h"
-#include "daemon/batch.h"
+#include "daemon/conf.h"
 #include "daemon/dispatch.h"
-#include "daemon/engine.h"
-#include "daemon/info.h"
 #include "daemon/log.h"
-#include "daemon/pool.h"
-#include "daemon/server.h"
-#include "daemon/session.h"
-#include "proto/tensor.h"
+#include "daemon/service.h"
+#include "proto/protocol.h"
 
-static void reply_ok(struct session *s, Moed__Response *resp, uint64_t id)
+typedef int handler_fn(struct service *svc, struct caller *c, const struct reply_to *to,
+		       Moed__Request *req);
+
+static handler_fn *const handlers[] = {
+#define REQUEST(body, name, reply, admin, command) [MOED__REQUEST__BODY_##body] = handle_##name,
+#include "proto/requests.def"
+#undef REQUEST
+};
+
+int service_caller_is_admin(const struct service *svc, const struct caller *c)
 {
-	resp->id = id;
-	resp->status = MOED__STATUS__OK;
-	session_send(s, resp);
+	const char *group = svc->cfg->admin_group;
+	struct passwd *pw;
+	struct group *gr;
+	gid_t groups[256];
+	int n = 256;
+
+	if (c->admin_socket || c->uid == 0 || c->uid == geteuid())
+		return 1;
+	if (!group || !(gr = getgrnam(group)) || !(pw = getpwuid(c->uid)))
+		return 0;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gr->gr_gid)
+			return 1;
+	return 0;
 }
 
-static void do_hello(struct session *s, const Moed__Request *req)
+/* For rows whose admin policy is "changes": does this request change state? */
+static int changes_state(const Moed__Request *req)
 {
-	Moed__Response resp = MOED__RESPONSE__INIT;
-	Moed__HelloResponse hello = MOED__HELLO_RESPONSE__INIT;
-	uint32_t v = req->hello->protocol_version;
-
-	if (v != MOED_PROTOCOL_VERSION) {
-		session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION,
-				   "protocol version %u not supported; this moed speaks version %u",
-				   v, MOED_PROTOCOL_VERSION);
-		return;
-	}
-	s->hello_done = 1;
-	log_debug("session %llu: hello from '%s'", (unsigned long long)s->id,
-		  req->hello->client ? req->hello->client : "?");
-	hello.protocol_version = MOED_PROTOCOL_VERSION;
-	hello.server_version = PACKAGE_VERSION;
-	resp.body_case = MOED__RESPONSE__BODY_HELLO;
-	resp.hello = &hello;
-	reply_ok(s, &resp, req->id);
-}
-
-static void do_info(struct session *s, const Moed__Request *req)
-{
-	Moed__Response resp = MOED__RESPONSE__INIT;
-	Moed__StatusResponse status;
-	Moed__PluginsResponse plugins;
-	Moed__ModelInfo model;
-	struct info_mem mem = { .n = 0 };
-	int r;
-
 	switch (req->body_case) {
-	case MOED__REQUEST__BODY_STATUS:
-		r = info_status(s->srv, &status, &model, &mem);
-		resp.body_case = MOED__RESPONSE__BODY_STATUS_INFO;
-		resp.status_info = &status;
-		break;
-	case MOED__REQUEST__BODY_PLUGINS:
-		r = info_plugins(s->srv, &plugins, &mem);
-		resp.body_case = MOED__RESPONSE__BODY_PLUGINS;
-		resp.plugins = &plugins;
-		break;
+	case MOED__REQUEST__BODY_BIAS:
+		return req->bias->op != MOED__BIAS_OP__BIAS_SHOW;
 	default:
-		r = info_model(s->srv->engine, &model, &mem);
-		resp.body_case = MOED__RESPONSE__BODY_MODEL;
-		resp.model = &model;
-		break;
+		return 1;
 	}
-	if (r < 0)
-		session_send_error(s, req->id, MOED__STATUS__INTERNAL, "cannot describe: %s",
-				   strerror(-r));
-	else
-		reply_ok(s, &resp, req->id);
-	info_mem_release(&mem);
 }
 
-static void describe_moe_layers(const struct engine *e, char *buf, size_t len)
+static int needs_admin(const struct request_kind *k, const Moed__Request *req)
 {
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (uint32_t i = 0; i < e->n_layers && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%u", i ? ", " : "",
-					e->layers[i].w->index);
-}
-
-/* Validate a tensor request; returns the layer or NULL after replying. */
-static struct engine_layer *check_tensor_request(struct session *s, uint64_t id, uint32_t index,
-						 const Moed__Tensor *hidden)
-{
-	struct engine *e = s->srv->engine;
-	struct engine_layer *l = engine_layer(e, index);
-	const struct moed_config *cfg = s->srv->cfg;
-	char why[256], layers[256];
-
-	if (!l) {
-		describe_moe_layers(e, layers, sizeof(layers));
-		session_send_error(s, id, MOED__STATUS__NOT_FOUND,
-				   "layer %u is %s; MoE layers are: %s", index,
-				   index < e->model->num_hidden_layers ? "a dense layer"
-								      : "not in this model",
-				   layers);
-		return NULL;
-	}
-	if (tensor_check(hidden, MOED__DTYPE__F32, 2, why, sizeof(why)) < 0) {
-		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT, "hidden: %s", why);
-		return NULL;
-	}
-	if (hidden->shape[1] != l->rspec.hidden_size) {
-		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT,
-				   "hidden size %llu, the model's is %u",
-				   (unsigned long long)hidden->shape[1], l->rspec.hidden_size);
-		return NULL;
-	}
-	if (hidden->shape[0] == 0) {
-		session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT, "empty batch (0 tokens)");
-		return NULL;
-	}
-	if (hidden->shape[0] > cfg->max_tokens_per_request) {
-		session_send_error(s, id, MOED__STATUS__RESOURCE_EXHAUSTED,
-				   "%llu tokens exceed max_tokens_per_request %u",
-				   (unsigned long long)hidden->shape[0], cfg->max_tokens_per_request);
-		return NULL;
-	}
-	const float *x = (const float *)hidden->data.data;
-	size_t n = hidden->data.len / sizeof(float);
-	for (size_t i = 0; i < n; i++) {
-		float v;
-		memcpy(&v, &x[i], sizeof(v));
-		if (!isfinite(v)) {
-			session_send_error(s, id, MOED__STATUS__INVALID_ARGUMENT,
-					   "hidden[%zu][%zu] is not finite", i / l->rspec.hidden_size,
-					   i % l->rspec.hidden_size);
-			return NULL;
-		}
-	}
-	return l;
-}
-
-/* Takes ownership of req. */
-static void do_tensor(struct session *s, Moed__Request *req)
-{
-	int infer = req->body_case == MOED__REQUEST__BODY_INFER;
-	uint32_t layer = infer ? req->infer->layer : req->route->layer;
-	const Moed__Tensor *hidden = infer ? req->infer->hidden : req->route->hidden;
-	struct engine_layer *l;
-
-	if (s->srv->stopping) {
-		session_send_error(s, req->id, MOED__STATUS__UNAVAILABLE, "moed is shutting down");
-		goto drop;
-	}
-	if (s->inflight >= s->srv->cfg->max_inflight_per_conn) {
-		session_send_error(s, req->id, MOED__STATUS__RESOURCE_EXHAUSTED,
-				   "busy: %u requests in flight on this connection (max_inflight_per_conn)",
-				   s->inflight);
-		goto drop;
-	}
-	l = check_tensor_request(s, req->id, layer, hidden);
-	if (!l)
-		goto drop;
-	batch_request(s, req, l);
-	return;
-drop:
-	moed__request__free_unpacked(req, NULL);
+	return k->admin == REQUEST_ADMIN_always ||
+	       (k->admin == REQUEST_ADMIN_changes && changes_state(req));
 }
 
 /*
- * protobuf-c's unpack may allocate many times the input size (OPS.md); this
- * allocator gives it a byte budget proportional to the frame.  The memory is
- * plain malloc(), so requests are later freed with the default allocator (jobs
+ * protobuf-c's unpack may allocate many times the input size; this allocator
+ * gives it a byte budget proportional to the frame.  The memory is plain
+ * malloc(), so requests are later freed with the default allocator (handlers
  * keep them after the budget, which lives on this stack, is gone).
  */
 struct budget {
@@ -202,52 +90,73 @@ static void budget_free(void *data, void *ptr)
 	free(ptr);
 }
 
-void dispatch_frame(struct session *s, const uint8_t *frame, size_t len)
+void dispatch_frame(struct service *svc, struct caller *c, const struct reply_to *peer,
+		    const uint8_t *frame, size_t len)
 {
 	struct budget budget = { .left = 4 * len + (256u << 10) };
 	ProtobufCAllocator alloc = { budget_alloc, budget_free, &budget };
 	Moed__Request *req = moed__request__unpack(&alloc, len, frame);
+	struct reply_to to = *peer;
+	const struct request_kind *k;
 
+	to.id = 0;
 	if (!req) {
 		log_warn("session %llu (uid %u pid %d): undecodable request (%zu bytes)",
-			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, len);
-		session_send_error(s, 0, MOED__STATUS__INVALID_ARGUMENT,
-				   "cannot decode the request (%zu bytes) as moed.Request", len);
+			 (unsigned long long)c->session, (unsigned)c->uid, (int)c->pid, len);
+		reply_error(&to, MOED__STATUS__INVALID_ARGUMENT,
+			    "cannot decode the request (%zu bytes) as moed.Request", len);
 		return;
 	}
-	if (req->body_case == MOED__REQUEST__BODY_HELLO) {
-		do_hello(s, req);
+	to.id = req->id;
+	if (!c->hello_done && req->body_case != MOED__REQUEST__BODY_HELLO) {
+		reply_error(&to, MOED__STATUS__FAILED_PRECONDITION,
+			    "the first request must be hello (protocol version %u)",
+			    MOED_PROTOCOL_VERSION);
 		goto done;
 	}
-	if (!s->hello_done) {
-		session_send_error(s, req->id, MOED__STATUS__FAILED_PRECONDITION,
-				   "the first request must be hello (protocol version %u)",
-				   MOED_PROTOCOL_VERSION);
+	k = request_kind_of(req->body_case);
+	if (!k || (size_t)req->body_case >= sizeof(handlers) / sizeof(handlers[0]) ||
+	    !handlers[req->body_case]) {
+		reply_error(&to, MOED__STATUS__UNIMPLEMENTED, "unknown request type %d",
+			    (int)req->body_case);
 		goto done;
 	}
-	switch (req->body_case) {
-	case MOED__REQUEST__BODY_STATUS:
-	case MOED__REQUEST__BODY_PLUGINS:
-	case MOED__REQUEST__BODY_MODEL:
-		do_info(s, req);
-		break;
-	case MOED__REQUEST__BODY_INFER:
-	case MOED__REQUEST__BODY_ROUTE:
-		do_tensor(s, req);
-		return;         /* owns req */
-	case MOED__REQUEST__BODY_ROUTER_SET:
-	case MOED__REQUEST__BODY_ROUTER_SHOW:
-	case MOED__REQUEST__BODY_EXPERT_SET:
-	case MOED__REQUEST__BODY_STATS:
-	case MOED__REQUEST__BODY_BIAS:
-	case MOED__REQUEST__BODY_RELOAD:
-		admin_handle(s, req);
-		break;
-	default:
-		session_send_error(s, req->id, MOED__STATUS__UNIMPLEMENTED,
-				   "unknown request type %d", (int)req->body_case);
-		break;
+	if (needs_admin(k, req) && !service_caller_is_admin(svc, c)) {
+		log_warn("admin: %s from uid %u pid %d denied: not an admin peer", k->name,
+			 (unsigned)c->uid, (int)c->pid);
+		reply_error(&to, MOED__STATUS__PERMISSION_DENIED,
+			    "%s needs uid 0 or membership of admin_group", k->name);
+		goto done;
 	}
+	if (handlers[req->body_case](svc, c, &to, req))
+		return;         /* the handler keeps req */
 done:
 	moed__request__free_unpacked(req, NULL);
+}
+
+int handle_hello(struct service *svc, struct caller *c, const struct reply_to *to,
+		 Moed__Request *req)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__HelloResponse hello = MOED__HELLO_RESPONSE__INIT;
+	unsigned v = protocol_negotiate(req->hello);
+
+	(void)svc;
+	if (v == 0) {
+		reply_error(to, MOED__STATUS__FAILED_PRECONDITION,
+			    "protocol version %u not supported; this moed speaks versions %u..%u",
+			    req->hello->protocol_version, MOED_PROTOCOL_VERSION_MIN,
+			    MOED_PROTOCOL_VERSION);
+		return 0;
+	}
+	c->hello_done = 1;
+	c->protocol = v;
+	log_debug("session %llu: hello from '%s', protocol %u", (unsigned long long)c->session,
+		  req->hello->client ? req->hello->client : "?", v);
+	hello.protocol_version = v;
+	hello.server_version = PACKAGE_VERSION;
+	resp.body_case = MOED__RESPONSE__BODY_HELLO;
+	resp.hello = &hello;
+	reply_ok(to, &resp);
+	return 0;
 }

@@ -1,7 +1,8 @@
 /*
- * Request dispatch: decode one frame into a Request, enforce the handshake and
- * per-connection limits, answer descriptive requests on the loop thread, and
- * send inference/routing work to the worker pool.
+ * Request dispatch: decode one frame into a Request (with a byte budget),
+ * enforce the handshake, look its kind up in the request table
+ * (proto/requests.def), check the caller may use it, and hand it to the kind's
+ * handler.  Every request gets exactly one answer with its id.
  */
 #ifndef MOED_DISPATCH_H
 #define MOED_DISPATCH_H
@@ -9,10 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct session;
+#include "daemon/reply.h"
 
-#define MOED_PROTOCOL_VERSION 1u
+struct caller;
+struct service;
 
-void dispatch_frame(struct session *s, const uint8_t *frame, size_t len);
+/* `to` carries the peer (its id is set here from the request). */
+void dispatch_frame(struct service *svc, struct caller *c, const struct reply_to *to,
+		    const uint8_t *frame, size_t len);
 
 #endif

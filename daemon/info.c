@@ -1,8 +1,12 @@
 /*
- * Descriptive replies.  Loaded plugins are the distinct generations bound to any
- * layer (a swap of one layer makes two generations of a router live at once);
- * available plugins come from scanning the plugin directory, reading each
- * descriptor without calling into the plugin.
+ * The descriptive handlers: status, model, plugins.  Loaded plugins are the
+ * distinct generations bound to any layer (a swap of one layer makes two
+ * generations of a router live at once).  Available plugins come from
+ * scanning the plugin directory, which reads files and may dlopen the ones
+ * that pass the loader's ownership and permission checks (never the others):
+ * that runs on libuv's thread pool, never on the loop, and the loader caches
+ * what it learnt per file identity, so a client looping `moectl plugins`
+ * cannot stall other clients.  Reply arrays live in an arena.
  */
 #include "config.h"
 
@@ -12,30 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/arena.h"
+#include "daemon/batch.h"
+#include "daemon/conf.h"
 #include "daemon/engine.h"
-#include "daemon/info.h"
 #include "daemon/loader.h"
 #include "daemon/pool.h"
-#include "daemon/server.h"
-
-static void *mem_alloc(struct info_mem *mem, size_t n, size_t size)
-{
-	void *p;
-
-	if (mem->n == sizeof(mem->ptrs) / sizeof(mem->ptrs[0]))
-		return NULL;
-	p = calloc(n ? n : 1, size);
-	if (p)
-		mem->ptrs[mem->n++] = p;
-	return p;
-}
-
-void info_mem_release(struct info_mem *mem)
-{
-	for (unsigned i = 0; i < mem->n; i++)
-		free(mem->ptrs[i]);
-	mem->n = 0;
-}
+#include "daemon/service.h"
 
 static Moed__DType wire_dtype(uint32_t dtype)
 {
@@ -47,10 +34,10 @@ static Moed__DType wire_dtype(uint32_t dtype)
 	}
 }
 
-int info_model(const struct engine *e, Moed__ModelInfo *ret, struct info_mem *mem)
+static int model_info(const struct engine *e, Moed__ModelInfo *ret, struct arena *a)
 {
 	const struct moed_model *m = e->model;
-	uint32_t *layers = mem_alloc(mem, m->n_layers, sizeof(uint32_t));
+	uint32_t *layers = arena_alloc(a, m->n_layers, sizeof(uint32_t));
 
 	if (!layers)
 		return -ENOMEM;
@@ -91,13 +78,13 @@ static void fill_loaded(Moed__PluginInfo *pi, const struct plugin_gen *g)
 	pi->path = g->path;
 }
 
-int info_loaded_plugins(const struct engine *e, Moed__PluginInfo ***ret_list, size_t *ret_n,
-			struct info_mem *mem)
+static int loaded_plugins(const struct engine *e, Moed__PluginInfo ***ret_list, size_t *ret_n,
+			  struct arena *a)
 {
 	size_t max = 2 * (size_t)e->n_layers, n = 0;
-	const struct plugin_gen **seen = mem_alloc(mem, max, sizeof(*seen));
-	Moed__PluginInfo *items = mem_alloc(mem, max, sizeof(*items));
-	Moed__PluginInfo **list = mem_alloc(mem, max, sizeof(*list));
+	const struct plugin_gen **seen = arena_alloc(a, max, sizeof(*seen));
+	Moed__PluginInfo *items = arena_alloc(a, max, sizeof(*items));
+	Moed__PluginInfo **list = arena_alloc(a, max, sizeof(*list));
 
 	if (!seen || !items || !list)
 		return -ENOMEM;
@@ -122,81 +109,171 @@ int info_loaded_plugins(const struct engine *e, Moed__PluginInfo ***ret_list, si
 	return 0;
 }
 
-int info_status(const struct server *srv, Moed__StatusResponse *ret, Moed__ModelInfo *model,
-		struct info_mem *mem)
+int handle_model(struct service *svc, struct caller *c, const struct reply_to *to,
+		 Moed__Request *req)
 {
-	int r;
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__ModelInfo model;
+	struct arena a = { 0 };
 
-	moed__status_response__init(ret);
-	r = info_model(srv->engine, model, mem);
-	if (r < 0)
-		return r;
-	r = info_loaded_plugins(srv->engine, &ret->plugins, &ret->n_plugins, mem);
-	if (r < 0)
-		return r;
-	ret->version = PACKAGE_VERSION;
-	ret->uptime_ms = uv_now(srv->loop) - srv->start_ms;
-	ret->model = model;
-	ret->requests_served = srv->requests_served;
-	ret->tokens_served = srv->tokens_served;
-	ret->connections = srv->n_sessions;
-	ret->workers = pool_threads(srv->pool);
-	ret->pid = (uint32_t)getpid();
+	(void)c;
+	(void)req;
+	if (model_info(svc->engine, &model, &a) < 0) {
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+	} else {
+		resp.body_case = MOED__RESPONSE__BODY_MODEL;
+		resp.model = &model;
+		reply_ok(to, &resp);
+	}
+	arena_release(&a);
 	return 0;
 }
 
-struct scan_acc {
-	struct info_mem *mem;
-	size_t n, cap;
-	Moed__PluginInfo *items;
-	struct plugin_probe *probes;
-	char (*paths)[512];
+int handle_status(struct service *svc, struct caller *c, const struct reply_to *to,
+		  Moed__Request *req)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__StatusResponse st = MOED__STATUS_RESPONSE__INIT;
+	const struct batch_counters *bc = batcher_counters(svc->batcher);
+	Moed__ModelInfo model;
+	struct arena a = { 0 };
+
+	(void)c;
+	(void)req;
+	if (model_info(svc->engine, &model, &a) < 0 ||
+	    loaded_plugins(svc->engine, &st.plugins, &st.n_plugins, &a) < 0) {
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+		goto out;
+	}
+	st.version = PACKAGE_VERSION;
+	st.uptime_ms = uv_now(svc->loop) - svc->start_ms;
+	st.model = &model;
+	st.requests_served = bc->requests_served;
+	st.tokens_served = bc->tokens_served;
+	st.connections = svc->connections;
+	st.workers = pool_threads(svc->pool);
+	st.pid = (uint32_t)getpid();
+	st.health = (char *)svc->health;
+	st.has_timed_out = 1;
+	st.timed_out = bc->timed_out;
+	st.has_abandoned_calls = 1;
+	st.abandoned_calls = pool_abandoned(svc->pool);
+	resp.body_case = MOED__RESPONSE__BODY_STATUS_INFO;
+	resp.status_info = &st;
+	reply_ok(to, &resp);
+out:
+	arena_release(&a);
+	return 0;
+}
+
+/* ---- plugins: the directory scan runs on libuv's thread pool ---- */
+
+#define SCAN_MAX 256
+
+struct scan {
+	uv_work_t work;
+	struct service *svc;
+	struct reply_to to;
+	char *dir;
+	int rc;
+	size_t n;
+	struct plugin_probe probes[SCAN_MAX];
+	char paths[SCAN_MAX][512];
 };
 
 static void on_scanned(const char *path, const struct plugin_probe *p, void *arg)
 {
-	struct scan_acc *a = arg;
+	struct scan *s = arg;
 
-	if (a->n == a->cap)
+	if (s->n == SCAN_MAX)
 		return;
-	a->probes[a->n] = *p;
-	snprintf(a->paths[a->n], sizeof(a->paths[0]), "%s", path);
-	a->n++;
+	s->probes[s->n] = *p;
+	snprintf(s->paths[s->n], sizeof(s->paths[0]), "%s", path);
+	s->n++;
 }
 
-int info_plugins(const struct server *srv, Moed__PluginsResponse *ret, struct info_mem *mem)
+static void scan_work(uv_work_t *w)
 {
-	struct scan_acc a = { .mem = mem, .cap = 256 };
-	Moed__PluginInfo **list;
-	int r;
+	struct scan *s = w->data;
 
-	moed__plugins_response__init(ret);
-	r = info_loaded_plugins(srv->engine, &ret->loaded, &ret->n_loaded, mem);
-	if (r < 0)
-		return r;
-	a.items = mem_alloc(mem, a.cap, sizeof(*a.items));
-	a.probes = mem_alloc(mem, a.cap, sizeof(*a.probes));
-	a.paths = mem_alloc(mem, a.cap, sizeof(*a.paths));
-	list = mem_alloc(mem, a.cap, sizeof(*list));
-	if (!a.items || !a.probes || !a.paths || !list)
+	s->rc = loader_scan(s->dir, on_scanned, s);
+}
+
+static int plugins_reply(struct scan *s, struct arena *a)
+{
+	Moed__Response resp = MOED__RESPONSE__INIT;
+	Moed__PluginsResponse pr = MOED__PLUGINS_RESPONSE__INIT;
+	Moed__PluginInfo *items = arena_alloc(a, s->n, sizeof(*items));
+	Moed__PluginInfo **list = arena_alloc(a, s->n, sizeof(*list));
+
+	if (!items || !list || loaded_plugins(s->svc->engine, &pr.loaded, &pr.n_loaded, a) < 0)
 		return -ENOMEM;
-	ret->plugin_dir = srv->engine->plugin_dir;
-	r = loader_scan(srv->engine->plugin_dir, on_scanned, &a);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < a.n; i++) {
-		Moed__PluginInfo *pi = &a.items[i];
+	pr.plugin_dir = s->dir;
+	for (size_t i = 0; i < s->n; i++) {
+		Moed__PluginInfo *pi = &items[i];
 		moed__plugin_info__init(pi);
-		pi->name = a.probes[i].name;
-		pi->kind = (char *)loader_kind_name(a.probes[i].kind);
-		pi->abi_version = a.probes[i].abi_version;
-		pi->description = a.probes[i].description;
-		pi->path = a.paths[i];
-		if (a.probes[i].error[0])
-			pi->error = a.probes[i].error;
+		pi->name = s->probes[i].name;
+		pi->kind = (char *)loader_kind_name(s->probes[i].kind);
+		pi->abi_version = s->probes[i].abi_version;
+		pi->description = s->probes[i].description;
+		pi->path = s->paths[i];
+		if (s->probes[i].error[0])
+			pi->error = s->probes[i].error;
 		list[i] = pi;
 	}
-	ret->available = list;
-	ret->n_available = a.n;
+	pr.available = list;
+	pr.n_available = s->n;
+	resp.body_case = MOED__RESPONSE__BODY_PLUGINS;
+	resp.plugins = &pr;
+	reply_ok(&s->to, &resp);
+	return 0;
+}
+
+static void scan_done(uv_work_t *w, int status)
+{
+	struct scan *s = w->data;
+	struct arena a = { 0 };
+
+	if (status < 0 || s->rc < 0)
+		reply_error(&s->to, MOED__STATUS__INTERNAL, "cannot list plugin directory '%s': %s",
+			    s->dir, status < 0 ? uv_strerror(status) : strerror(-s->rc));
+	else if (plugins_reply(s, &a) < 0)
+		reply_error(&s->to, MOED__STATUS__INTERNAL, "out of memory");
+	arena_release(&a);
+	reply_release(&s->to);
+	free(s->dir);
+	free(s);
+}
+
+int handle_plugins(struct service *svc, struct caller *c, const struct reply_to *to,
+		   Moed__Request *req)
+{
+	struct scan *s;
+	int r;
+
+	(void)req;
+	if (c->inflight >= svc->cfg->max_inflight_per_conn) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED,
+			    "busy: %u requests in flight on this connection (max_inflight_per_conn)",
+			    c->inflight);
+		return 0;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->dir = strdup(svc->engine->plugin_dir))) {
+		free(s);
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+		return 0;
+	}
+	s->svc = svc;
+	s->to = *to;
+	s->work.data = s;
+	reply_hold(&s->to);
+	r = uv_queue_work(svc->loop, &s->work, scan_work, scan_done);
+	if (r < 0) {
+		reply_error(to, MOED__STATUS__INTERNAL, "cannot list plugins: %s", uv_strerror(r));
+		reply_release(&s->to);
+		free(s->dir);
+		free(s);
+	}
 	return 0;
 }

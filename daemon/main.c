@@ -11,7 +11,6 @@
 #include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 
 #include "daemon/batch.h"
 #include "daemon/conf.h"
+#include "daemon/service.h"
 #include "daemon/engine.h"
 #include "daemon/host.h"
 #include "daemon/loader.h"
@@ -49,12 +49,35 @@ struct daemon_ctx {
 	struct moed_config cfg;
 	struct engine *engine;
 	struct pool *pool;
+	struct service svc;
 	struct server srv;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t watchdog, deadline, save;
+	uv_timer_t watchdog, deadline, last_word, save, expiry;
 	int have_watchdog;
 	int exit_code;
 };
+
+/* Signals that arrive before the loop handles them (while the model loads):
+ * remembered here and acted on once it does, instead of killing moed. */
+static volatile sig_atomic_t early_stop, early_hup;
+
+static void on_early_signal(int signum)
+{
+	if (signum == SIGHUP)
+		early_hup = signum;
+	else
+		early_stop = signum;
+}
+
+static void catch_early_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_early_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
 
 static void usage(FILE *f)
 {
@@ -185,17 +208,26 @@ static void on_pool_closed(void *arg)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	uv_close((uv_handle_t *)&d->deadline, NULL);
+	uv_close((uv_handle_t *)&d->last_word, NULL);
 	uv_close((uv_handle_t *)&d->save, NULL);
+	uv_close((uv_handle_t *)&d->expiry, NULL);
 	if (d->have_watchdog)
 		uv_close((uv_handle_t *)&d->watchdog, NULL);
+}
+
+static int svc_save_state(struct service *svc, char *err, size_t errlen)
+{
+	struct daemon_ctx *d = svc->loop->data;
+
+	return state_save(d->engine, d->cfg.state_dir, err, errlen);
 }
 
 static void save_state(struct daemon_ctx *d)
 {
 	char err[512];
 
-	if (state_save(d->engine, d->cfg.state_dir, err, sizeof(err)) < 0)
-		log_warn("%s", err);
+	if (svc_save_state(&d->svc, err, sizeof(err)) < 0)
+		log_warn("%s; the router state was not saved", err);
 }
 
 static void on_save_timer(uv_timer_t *t)
@@ -203,31 +235,78 @@ static void on_save_timer(uv_timer_t *t)
 	save_state(t->data);
 }
 
+static void arm_save_timer(struct daemon_ctx *d)
+{
+	uint64_t ms = d->cfg.state_save_interval_s * 1000ull;
+
+	uv_timer_stop(&d->save);
+	if (ms)
+		uv_timer_start(&d->save, on_save_timer, ms, ms);
+}
+
 static void on_drained(struct server *srv)
 {
-	struct daemon_ctx *d = srv->loop->data;
+	struct daemon_ctx *d = srv->svc->loop->data;
 
 	log_info("moed: all requests finished");
-	batch_release(srv);
+	batcher_free(d->svc.batcher);
+	d->svc.batcher = NULL;
 	host_set_pool(NULL);
 	save_state(d);
 	uv_timer_stop(&d->deadline);
+	uv_timer_stop(&d->last_word);
+	if (pool_abandoned(d->pool) > 0) {
+		log_err("moed: %u compute calls never returned; exiting with an error (their threads are left behind)",
+			pool_abandoned(d->pool));
+		d->exit_code = 1;
+	}
 	pool_shutdown(d->pool, on_pool_closed, d);
+}
+
+/* Stuck compute calls: answered DEADLINE_EXCEEDED and written off; when a
+ * worker cannot be replaced, stop pinging the watchdog so systemd restarts us. */
+static void on_expiry(uv_timer_t *t)
+{
+	struct daemon_ctx *d = t->data;
+
+	if (!d->svc.batcher)
+		return;
+	batch_expire(d->svc.batcher, d->srv.stopping && !uv_is_active((uv_handle_t *)&d->deadline)
+					     ? 0 : d->cfg.compute_timeout_ms);
+	if (pool_degraded(d->pool) && !d->svc.health) {
+		d->svc.health = "degraded: a worker stuck in a compute call could not be replaced; "
+				"the watchdog is no longer pinged, so the service manager restarts moed";
+		log_err("moed: %s", d->svc.health);
+		notify_sendf("STATUS=%s", d->svc.health);
+	}
+}
+
+/* The shutdown deadline passed 500 ms ago and work is still held: give up. */
+static void on_last_word(uv_timer_t *t)
+{
+	struct daemon_ctx *d = t->data;
+
+	log_err("moed: shutdown did not finish within shutdown_timeout_ms %u ms; exiting with work abandoned",
+		d->cfg.shutdown_timeout_ms);
+	save_state(d);
+	notify_send("STATUS=Stopped with work abandoned");
+	_exit(1);
 }
 
 static void on_deadline(uv_timer_t *t)
 {
 	struct daemon_ctx *d = t->data;
 
-	log_warn("moed: shutdown deadline of %u ms passed; closing remaining connections",
+	log_warn("moed: shutdown deadline of %u ms passed; closing remaining connections and writing off running calls",
 		 d->cfg.shutdown_timeout_ms);
+	uv_timer_start(&d->last_word, on_last_word, 500, 0);
 	server_close_all(&d->srv);
+	if (d->svc.batcher)
+		batch_expire(d->svc.batcher, 0);
 }
 
-static void on_stop_signal(uv_signal_t *h, int signum)
+static void start_stop(struct daemon_ctx *d, int signum)
 {
-	struct daemon_ctx *d = h->data;
-
 	if (d->srv.stopping)
 		return;
 	log_notice("moed: %s received; stopping (in-flight requests finish first)",
@@ -237,37 +316,90 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	server_stop(&d->srv);
 }
 
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+	start_stop(h->data, signum);
+}
+
 static uint64_t monotonic_usec(void)
 {
-	struct timespec ts;
+	return uv_hrtime() / 1000u;
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+/* Apply a planned reload: prepare both plugin swaps, then commit everything
+ * or nothing. */
+static int apply_reload(struct daemon_ctx *d, struct moed_config *next,
+			struct reload_result *res, char *err, size_t errlen)
+{
+	struct engine_swap *rs = NULL, *es = NULL;
+	struct reload_plan plan;
+	int r;
+
+	r = reload_plan(&d->cfg, next, &plan);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot compare the configurations: %s", strerror(-r));
+		return r;
+	}
+	if (plan.router) {
+		const char *name = next->router ? next->router : model_default_router(d->engine->model);
+		r = engine_prepare(d->engine, MOED_PLUGIN_ROUTER, name, next->router_params.p,
+				   next->router_params.n, -1, &rs, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (plan.expert) {
+		r = engine_prepare(d->engine, MOED_PLUGIN_EXPERT, next->expert, next->expert_params.p,
+				   next->expert_params.n, -1, &es, err, errlen);
+		if (r < 0) {
+			engine_swap_free(rs);
+			return r;
+		}
+	}
+	/* nothing can fail from here on */
+	if (rs)
+		engine_commit(d->engine, rs);
+	if (es)
+		engine_commit(d->engine, es);
+	reload_commit(&d->cfg, next, &plan);
+	log_set_level(d->cfg.log_level);
+	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
+	if (reload_plan_changed(&plan, "daemon", "state_save_interval_s"))
+		arm_save_timer(d);
+	reload_plan_result(&plan, res);
+	return 0;
 }
 
 /* Re-read the config file with the command-line flags on top and apply it. */
-static int do_reload(struct server *srv, struct reload_result *res, char *err, size_t errlen)
+static int do_reload(struct service *svc, struct reload_result *res, char *err, size_t errlen)
 {
-	struct daemon_ctx *d = srv->loop->data;
+	struct daemon_ctx *d = svc->loop->data;
 	struct moed_config next;
+	char serr[384];
 	int r;
 
+	memset(res, 0, sizeof(*res));
 	notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading configuration",
 		     (unsigned long long)monotonic_usec());
 	r = build_config(&d->cli, &next, err, errlen);
 	if (r == 0) {
-		save_state(d);
-		r = reload_apply(&d->cfg, &next, d->engine, res, err, errlen);
+		if (svc_save_state(svc, serr, sizeof(serr)) < 0)
+			log_warn("%s; the router state was not saved", serr);
+		r = apply_reload(d, &next, res, err, errlen);
 	}
 	config_release(&next);
 	if (r < 0) {
-		log_err("reload: %s; the previous configuration stays", err);
+		log_err("reload: %s; nothing changed", err);
 	} else {
 		log_notice("reload: done (%zu changes applied, %zu need a restart)", res->n_applied,
 			   res->n_restart);
 		for (size_t i = 0; i < res->n_restart; i++)
 			log_warn("reload: '%s' changed; it takes effect at the next restart",
 				 res->restart[i]);
+		if (svc_save_state(svc, serr, sizeof(serr)) < 0) {
+			log_warn("%s; the router state was not saved", serr);
+			snprintf(res->warning, sizeof(res->warning),
+				 "warning: the router state was not saved: %s", serr);
+		}
 	}
 	notify_sendf("READY=1\nSTATUS=Serving on %s%s", d->cfg.socket_path,
 		     r < 0 ? " (last reload failed)" : "");
@@ -280,8 +412,9 @@ static void on_hup(uv_signal_t *h, int signum)
 	struct reload_result res;
 	char err[512];
 
+	(void)signum;
 	log_notice("moed: SIGHUP: reloading the configuration");
-	do_reload(&d->srv, &res, err, sizeof(err));
+	do_reload(&d->svc, &res, err, sizeof(err));
 }
 
 static int socket_gid(const struct moed_config *cfg, gid_t *ret, char *err, size_t errlen)
@@ -322,7 +455,10 @@ static int start_listeners(struct daemon_ctx *d, char *err, size_t errlen)
 
 static void on_watchdog(uv_timer_t *t)
 {
-	notify_send("WATCHDOG=1");
+	struct daemon_ctx *d = t->data;
+
+	if (!d->svc.health)
+		notify_send("WATCHDOG=1");
 }
 
 static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
@@ -334,18 +470,21 @@ static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
 			      d->cfg.router_params.n, -1, err, errlen);
 	if (r < 0)
 		return r;
-	return engine_set_plugin(d->engine, MOED_PLUGIN_EXPERT, d->cfg.expert,
-				 d->cfg.expert_params.p, d->cfg.expert_params.n, -1, err, errlen);
+	r = engine_set_plugin(d->engine, MOED_PLUGIN_EXPERT, d->cfg.expert,
+			      d->cfg.expert_params.p, d->cfg.expert_params.n, -1, err, errlen);
+	if (r < 0)
+		return r;
+	/* the routers bound at run time before the last stop, if the file has them */
+	if (state_restore_routers(d->engine, d->cfg.state_dir, router, d->cfg.router_params.p,
+				  d->cfg.router_params.n, err, errlen) < 0)
+		log_warn("%s; serving the configured router", err);
+	return 0;
 }
 
-static int run(struct daemon_ctx *d)
+static int load_model(struct daemon_ctx *d, const char *source, char *err, size_t errlen)
 {
 	struct moed_model *model;
-	char err[512];
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned workers = d->cfg.workers ? d->cfg.workers : (unsigned)(ncpu > 0 ? ncpu : 1);
-	const char *source = d->cfg.model_path ? d->cfg.model_path : "synthetic:S0";
-	uint64_t wd;
+	struct rusage ru;
 	int r;
 
 	/* loading big weights can outlast TimeoutStartSec: ask for more time */
@@ -354,12 +493,9 @@ static int run(struct daemon_ctx *d)
 	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
 	uint32_t want = !d->cfg.expert_weights ? 0
 			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
-	r = model_load_as(source, want, &model, err, sizeof(err));
-	if (r < 0) {
-		log_err("model: %s", err);
+	r = model_load_as(source, want, &model, err, errlen);
+	if (r < 0)
 		return r;
-	}
-	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, "
 		 "%llu bytes (%llu served from the mapped files), peak RSS while loading %ld MiB",
@@ -367,10 +503,65 @@ static int run(struct daemon_ctx *d)
 		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16" : "fp32",
 		 (unsigned long long)model->weight_bytes, (unsigned long long)model->mapped_bytes,
 		 ru.ru_maxrss / 1024);
-	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
 	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)
+		snprintf(err, errlen, "engine: %s", strerror(-r));
+	return r;
+}
+
+static void start_timers(struct daemon_ctx *d)
+{
+	uint64_t wd = notify_watchdog_usec();
+	uv_timer_t *timers[] = { &d->deadline, &d->last_word, &d->save, &d->expiry };
+
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+		uv_timer_init(d->loop, timers[i]);
+		timers[i]->data = d;
+	}
+	uv_signal_init(d->loop, &d->sig_term);
+	uv_signal_init(d->loop, &d->sig_int);
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	arm_save_timer(d);
+	uv_timer_start(&d->expiry, on_expiry, 100, 100);
+	if (wd > 0) {
+		d->have_watchdog = 1;
+		uv_timer_init(d->loop, &d->watchdog);
+		d->watchdog.data = d;
+		uv_timer_start(&d->watchdog, on_watchdog, wd / 2000, wd / 2000);
+	}
+}
+
+static void start_signals(struct daemon_ctx *d)
+{
+	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
+	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
+	if (early_hup) {
+		log_notice("moed: SIGHUP during start-up: reloading the configuration now");
+		on_hup(&d->sig_hup, SIGHUP);
+	}
+	if (early_stop)
+		start_stop(d, early_stop);
+}
+
+static int run(struct daemon_ctx *d)
+{
+	char err[512];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = d->cfg.workers ? d->cfg.workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+	const char *source = d->cfg.model_path ? d->cfg.model_path : "synthetic:S0";
+	int r;
+
+	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
+	r = load_model(d, source, err, sizeof(err));
+	if (r < 0) {
+		log_err("model: %s", err);
 		return r;
+	}
+	r = state_cleanup(d->cfg.state_dir);
+	if (r > 0)
+		log_info("state: removed %d stale temporary files from '%s'", r, d->cfg.state_dir);
 	r = state_load(d->engine, d->cfg.state_dir, err, sizeof(err));
 	if (r < 0 && r != -ENOENT)
 		log_warn("%s", err);
@@ -385,38 +576,26 @@ static int run(struct daemon_ctx *d)
 		return r;
 	}
 	host_set_pool(d->pool);
-	server_init(&d->srv, d->loop, &d->cfg, d->engine, d->pool);
+	d->svc = (struct service){ .loop = d->loop, .cfg = &d->cfg, .engine = d->engine,
+				   .pool = d->pool, .start_ms = uv_now(d->loop),
+				   .reload = do_reload, .save_state = svc_save_state };
+	r = batcher_new(&d->svc, &d->svc.batcher);
+	if (r < 0) {
+		log_err("batch: %s", strerror(-r));
+		return r;
+	}
+	server_init(&d->srv, &d->svc);
 	d->srv.on_drained = on_drained;
-	d->srv.reload = do_reload;
+	start_timers(d);
 	r = start_listeners(d, err, sizeof(err));
 	if (r < 0) {
-		d->srv.on_drained = NULL;
-		server_stop(&d->srv);
 		log_err("%s", err);
-		pool_shutdown(d->pool, NULL, NULL);
+		d->exit_code = 1;
+		server_stop(&d->srv);   /* drains at once: on_drained shuts the rest */
 		uv_run(d->loop, UV_RUN_DEFAULT);
 		return r;
 	}
-	uv_signal_init(d->loop, &d->sig_term);
-	uv_signal_init(d->loop, &d->sig_int);
-	uv_signal_init(d->loop, &d->sig_hup);
-	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
-	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
-	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
-	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
-	uv_timer_init(d->loop, &d->deadline);
-	d->deadline.data = d;
-	uv_timer_init(d->loop, &d->save);
-	d->save.data = d;
-	if (d->cfg.state_save_interval_s)
-		uv_timer_start(&d->save, on_save_timer, d->cfg.state_save_interval_s * 1000ull,
-			       d->cfg.state_save_interval_s * 1000ull);
-	wd = notify_watchdog_usec();
-	if (wd > 0) {
-		d->have_watchdog = 1;
-		uv_timer_init(d->loop, &d->watchdog);
-		uv_timer_start(&d->watchdog, on_watchdog, wd / 2000, wd / 2000);
-	}
+	start_signals(d);
 	log_notice("moed: serving on '%s' with %u workers", d->cfg.socket_path, workers);
 	notify_sendf("READY=1\nSTATUS=Serving %s on %s", source, d->cfg.socket_path);
 	uv_run(d->loop, UV_RUN_DEFAULT);
@@ -430,6 +609,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int r;
 
+	catch_early_signals();
 	if (parse_cli(argc, argv, &d.cli) < 0)
 		return 2;
 	r = build_config(&d.cli, &d.cfg, err, sizeof(err));
@@ -449,8 +629,12 @@ int main(int argc, char **argv)
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	r = run(&d);
-	engine_free(d.engine);
-	uv_loop_close(d.loop);
+	if (d.exit_code == 0) {
+		/* after abandoned calls, plugin threads may still be inside the
+		 * engine's bindings: leave them mapped and just exit */
+		engine_free(d.engine);
+		uv_loop_close(d.loop);
+	}
 	config_release(&d.cfg);
-	return r < 0 ? 1 : 0;
+	return r < 0 || d.exit_code ? 1 : 0;
 }

@@ -15,14 +15,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/conf.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
-#include "daemon/session.h"
+#include "daemon/service.h"
+
+static void check_drained(struct server *srv);
 
 static void on_sweep(uv_timer_t *t)
 {
 	struct server *srv = t->data;
-	uint64_t now = uv_now(srv->loop);
+	uint64_t now = uv_now(srv->svc->loop);
 
 	for (struct session *s = srv->sessions, *next; s; s = next) {
 		next = s->next;
@@ -30,16 +33,53 @@ static void on_sweep(uv_timer_t *t)
 	}
 }
 
-void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
-		 struct engine *engine, struct pool *pool)
+static void on_session_changed(void *arg, struct session *s, int gone)
+{
+	struct server *srv = arg;
+
+	if (gone) {
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			srv->sessions = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+		srv->svc->connections--;
+	}
+	check_drained(srv);
+}
+
+/* Over the buffered budget: close the sessions holding the most (the asking
+ * one included) until `need` more bytes fit. */
+static int on_shed(void *arg, struct session *asking, uint64_t need)
+{
+	struct server *srv = arg;
+	uint64_t budget = config_buffered_budget(srv->svc->cfg);
+
+	while (srv->svc->buffered_bytes + need > budget) {
+		struct session *hog = NULL;
+		for (struct session *s = srv->sessions; s; s = s->next)
+			if (!s->closing && (!hog || session_buffered(s) > session_buffered(hog)))
+				hog = s;
+		if (!hog || session_buffered(hog) == 0)
+			return -ENOBUFS;
+		log_warn("session %llu (uid %u pid %d): holds %llu of the %llu buffered bytes; over max_buffered_bytes %llu, dropping it",
+			 (unsigned long long)hog->caller.session, (unsigned)hog->caller.uid,
+			 (int)hog->caller.pid, (unsigned long long)session_buffered(hog),
+			 (unsigned long long)srv->svc->buffered_bytes, (unsigned long long)budget);
+		session_close(hog);
+		if (hog == asking)
+			return -ENOBUFS;
+	}
+	return 0;
+}
+
+void server_init(struct server *srv, struct service *svc)
 {
 	memset(srv, 0, sizeof(*srv));
-	srv->loop = loop;
-	srv->cfg = cfg;
-	srv->engine = engine;
-	srv->pool = pool;
-	srv->start_ms = uv_now(loop);
-	uv_timer_init(loop, &srv->sweep);
+	srv->svc = svc;
+	srv->owner = (struct session_owner){ on_session_changed, on_shed, srv };
+	uv_timer_init(svc->loop, &srv->sweep);
 	srv->sweep.data = srv;
 	uv_timer_start(&srv->sweep, on_sweep, 1000, 1000);
 }
@@ -47,15 +87,36 @@ void server_init(struct server *srv, uv_loop_t *loop, struct moed_config *cfg,
 static void on_connection(uv_stream_t *stream, int status)
 {
 	struct listener *l = stream->data;
+	struct server *srv = l->srv;
+	struct session *s = NULL;
+	char msg[128];
 	int r;
 
 	if (status < 0) {
 		log_warn("server: accept: %s", uv_strerror(status));
 		return;
 	}
-	r = session_accept(l->srv, stream, l->admin);
-	if (r < 0)
+	r = session_accept(srv->svc, &srv->owner, stream, l->admin, &s);
+	if (!s) {
 		log_warn("server: cannot accept a connection: %s", uv_strerror(r));
+		return;
+	}
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->svc->connections++;
+	if (r < 0) {
+		log_warn("server: cannot accept a connection: %s", uv_strerror(r));
+		session_close(s);
+	} else if (srv->svc->connections > srv->svc->cfg->max_connections) {
+		log_warn("session %llu (uid %u pid %d): over max_connections %u; refused",
+			 (unsigned long long)s->caller.session, (unsigned)s->caller.uid,
+			 (int)s->caller.pid, srv->svc->cfg->max_connections);
+		snprintf(msg, sizeof(msg), "too many connections (max_connections %u)",
+			 srv->svc->cfg->max_connections);
+		session_refuse(s, MOED__STATUS__RESOURCE_EXHAUSTED, msg);
+	}
 }
 
 /* Is somebody answering on path?  Then it is not stale. */
@@ -115,7 +176,7 @@ int server_listen(struct server *srv, int which, int fd, const char *path, unsig
 	struct listener *l = &srv->listeners[which];
 	int r;
 
-	r = uv_pipe_init(srv->loop, &l->pipe, 0);
+	r = uv_pipe_init(srv->svc->loop, &l->pipe, 0);
 	if (r < 0) {
 		snprintf(err, errlen, "server: %s", uv_strerror(r));
 		return r;
@@ -147,12 +208,15 @@ int server_listen(struct server *srv, int which, int fd, const char *path, unsig
 	return r;
 }
 
-void server_check_drained(struct server *srv)
+/* Stopping: once the listeners are closed and no session has work, close the
+ * idle ones; the last close reports "drained".  A session whose request is
+ * stuck in a written-off call is not busy (the batcher released it). */
+static void check_drained(struct server *srv)
 {
 	if (!srv->stopping || srv->listeners[0].active || srv->listeners[1].active)
 		return;
 	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s->inflight > 0 || s->writes_pending > 0)
+		if (session_busy(s))
 			return;
 	/* idle sessions: close them; their close callbacks come back here */
 	for (struct session *s = srv->sessions; s; s = s->next)
@@ -169,7 +233,7 @@ static void on_listener_closed(uv_handle_t *h)
 	struct listener *l = h->data;
 
 	l->active = 0;
-	server_check_drained(l->srv);
+	check_drained(l->srv);
 }
 
 void server_stop(struct server *srv)
@@ -177,6 +241,7 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = 1;
+	srv->svc->stopping = 1;
 	uv_close((uv_handle_t *)&srv->sweep, NULL);
 	for (int i = 0; i < 2; i++) {
 		struct listener *l = &srv->listeners[i];
@@ -186,7 +251,7 @@ void server_stop(struct server *srv)
 			unlink(l->path);
 		uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
 	}
-	server_check_drained(srv);
+	check_drained(srv);
 }
 
 void server_close_all(struct server *srv)

@@ -2,14 +2,23 @@
  * Client sessions.  Reads go into one loop-wide buffer (the loop thread handles
  * one read at a time) and through the session's frame reader; every complete
  * frame is dispatched at once.  A framing error is answered with a status and
- * the connection is closed after that reply is written.  Writes are one
- * uv_write per reply with the packed frame freed in the callback.
+ * the connection is closed after that answer is written.  Writes are one
+ * uv_write per answer with the packed frame freed in the callback.  The
+ * session is the reply interface's peer (session_reply_ops).
  *
- * Back-pressure: a client that does not read its replies stops being read once
- * its unsent bytes pass write_high_water (so it cannot queue more work), is read
- * again below half of that, and is dropped past write_hard_cap.  A silent
- * connection is closed after idle_timeout_ms, and a frame whose first byte came
- * in must be complete within frame_timeout_ms.
+ * Bounds on what one client can make the daemon hold:
+ * - a client that does not read its answers stops being read once its unsent
+ *   bytes pass write_high_water (so it cannot queue more work), is read again
+ *   below half of that, is dropped past write_hard_cap, and is dropped when no
+ *   write completed for write_timeout_ms;
+ * - all unsent answers and partially received frames of all clients share one
+ *   budget, [limits] max_buffered_bytes: what does not fit makes the owner shed
+ *   the sessions holding the most (a frame that still does not fit is refused
+ *   before its body is allocated);
+ * - a silent connection is closed after idle_timeout_ms, and a frame whose
+ *   first byte came in must be complete within frame_timeout_ms.
+ * A peer that half-closes (shutdown(SHUT_WR)) still gets the answers to what
+ * it sent; the session closes once they are written.
  */
 #include "config.h"
 
@@ -20,44 +29,77 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "daemon/conf.h"
 #include "daemon/dispatch.h"
 #include "daemon/log.h"
-#include "daemon/server.h"
 #include "daemon/session.h"
 
 struct write_req {
 	uv_write_t req;
+	struct session *s;
 	uint8_t *buf;
+	size_t len;
+	int charged;                    /* len counted in the buffered budget */
+	struct write_req *prev, *next;
 };
 
 static char read_buf[65536];
 static uint64_t session_ids;
 
+#define S_FMT "session %llu (uid %u pid %d)"
+#define S_ARGS(s) (unsigned long long)(s)->caller.session, (unsigned)(s)->caller.uid, \
+	(int)(s)->caller.pid
+
+uint64_t session_buffered(const struct session *s)
+{
+	return s->unsent + s->frame_charged;
+}
+
+int session_busy(const struct session *s)
+{
+	return s->caller.inflight > 0 || s->writes_pending > 0;
+}
+
+static void uncharge_frame(struct session *s)
+{
+	s->svc->buffered_bytes -= s->frame_charged;
+	s->frame_charged = 0;
+}
+
+/* Give back everything this session holds in the budget (it is closing). */
+static void uncharge_all(struct session *s)
+{
+	for (struct write_req *w = s->writes; w; w = w->next)
+		if (w->charged) {
+			w->charged = 0;
+			s->svc->buffered_bytes -= w->len;
+		}
+	s->unsent = 0;
+	uncharge_frame(s);
+}
+
 static void maybe_free(struct session *s)
 {
-	struct server *srv = s->srv;
-
-	if (!s->closed || s->inflight > 0 || s->writes_pending > 0)
+	if (!s->closed || session_busy(s)) {
+		if (!session_busy(s)) {
+			if (s->eof && !s->closing)
+				session_close(s);
+			else
+				s->owner->changed(s->owner->arg, s, 0);
+		}
 		return;
+	}
+	s->owner->changed(s->owner->arg, s, 1);
 	frame_reader_release(&s->reader);
 	free(s);
-	server_check_drained(srv);
 }
 
 static void on_closed(uv_handle_t *h)
 {
 	struct session *s = h->data;
-	struct server *srv = s->srv;
 
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	srv->n_sessions--;
 	s->closed = 1;
-	log_debug("session %llu: closed", (unsigned long long)s->id);
+	log_debug("session %llu: closed", (unsigned long long)s->caller.session);
 	maybe_free(s);
 }
 
@@ -66,11 +108,12 @@ void session_close(struct session *s)
 	if (s->closing)
 		return;
 	s->closing = 1;
+	uncharge_all(s);
 	uv_read_stop((uv_stream_t *)&s->pipe);
 	uv_close((uv_handle_t *)&s->pipe, on_closed);
 }
 
-void session_close_after_write(struct session *s)
+static void close_after_write(struct session *s)
 {
 	if (s->closing)
 		return;
@@ -81,61 +124,58 @@ void session_close_after_write(struct session *s)
 		s->close_after_write = 1;
 }
 
-void session_hold(struct session *s)
-{
-	s->inflight++;
-}
-
-void session_release(struct session *s)
-{
-	s->inflight--;
-	maybe_free(s);
-	/* the session may be gone now */
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
 
 static void check_backpressure(struct session *s)
 {
-	const struct moed_config *cfg = s->srv->cfg;
+	const struct moed_config *cfg = s->svc->cfg;
 	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe);
 
 	if (s->closing)
 		return;
 	if (queued > cfg->write_hard_cap) {
-		log_warn("session %llu (uid %u pid %d): %zu reply bytes unread, over write_hard_cap; dropping",
-			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, queued);
+		log_warn(S_FMT ": %zu answer bytes unread, over write_hard_cap; dropping", S_ARGS(s),
+			 queued);
 		session_close(s);
 	} else if (!s->read_paused && queued > cfg->write_high_water) {
-		log_info("session %llu (uid %u pid %d): slow reader, %zu reply bytes queued; pausing reads",
-			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, queued);
+		log_info(S_FMT ": slow reader, %zu answer bytes queued; pausing reads", S_ARGS(s),
+			 queued);
 		uv_read_stop((uv_stream_t *)&s->pipe);
 		s->read_paused = 1;
-	} else if (s->read_paused && queued < cfg->write_high_water / 2 && !s->close_after_write) {
+	} else if (s->read_paused && queued < cfg->write_high_water / 2 && !s->close_after_write &&
+		   !s->eof) {
 		s->read_paused = 0;
 		uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
 	}
 }
 
+static void send_error(struct session *s, Moed__Status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void session_sweep(struct session *s, uint64_t now_ms)
 {
-	const struct moed_config *cfg = s->srv->cfg;
+	const struct moed_config *cfg = s->svc->cfg;
 
-	if (s->closing || s->close_after_write)
+	if (s->closing)
 		return;
-	if (s->frame_start_ms && now_ms - s->frame_start_ms > cfg->frame_timeout_ms) {
-		log_warn("session %llu (uid %u pid %d): frame incomplete after %u ms; closing",
-			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid,
+	if (cfg->write_timeout_ms && s->writes_pending &&
+	    now_ms - s->write_progress_ms > cfg->write_timeout_ms) {
+		log_warn(S_FMT ": read none of its %llu unsent answer bytes for %u ms (write_timeout_ms); dropping",
+			 S_ARGS(s), (unsigned long long)s->unsent, cfg->write_timeout_ms);
+		session_close(s);
+	} else if (s->close_after_write) {
+		return;
+	} else if (s->frame_start_ms && now_ms - s->frame_start_ms > cfg->frame_timeout_ms) {
+		log_warn(S_FMT ": frame incomplete after %u ms; closing", S_ARGS(s),
 			 cfg->frame_timeout_ms);
-		session_send_error(s, 0, MOED__STATUS__DEADLINE_EXCEEDED,
-				   "frame incomplete after %u ms (frame_timeout_ms)",
-				   cfg->frame_timeout_ms);
-		session_close_after_write(s);
-	} else if (cfg->idle_timeout_ms && s->inflight == 0 && s->writes_pending == 0 &&
+		send_error(s, MOED__STATUS__DEADLINE_EXCEEDED,
+			   "frame incomplete after %u ms (frame_timeout_ms)", cfg->frame_timeout_ms);
+		close_after_write(s);
+	} else if (cfg->idle_timeout_ms && !session_busy(s) &&
 		   now_ms - s->last_activity_ms > cfg->idle_timeout_ms) {
-		log_debug("session %llu: idle for %u ms; closing", (unsigned long long)s->id,
-			  cfg->idle_timeout_ms);
+		log_debug("session %llu: idle for %u ms; closing",
+			  (unsigned long long)s->caller.session, cfg->idle_timeout_ms);
 		session_close(s);
 	}
 }
@@ -143,13 +183,24 @@ void session_sweep(struct session *s, uint64_t now_ms)
 static void on_write(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
-	struct session *s = req->data;
+	struct session *s = w->s;
 
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		s->writes = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	if (w->charged) {
+		s->svc->buffered_bytes -= w->len;
+		s->unsent -= w->len;
+	}
 	free(w->buf);
 	free(w);
 	s->writes_pending--;
+	s->write_progress_ms = uv_now(s->svc->loop);
 	if (status < 0 && status != UV_ECANCELED) {
-		log_debug("session %llu: write failed: %s", (unsigned long long)s->id,
+		log_debug("session %llu: write failed: %s", (unsigned long long)s->caller.session,
 			  uv_strerror(status));
 		session_close(s);
 	} else if (s->close_after_write && s->writes_pending == 0) {
@@ -160,24 +211,45 @@ static void on_write(uv_write_t *req, int status)
 	maybe_free(s);
 }
 
-void session_send(struct session *s, const Moed__Response *resp)
+/* Does len more fit in the buffered budget (after shedding others if need be)? */
+static int budget_fits(struct session *s, uint64_t len)
 {
+	uint64_t budget = config_buffered_budget(s->svc->cfg);
+
+	if (s->svc->buffered_bytes + len <= budget)
+		return 1;
+	return s->owner->shed(s->owner->arg, s, len) == 0 && !s->closing;
+}
+
+static void session_send(void *peer, const Moed__Response *resp)
+{
+	struct session *s = peer;
 	struct write_req *w;
-	size_t len;
 	uv_buf_t b;
 	int r;
 
 	if (s->closing)
 		return;
 	w = calloc(1, sizeof(*w));
-	if (!w || frame_encode(&resp->base, &w->buf, &len) < 0) {
+	if (!w || frame_encode(&resp->base, &w->buf, &w->len) < 0) {
 		free(w);
-		log_err("session %llu: out of memory for a reply; closing", (unsigned long long)s->id);
+		log_err(S_FMT ": out of memory for an answer; closing", S_ARGS(s));
 		session_close(s);
 		return;
 	}
-	b = uv_buf_init((char *)w->buf, (unsigned int)len);
+	if (!budget_fits(s, w->len)) {
+		if (!s->closing) {
+			log_warn(S_FMT ": an answer of %zu bytes does not fit max_buffered_bytes with %llu unsent; dropping",
+				 S_ARGS(s), w->len, (unsigned long long)s->unsent);
+			session_close(s);
+		}
+		free(w->buf);
+		free(w);
+		return;
+	}
+	b = uv_buf_init((char *)w->buf, (unsigned int)w->len);
 	w->req.data = s;
+	w->s = s;
 	r = uv_write(&w->req, (uv_stream_t *)&s->pipe, &b, 1, on_write);
 	if (r < 0) {
 		free(w->buf);
@@ -185,11 +257,19 @@ void session_send(struct session *s, const Moed__Response *resp)
 		session_close(s);
 		return;
 	}
-	s->writes_pending++;
+	w->charged = 1;
+	s->svc->buffered_bytes += w->len;
+	s->unsent += w->len;
+	w->next = s->writes;
+	if (s->writes)
+		s->writes->prev = w;
+	s->writes = w;
+	if (s->writes_pending++ == 0)
+		s->write_progress_ms = uv_now(s->svc->loop);
 	check_backpressure(s);
 }
 
-void session_send_error(struct session *s, uint64_t id, Moed__Status status, const char *fmt, ...)
+static void send_error(struct session *s, Moed__Status status, const char *fmt, ...)
 {
 	Moed__Response resp = MOED__RESPONSE__INIT;
 	char msg[512];
@@ -198,14 +278,51 @@ void session_send_error(struct session *s, uint64_t id, Moed__Status status, con
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	resp.id = id;
 	resp.status = status;
 	resp.message = msg;
 	session_send(s, &resp);
 }
 
+void session_refuse(struct session *s, Moed__Status status, const char *msg)
+{
+	send_error(s, status, "%s", msg);
+	close_after_write(s);
+}
+
+static void session_hold(void *peer)
+{
+	((struct session *)peer)->caller.inflight++;
+}
+
+static void session_release(void *peer)
+{
+	struct session *s = peer;
+
+	s->caller.inflight--;
+	maybe_free(s);          /* the session may be gone now */
+}
+
+static const struct reply_ops session_reply_ops = {
+	.send = session_send,
+	.hold = session_hold,
+	.release = session_release,
+};
+
+static int admit_frame(void *arg, size_t len)
+{
+	struct session *s = arg;
+
+	if (!budget_fits(s, len))
+		return -ENOBUFS;
+	s->frame_charged = len;
+	s->svc->buffered_bytes += len;
+	return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+	(void)h;
+	(void)suggested;
 	buf->base = read_buf;
 	buf->len = sizeof(read_buf);
 }
@@ -213,49 +330,72 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
 	struct session *s = stream->data;
+	const struct moed_config *cfg = s->svc->cfg;
+	struct reply_to to = { &session_reply_ops, s, 0 };
 	size_t off = 0;
 
+	if (n == UV_EOF) {
+		/* half-closed: answer what was asked, then close */
+		s->eof = 1;
+		uv_read_stop(stream);
+		frame_reader_release(&s->reader);
+		uncharge_frame(s);
+		s->frame_start_ms = 0;
+		if (!session_busy(s))
+			session_close(s);
+		return;
+	}
 	if (n < 0) {
-		if (n != UV_EOF)
-			log_debug("session %llu: read: %s", (unsigned long long)s->id,
-				  uv_strerror((int)n));
+		log_debug("session %llu: read: %s", (unsigned long long)s->caller.session,
+			  uv_strerror((int)n));
 		session_close(s);
 		return;
 	}
-	s->last_activity_ms = uv_now(s->srv->loop);
+	s->last_activity_ms = uv_now(s->svc->loop);
 	while (off < (size_t)n && !s->closing && !s->close_after_write) {
 		uint8_t *frame;
 		size_t len = 0;
 		ssize_t used = frame_reader_feed(&s->reader, (const uint8_t *)buf->base + off,
 						 (size_t)n - off, &frame, &len);
 		if (used == -EMSGSIZE) {
-			log_warn("session %llu (uid %u pid %d): frame of %zu bytes exceeds max_frame_bytes %u; closing",
-				 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid, len,
-				 s->srv->cfg->max_frame_bytes);
-			session_send_error(s, 0, MOED__STATUS__RESOURCE_EXHAUSTED,
-					   "frame of %zu bytes exceeds the limit of %u bytes", len,
-					   s->srv->cfg->max_frame_bytes);
-			session_close_after_write(s);
+			log_warn(S_FMT ": frame of %zu bytes exceeds max_frame_bytes %u; closing",
+				 S_ARGS(s), len, cfg->max_frame_bytes);
+			send_error(s, MOED__STATUS__RESOURCE_EXHAUSTED,
+				   "frame of %zu bytes exceeds the limit of %u bytes", len,
+				   cfg->max_frame_bytes);
+			close_after_write(s);
+			return;
+		}
+		if (used == -ENOBUFS) {
+			log_warn(S_FMT ": a frame of %zu bytes does not fit max_buffered_bytes (%llu of %llu buffered); refused",
+				 S_ARGS(s), len, (unsigned long long)s->svc->buffered_bytes,
+				 (unsigned long long)config_buffered_budget(cfg));
+			send_error(s, MOED__STATUS__RESOURCE_EXHAUSTED,
+				   "busy: a frame of %zu bytes does not fit in max_buffered_bytes now; retry later",
+				   len);
+			close_after_write(s);
 			return;
 		}
 		if (used < 0) {
-			session_send_error(s, 0, MOED__STATUS__INVALID_ARGUMENT,
-					   used == -EBADMSG ? "zero-length frame" : "framing error");
-			session_close_after_write(s);
+			send_error(s, MOED__STATUS__INVALID_ARGUMENT,
+				   used == -EBADMSG ? "zero-length frame" : "framing error");
+			close_after_write(s);
 			return;
 		}
 		off += (size_t)used;
 		if (frame) {
 			s->frame_start_ms = 0;
-			dispatch_frame(s, frame, len);
+			dispatch_frame(s->svc, &s->caller, &to, frame, len);
 			free(frame);
+			uncharge_frame(s);
 		}
 	}
 	if (frame_reader_partial(&s->reader) && !s->frame_start_ms)
 		s->frame_start_ms = s->last_activity_ms;
 }
 
-int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket)
+int session_accept(struct service *svc, const struct session_owner *owner, uv_stream_t *listener,
+		   int admin_socket, struct session **ret)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	struct ucred cred;
@@ -265,46 +405,30 @@ int session_accept(struct server *srv, uv_stream_t *listener, int admin_socket)
 
 	if (!s)
 		return -ENOMEM;
-	s->srv = srv;
-	s->id = ++session_ids;
-	s->last_activity_ms = uv_now(srv->loop);
-	s->admin_socket = admin_socket;
-	frame_reader_init(&s->reader, srv->cfg->max_frame_bytes);
-	r = uv_pipe_init(srv->loop, &s->pipe, 0);
+	s->svc = svc;
+	s->owner = owner;
+	s->caller.session = ++session_ids;
+	s->caller.admin_socket = admin_socket;
+	s->last_activity_ms = uv_now(svc->loop);
+	frame_reader_init(&s->reader, svc->cfg->max_frame_bytes);
+	s->reader.admit = admit_frame;
+	s->reader.admit_arg = s;
+	r = uv_pipe_init(svc->loop, &s->pipe, 0);
 	if (r < 0) {
 		free(s);
 		return r;
 	}
 	s->pipe.data = s;
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->n_sessions++;
+	*ret = s;               /* the owner links it before anything can close it */
 	r = uv_accept(listener, (uv_stream_t *)&s->pipe);
-	if (r < 0) {
-		session_close(s);
-		return r;
-	}
+	if (r < 0)
+		return r;       /* the owner closes it */
 	if (uv_fileno((uv_handle_t *)&s->pipe, &fd) == 0 &&
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
-		s->uid = cred.uid;
-		s->pid = cred.pid;
+		s->caller.uid = cred.uid;
+		s->caller.pid = cred.pid;
 	}
-	log_debug("session %llu: connected (uid %u pid %d)", (unsigned long long)s->id,
-		  (unsigned)s->uid, (int)s->pid);
-	if (srv->n_sessions > srv->cfg->max_connections) {
-		log_warn("session %llu (uid %u pid %d): over max_connections %u; refused",
-			 (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid,
-			 srv->cfg->max_connections);
-		session_send_error(s, 0, MOED__STATUS__RESOURCE_EXHAUSTED,
-				   "too many connections (max_connections %u)",
-				   srv->cfg->max_connections);
-		session_close_after_write(s);
-		return 0;
-	}
-	r = uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
-	if (r < 0)
-		session_close(s);
-	return 0;
+	log_debug("session %llu: connected (uid %u pid %d)", (unsigned long long)s->caller.session,
+		  (unsigned)s->caller.uid, (int)s->caller.pid);
+	return uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
 }

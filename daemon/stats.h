@@ -32,6 +32,7 @@ struct layer_stats {
 	unsigned cur;
 	uint64_t requests, tokens;
 	uint64_t batches;               /* engine calls (several requests when coalesced) */
+	uint64_t timeouts;              /* calls written off after compute_timeout_ms */
 	struct hist compute, request;
 };
 

@@ -58,6 +58,10 @@ ssize_t frame_reader_feed(struct frame_reader *r, const uint8_t *data, size_t n,
 			*ret_len = r->body_len;
 			return -EMSGSIZE;
 		}
+		if (r->admit && r->admit(r->admit_arg, r->body_len) < 0) {
+			*ret_len = r->body_len;
+			return -ENOBUFS;
+		}
 		r->body = malloc(r->body_len);
 		if (!r->body)
 			return -ENOMEM;

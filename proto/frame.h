@@ -25,6 +25,10 @@ struct frame_reader {
 	size_t body_len;
 	size_t body_have;
 	size_t max_frame;       /* largest accepted body length */
+	/* Optional: asked before a body of len bytes is allocated; < 0 refuses
+	 * it (feed returns -ENOBUFS).  For a budget over many readers. */
+	int (*admit)(void *arg, size_t len);
+	void *admit_arg;
 };
 
 void frame_reader_init(struct frame_reader *r, size_t max_frame);
@@ -35,6 +39,7 @@ int frame_reader_partial(const struct frame_reader *r);
 /* Consume up to n bytes.  Returns the number consumed (>= 0), or
  *   -EMSGSIZE  the announced length exceeds max_frame (*ret_len says how much),
  *   -EBADMSG   the announced length is zero,
+ *   -ENOBUFS   admit() refused the announced length (*ret_len says how much),
  *   -ENOMEM.
  * When a frame completes, consumption stops there and *ret_frame gets the body
  * (malloc'ed, the caller frees it) and *ret_len its length; otherwise *ret_frame is

@@ -12,6 +12,21 @@ for cmd in $("$MOECTL" --help | sed -n 's/^  moectl \([a-z]*\).*/\1/p'); do
 	grep -q "^\.It Cm $cmd" "$top_srcdir/man/moectl.1" || fail "moectl(1) lacks command '$cmd'"
 	"$MOECTL" "$cmd" --help | grep -q "usage: moectl $cmd" || fail "moectl $cmd --help"
 done
+# every row of the request table: its moectl command exists and is documented,
+# and moed-protocol(7) names its request body
+rows=$(sed -n 's/^REQUEST(\([A-Z_]*\), *\([a-z_]*\),.*"\([a-z ]*\)")$/\2:\3/p' \
+	"$top_srcdir/proto/requests.def")
+[ "$(echo "$rows" | wc -l)" -ge 12 ] || fail "request rows read from proto/requests.def: $rows"
+while IFS=: read -r body cmd; do
+	[ -n "$body" ] || continue
+	grep -q "$body" "$top_srcdir/man/moed-protocol.7" || fail "moed-protocol(7) lacks request '$body'"
+	[ -n "$cmd" ] || continue
+	"$MOECTL" $cmd --help 2>/dev/null | grep -q "usage: moectl ${cmd%% *}" ||
+		fail "request '$body': no moectl command '$cmd'"
+	grep -q "^\.It Cm $cmd" "$top_srcdir/man/moectl.1" || fail "moectl(1) lacks '$cmd' (request '$body')"
+done <<EOF_ROWS
+$(sed -n 's/^REQUEST(\([A-Z_]*\), *\([a-z_]*\),.*"\([a-z ]*\)")$/\2:\3/p' "$top_srcdir/proto/requests.def")
+EOF_ROWS
 sed 's/\\//g' "$top_srcdir/man/moed.8" >"$TMP/moed.8.plain"
 for opt in $("$MOED" --help | grep -o -- '--[a-z-]*' | sort -u); do
 	grep -q -- "Fl -${opt#--}" "$TMP/moed.8.plain" || fail "moed(8) lacks $opt"

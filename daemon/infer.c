@@ -1,0 +1,111 @@
+/*
+ * The infer and route handlers: everything a tensor request must satisfy is
+ * checked here, before anything is queued (shutting down, per-connection
+ * limit, layer, dtype, shape against the byte count, hidden size, token
+ * limits, finite values); a valid request goes to the batcher, which answers
+ * it once the worker pool has run the layer.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/batch.h"
+#include "daemon/conf.h"
+#include "daemon/engine.h"
+#include "daemon/service.h"
+#include "proto/tensor.h"
+
+static void describe_moe_layers(const struct engine *e, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < e->n_layers && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%u", i ? ", " : "",
+					e->layers[i].w->index);
+}
+
+/* Validate a tensor request; returns the layer or NULL after answering. */
+static struct engine_layer *check_tensor_request(struct service *svc, const struct reply_to *to,
+						 uint32_t index, const Moed__Tensor *hidden)
+{
+	struct engine *e = svc->engine;
+	struct engine_layer *l = engine_layer(e, index);
+	const struct moed_config *cfg = svc->cfg;
+	char why[256], layers[256];
+
+	if (!l) {
+		describe_moe_layers(e, layers, sizeof(layers));
+		reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is %s; MoE layers are: %s", index,
+			    index < e->model->num_hidden_layers ? "a dense layer" : "not in this model",
+			    layers);
+		return NULL;
+	}
+	if (tensor_check(hidden, MOED__DTYPE__F32, 2, why, sizeof(why)) < 0) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden: %s", why);
+		return NULL;
+	}
+	if (hidden->shape[1] != l->rspec.hidden_size) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden size %llu, the model's is %u",
+			    (unsigned long long)hidden->shape[1], l->rspec.hidden_size);
+		return NULL;
+	}
+	if (hidden->shape[0] == 0) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "empty batch (0 tokens)");
+		return NULL;
+	}
+	if (hidden->shape[0] > cfg->max_tokens_per_request) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED,
+			    "%llu tokens exceed max_tokens_per_request %u",
+			    (unsigned long long)hidden->shape[0], cfg->max_tokens_per_request);
+		return NULL;
+	}
+	const float *x = (const float *)hidden->data.data;
+	size_t n = hidden->data.len / sizeof(float);
+	for (size_t i = 0; i < n; i++) {
+		float v;
+		memcpy(&v, &x[i], sizeof(v));
+		if (!isfinite(v)) {
+			reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden[%zu][%zu] is not finite",
+				    i / l->rspec.hidden_size, i % l->rspec.hidden_size);
+			return NULL;
+		}
+	}
+	return l;
+}
+
+static int tensor_request(struct service *svc, struct caller *c, const struct reply_to *to,
+			  Moed__Request *req, uint32_t layer, const Moed__Tensor *hidden)
+{
+	struct engine_layer *l;
+
+	if (svc->stopping) {
+		reply_error(to, MOED__STATUS__UNAVAILABLE, "moed is shutting down");
+		return 0;
+	}
+	if (c->inflight >= svc->cfg->max_inflight_per_conn) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED,
+			    "busy: %u requests in flight on this connection (max_inflight_per_conn)",
+			    c->inflight);
+		return 0;
+	}
+	l = check_tensor_request(svc, to, layer, hidden);
+	if (!l)
+		return 0;
+	batch_request(svc->batcher, to, req, l);
+	return 1;
+}
+
+int handle_infer(struct service *svc, struct caller *c, const struct reply_to *to,
+		 Moed__Request *req)
+{
+	return tensor_request(svc, c, to, req, req->infer->layer, req->infer->hidden);
+}
+
+int handle_route(struct service *svc, struct caller *c, const struct reply_to *to,
+		 Moed__Request *req)
+{
+	return tensor_request(svc, c, to, req, req->route->layer, req->route->hidden);
+}

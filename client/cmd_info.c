@@ -91,6 +91,25 @@ static json_object *plugin_json(const Moed__PluginInfo *p)
 		json_object_object_add(o, "path", json_object_new_string(p->path));
 	if (p->error)
 		json_object_object_add(o, "error", json_object_new_string(p->error));
+	if (p->n_params) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < p->n_params; i++) {
+			const Moed__ParamDecl *d = p->params[i];
+			json_object *q = json_object_new_object();
+			json_object_object_add(q, "name", json_object_new_string(d->name));
+			json_object_object_add(q, "type", json_object_new_string(d->type));
+			if (d->min)
+				json_object_object_add(q, "min", json_object_new_string(d->min));
+			if (d->max)
+				json_object_object_add(q, "max", json_object_new_string(d->max));
+			if (d->default_)
+				json_object_object_add(q, "default", json_object_new_string(d->default_));
+			if (d->help)
+				json_object_object_add(q, "help", json_object_new_string(d->help));
+			json_object_array_add(a, q);
+		}
+		json_object_object_add(o, "params", a);
+	}
 	return o;
 }
 
@@ -113,6 +132,15 @@ static void plugin_print(const Moed__PluginInfo *p)
 	else if (p->description && *p->description)
 		printf("  %s", p->description);
 	printf("\n");
+	for (size_t i = 0; i < p->n_params; i++) {
+		const Moed__ParamDecl *d = p->params[i];
+		printf("      %s (%s", d->name, d->type);
+		if (d->min || d->max)
+			printf(", %s..%s", d->min ? d->min : "", d->max ? d->max : "");
+		if (d->default_)
+			printf(", default %s", d->default_);
+		printf(")%s%s\n", d->help ? ": " : "", d->help ? d->help : "");
+	}
 }
 
 static int call(const struct global *g, Moed__Request__BodyCase body, Moed__Response **ret)
@@ -149,6 +177,10 @@ int cmd_status(const struct global *g, int argc, char **argv)
 		json_object_object_add(o, "tokens_served", json_object_new_uint64(s->tokens_served));
 		json_object_object_add(o, "connections", json_object_new_int64(s->connections));
 		json_object_object_add(o, "workers", json_object_new_int64(s->workers));
+		json_object_object_add(o, "health", s->health ? json_object_new_string(s->health)
+							      : json_object_new_string("ok"));
+		json_object_object_add(o, "timed_out", json_object_new_uint64(s->timed_out));
+		json_object_object_add(o, "abandoned_calls", json_object_new_int64(s->abandoned_calls));
 		json_object_object_add(o, "model", model_json(s->model));
 		json_object_object_add(o, "plugins", plugin_list_json(s->plugins, s->n_plugins));
 		json_print(o);
@@ -160,6 +192,10 @@ int cmd_status(const struct global *g, int argc, char **argv)
 		       (unsigned long long)(up % 60), s->workers, s->connections);
 		printf("served:    %llu requests, %llu tokens\n",
 		       (unsigned long long)s->requests_served, (unsigned long long)s->tokens_served);
+		if (s->health || s->timed_out || s->abandoned_calls)
+			printf("health:    %s; %llu requests timed out, %u stuck calls written off\n",
+			       s->health ? s->health : "ok", (unsigned long long)s->timed_out,
+			       s->abandoned_calls);
 		model_print(s->model);
 		printf("plugins:\n");
 		for (size_t i = 0; i < s->n_plugins; i++)

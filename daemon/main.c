@@ -27,6 +27,7 @@
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/model.h"
+#include "daemon/model_load.h"
 #include "daemon/notify.h"
 #include "daemon/pool.h"
 #include "daemon/reload.h"

@@ -1,8 +1,9 @@
 /*
- * Model lifetime and lookup.  model_load() picks the loader by the path's form
- * ("synthetic:NAME" or a directory); loaders build the model with the helpers
- * here, and model_free() releases every tensor a loader may have set: each is
- * its own allocation.
+ * Model lifetime and lookup.  Loaders (checkpoint.c, synthetic.c; picked by
+ * model_load.c) build the model with the helpers here, and model_free()
+ * releases every tensor a loader may have set: each is its own allocation.
+ * This file knows no loader, so the dependencies run one way:
+ * model_load -> loaders -> model.
  */
 #include "config.h"
 
@@ -11,11 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/checkpoint.h"
 #include "daemon/dtype.h"
 #include "daemon/model.h"
 #include "daemon/safetensors.h"
-#include "daemon/synthetic.h"
 
 int model_set_string(char **slot, const char *value)
 {
@@ -158,35 +157,6 @@ int model_set_expert_dtype(struct moed_model *m, uint32_t dtype)
 	m->dtype = dtype;
 	model_count_bytes(m);
 	return 0;
-}
-
-int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
-		  size_t errlen)
-{
-	int r;
-
-	if (dtype && dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16)
-		return -EINVAL;
-	if (strcmp(path, "synthetic") == 0)
-		r = synthetic_load("", ret_model, err, errlen);
-	else if (strncmp(path, "synthetic:", 10) == 0)
-		r = synthetic_load(path + 10, ret_model, err, errlen);
-	else
-		return checkpoint_load(path, dtype, ret_model, err, errlen);
-	if (r < 0 || !dtype)
-		return r;
-	r = model_set_expert_dtype(*ret_model, dtype);
-	if (r < 0) {
-		snprintf(err, errlen, "%s: out of memory converting the expert weights", path);
-		model_free(*ret_model);
-		*ret_model = NULL;
-	}
-	return r;
-}
-
-int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen)
-{
-	return model_load_as(path, 0, ret_model, err, errlen);
 }
 
 const struct moed_layer *model_layer(const struct moed_model *m, uint32_t index)

@@ -59,13 +59,6 @@ struct moed_model {
 	uint64_t mapped_bytes;          /* expert weight bytes served from the maps */
 };
 
-/* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
- * writes a one-line reason naming the file and field/tensor into err. */
-int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen);
-/* The same, expert weights held in `dtype` (MOED_DTYPE_F32 or BF16; 0: as
- * the checkpoint stores them, F16 as fp32), converted while loading. */
-int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
-		  size_t errlen);
 /* Does p point into one of the model's mapped files (not to be freed)? */
 int model_is_mapped(const struct moed_model *model, const void *p);
 void model_free(struct moed_model *model);

@@ -23,6 +23,7 @@
 #include "daemon/host.h"
 #include "daemon/loader.h"
 #include "daemon/model.h"
+#include "daemon/model_load.h"
 
 static const char *mock_dir;
 static char trace_path[] = "/tmp/moed-loader-trace.XXXXXX";

@@ -31,6 +31,7 @@
 #include "daemon/dtype.h"
 #include "daemon/hfconfig.h"
 #include "daemon/model.h"
+#include "daemon/model_load.h"
 #include "daemon/safetensors.h"
 
 static const char *cases_dir;

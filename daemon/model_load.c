@@ -1,0 +1,43 @@
+/*
+ * model_load(): pick the loader by the path's form ("synthetic:NAME" or a
+ * checkpoint directory), then hold the expert weights in the asked dtype.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/checkpoint.h"
+#include "daemon/model_load.h"
+#include "daemon/synthetic.h"
+
+int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
+		  size_t errlen)
+{
+	int r;
+
+	if (dtype && dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16)
+		return -EINVAL;
+	if (strcmp(path, "synthetic") == 0)
+		r = synthetic_load("", ret_model, err, errlen);
+	else if (strncmp(path, "synthetic:", 10) == 0)
+		r = synthetic_load(path + 10, ret_model, err, errlen);
+	else
+		return checkpoint_load(path, dtype, ret_model, err, errlen);
+	if (r < 0 || !dtype)
+		return r;
+	r = model_set_expert_dtype(*ret_model, dtype);
+	if (r < 0) {
+		snprintf(err, errlen, "%s: out of memory converting the expert weights", path);
+		model_free(*ret_model);
+		*ret_model = NULL;
+	}
+	return r;
+}
+
+int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen)
+{
+	return model_load_as(path, 0, ret_model, err, errlen);
+}
+

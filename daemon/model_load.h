@@ -1,0 +1,21 @@
+/*
+ * Loading a model by name: a HuggingFace checkpoint directory or
+ * "synthetic:NAME" (see daemon/synthetic.h).
+ */
+#ifndef MOED_MODEL_LOAD_H
+#define MOED_MODEL_LOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/model.h"
+
+/* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
+ * writes a one-line reason naming the file and field/tensor into err. */
+int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen);
+/* The same, expert weights held in `dtype` (MOED_DTYPE_F32 or BF16; 0: as
+ * the checkpoint stores them, F16 as fp32), converted while loading. */
+int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
+		  size_t errlen);
+
+#endif

@@ -306,14 +306,16 @@ static int set_number(const struct config_key *k, void *slot, const char *value,
 	return 0;
 }
 
-/* "a, b, c" for messages and "a|b|c" for the key dump. */
+/* "a, b or c" for messages (sep NULL) and "a|b|c" for the key dump. */
 static const char *choices_list(const struct config_key *k, const char *sep, char *buf, size_t len)
 {
 	size_t n = 0;
 
 	buf[0] = '\0';
-	for (const char *const *c = k->choices; *c && n < len; c++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", c == k->choices ? "" : sep, *c);
+	for (const char *const *c = k->choices; *c && n < len; c++) {
+		const char *s = c == k->choices ? "" : sep ? sep : c[1] ? ", " : " or ";
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", s, *c);
+	}
 	return buf;
 }
 
@@ -355,8 +357,8 @@ static int set_key(const struct config_key *k, struct moed_config *cfg, const ch
 		for (const char *const *c = k->choices; *c; c++)
 			if (strcmp(*c, value) == 0)
 				return config_set_string(slot, *c);
-		snprintf(err, errlen, "'%s' must be one of %s; got '%s'", k->name,
-			 choices_list(k, ", ", list, sizeof(list)), value);
+		snprintf(err, errlen, "[%s] %s must be %s, got '%s'", k->section, k->name,
+			 choices_list(k, NULL, list, sizeof(list)), value);
 		return -EINVAL;
 	}
 	return -EINVAL;

@@ -1,21 +1,27 @@
 /*
  * moed.conf: the daemon's settings, read from an INI file (inih) and then
- * overridden by command-line flags.  Every key has a documented default set by
- * config_init(); unknown sections or keys are errors (naming file and line), so
- * a typo never silently falls back to a default.  In [router] and [expert],
- * every key other than `plugin` is passed to the plugin as a parameter.
+ * overridden by command-line flags.  Every key is one row of a table
+ * (section, name, type, range, default, reload policy, one line of doc): the
+ * parser, the defaults of config_init(), reload planning (daemon/reload.h), the
+ * key dump behind the man-page test and `moed --list-config-keys` all read it.
+ * Unknown sections or keys are errors (naming file and line), so a typo never
+ * silently falls back to a default.  In [router] and [expert], every key that
+ * is not a row (`plugin`, `[expert] weights`) is passed to the plugin as a
+ * parameter; the plugin's declared parameters are checked elsewhere.
  */
 #ifndef MOED_CONFIG_H
 #define MOED_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "include/moed/plugin.h"
 #include "proto/version.h"
 
 #define MOED_DEFAULT_STATE_DIR "/var/lib/moed"
 #define CONFIG_MAX_PARAMS 32
+#define CONFIG_MAX_KEYS 64              /* rows; a reload plan keeps one bit per row */
 
 struct config_params {
 	size_t n;
@@ -60,9 +66,59 @@ struct moed_config {
 	uint32_t max_queued_tokens;     /* tokens accepted and not yet answered, all clients */
 	uint32_t coalesce_window_us;    /* wait this long to coalesce even when idle; 0 = no */
 	uint32_t max_running_batches;   /* jobs on the pool before infers wait; 0 = workers */
+	uint32_t compute_timeout_ms;    /* a route()/forward() call past this is abandoned */
+	uint64_t max_buffered_bytes;    /* unsent replies + partial frames, all clients; 0 = auto */
+	uint32_t write_timeout_ms;      /* drop a client with unsent replies reading nothing; 0 = never */
 };
 
-void config_init(struct moed_config *cfg);
+/* How a row's value is stored at `offset` in struct moed_config. */
+enum config_type {
+	CONFIG_STRING,          /* char *, NULL = unset */
+	CONFIG_U32,             /* uint32_t (or unsigned) within min..max */
+	CONFIG_U64,             /* uint64_t within min..max */
+	CONFIG_BOOL,            /* uint32_t 0/1; written 0/1, yes/no, true/false */
+	CONFIG_LOGLEVEL,        /* int MOED_LOG_* ; written err .. debug */
+	CONFIG_ENUM,            /* char * holding one of `choices`, NULL = unset */
+};
+
+/* LIVE: a reload applies a changed value; RESTART: it is reported, not applied. */
+enum config_policy { CONFIG_LIVE, CONFIG_RESTART };
+
+#define CONFIG_ZERO_OK 1u       /* 0 is valid besides min..max (e.g. 0 = auto) */
+
+struct config_key {
+	const char *section;
+	const char *name;
+	const char *full;       /* "section.name": the name reload reports */
+	enum config_type type;
+	enum config_policy policy;
+	size_t offset;
+	uint64_t min, max;      /* numbers */
+	unsigned flags;         /* CONFIG_ZERO_OK */
+	const char *def;        /* default, parsed like a file value; NULL = unset */
+	const char *shown;      /* default as documented when it depends on the build, or NULL */
+	const char *const *choices;     /* CONFIG_ENUM: NULL-terminated */
+	const char *doc;        /* one line */
+};
+
+/* The table: rows 0..config_key_count()-1, in file order.  Static storage. */
+size_t config_key_count(void);
+const struct config_key *config_key_at(size_t i);
+/* The row of (section, name), or NULL (plugin parameters have none). */
+const struct config_key *config_key_find(const char *section, const char *name);
+/* One line per row: `section name type default policy doc`, type as
+ * `u32[lo..hi]`, `u64[0|lo..hi]`, `enum[a|b]`, default `-` when unset. */
+void config_keys_print(FILE *f);
+
+/* Whether two configs hold the same value for row k, and moving it from src
+ * to dst (strings are swapped, so src keeps dst's old value to free). */
+int config_key_equal(const struct config_key *k, const struct moed_config *a,
+		     const struct moed_config *b);
+void config_key_move(const struct config_key *k, struct moed_config *dst,
+		     struct moed_config *src);
+
+/* Every row's default; 0 or -ENOMEM (cfg is then still safe to release). */
+int config_init(struct moed_config *cfg);
 void config_release(struct moed_config *cfg);
 /* Parse `path` over the values already in cfg.  -errno with a reason in err. */
 int config_load(struct moed_config *cfg, const char *path, char *err, size_t errlen);
@@ -72,8 +128,13 @@ int config_load_string(struct moed_config *cfg, const char *text, const char *na
 /* Cross-field checks after flags were applied. */
 int config_validate(const struct moed_config *cfg, char *err, size_t errlen);
 
+/* [limits] max_buffered_bytes resolved: the value, or for 0 a quarter of the
+ * physical memory capped at 1 GiB (1 GiB when the memory size is unknown). */
+uint64_t config_buffered_budget(const struct moed_config *cfg);
+
 int config_params_set(struct config_params *ps, const char *key, const char *value);
 void config_params_clear(struct config_params *ps);
+int config_params_equal(const struct config_params *a, const struct config_params *b);
 
 /* Replace *slot by a copy of value (NULL clears).  -ENOMEM. */
 int config_set_string(char **slot, const char *value);

@@ -1,146 +1,124 @@
 /*
- * Reload.  Differences are found field by field; the router is re-bound when its
- * name or any parameter changed (a new generation, as with `moectl router set`),
- * likewise the expert backend.  Keys that only take effect at start are reported,
- * not applied, so the running daemon keeps a consistent set.
+ * Reload planning and commit, driven by the config table: reload_plan() walks
+ * the rows, compares each slot of the two configs and sorts the differences by
+ * the row's policy into two bit sets and two name lists; plugin parameters are
+ * compared as sets and mark their binding for a new generation.
+ * reload_commit() follows the plan and nothing else, so whatever was planned is
+ * exactly what is applied.  reload_apply() strings plan, swaps and commit
+ * together the old, non-atomic way for main.c until the executor replaces it.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/engine.h"
 #include "daemon/log.h"
 #include "daemon/reload.h"
 
-static int str_differs(const char *a, const char *b)
+int reload_plan(const struct moed_config *cur, const struct moed_config *next,
+		struct reload_plan *ret)
 {
-	if (!a || !b)
-		return a != b;
-	return strcmp(a, b) != 0;
-}
+	struct reload_plan p;
+	const struct config_key *router = config_key_find("router", "plugin");
+	const struct config_key *expert = config_key_find("expert", "plugin");
 
-static int params_differ(const struct config_params *a, const struct config_params *b)
-{
-	if (a->n != b->n)
-		return 1;
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->p[i].key, b->p[i].key) || strcmp(a->p[i].value, b->p[i].value))
-			return 1;
+	memset(&p, 0, sizeof(p));
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const struct config_key *k = config_key_at(i);
+
+		if (config_key_equal(k, cur, next))
+			continue;
+		if (k->policy == CONFIG_LIVE) {
+			p.live_rows |= 1ull << i;
+			p.live[p.n_live++] = k->full;
+		} else {
+			p.restart_rows |= 1ull << i;
+			p.restart[p.n_restart++] = k->full;
+		}
+	}
+	p.router_params = !config_params_equal(&cur->router_params, &next->router_params);
+	p.expert_params = !config_params_equal(&cur->expert_params, &next->expert_params);
+	if (p.router_params)
+		p.live[p.n_live++] = "router.params";
+	if (p.expert_params)
+		p.live[p.n_live++] = "expert.params";
+	p.rebind_router = p.router_params || !config_key_equal(router, cur, next);
+	p.rebind_expert = p.expert_params || !config_key_equal(expert, cur, next);
+	*ret = p;
 	return 0;
 }
 
-static void note(const char **list, size_t *n, const char *what)
+int reload_plan_changed(const struct reload_plan *p, const char *section, const char *key)
 {
-	if (*n < 16)
-		list[(*n)++] = what;
+	const struct config_key *k = config_key_find(section, key);
+
+	if (k) {
+		size_t i = (size_t)(k - config_key_at(0));
+		return !!((p->live_rows | p->restart_rows) & (1ull << i));
+	}
+	if (strcmp(section, "router") == 0)
+		return p->router_params;
+	if (strcmp(section, "expert") == 0)
+		return p->expert_params;
+	return 0;
 }
 
-static void swap_ptr(char **a, char **b)
+static void swap_params(struct config_params *a, struct config_params *b)
 {
-	char *t = *a;
+	struct config_params t = *a;
+
 	*a = *b;
 	*b = t;
+}
+
+void reload_commit(struct moed_config *cur, struct moed_config *next,
+		   const struct reload_plan *plan)
+{
+	for (size_t i = 0; i < config_key_count(); i++)
+		if (plan->live_rows & (1ull << i))
+			config_key_move(config_key_at(i), cur, next);
+	if (plan->rebind_router)
+		swap_params(&cur->router_params, &next->router_params);
+	if (plan->rebind_expert)
+		swap_params(&cur->expert_params, &next->expert_params);
+	if (reload_plan_changed(plan, "daemon", "log_level"))
+		log_set_level(cur->log_level);
+}
+
+static void report(const char **dst, size_t *n, size_t cap, const char *const *src, size_t n_src)
+{
+	*n = 0;
+	for (size_t i = 0; i < n_src && *n < cap; i++)
+		dst[(*n)++] = src[i];
 }
 
 int reload_apply(struct moed_config *cur, struct moed_config *next, struct engine *e,
 		 struct reload_result *res, char *err, size_t errlen)
 {
-	int router = str_differs(cur->router, next->router) ||
-		     params_differ(&cur->router_params, &next->router_params);
-	int expert = str_differs(cur->expert, next->expert) ||
-		     params_differ(&cur->expert_params, &next->expert_params);
+	struct reload_plan plan;
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if (router) {
+	if ((r = reload_plan(cur, next, &plan)) < 0)
+		return r;
+	if (plan.rebind_router) {
 		const char *name = next->router ? next->router : model_default_router(e->model);
 		r = engine_set_plugin(e, MOED_PLUGIN_ROUTER, name, next->router_params.p,
 				      next->router_params.n, -1, err, errlen);
 		if (r < 0)
 			return r;
-		note(res->applied, &res->n_applied, "router");
 	}
-	if (expert) {
+	if (plan.rebind_expert) {
 		r = engine_set_plugin(e, MOED_PLUGIN_EXPERT, next->expert, next->expert_params.p,
 				      next->expert_params.n, -1, err, errlen);
 		if (r < 0)
-			return r;       /* the router change (if any) stays: it succeeded */
-		note(res->applied, &res->n_applied, "expert");
+			return r;
 	}
-	if (router) {
-		swap_ptr(&cur->router, &next->router);
-		struct config_params t = cur->router_params;
-		cur->router_params = next->router_params;
-		next->router_params = t;
-	}
-	if (expert) {
-		swap_ptr(&cur->expert, &next->expert);
-		struct config_params t = cur->expert_params;
-		cur->expert_params = next->expert_params;
-		next->expert_params = t;
-	}
-	if (cur->log_level != next->log_level) {
-		cur->log_level = next->log_level;
-		log_set_level(cur->log_level);
-		note(res->applied, &res->n_applied, "log_level");
-	}
-	if (str_differs(cur->admin_group, next->admin_group)) {
-		swap_ptr(&cur->admin_group, &next->admin_group);
-		note(res->applied, &res->n_applied, "admin_group");
-	}
-	if (cur->max_frame_bytes != next->max_frame_bytes ||
-	    cur->max_connections != next->max_connections ||
-	    cur->max_inflight_per_conn != next->max_inflight_per_conn ||
-	    cur->queue_depth != next->queue_depth ||
-	    cur->max_tokens_per_request != next->max_tokens_per_request ||
-	    cur->shutdown_timeout_ms != next->shutdown_timeout_ms ||
-	    cur->state_save_interval_s != next->state_save_interval_s ||
-	    cur->idle_timeout_ms != next->idle_timeout_ms ||
-	    cur->frame_timeout_ms != next->frame_timeout_ms ||
-	    cur->write_high_water != next->write_high_water ||
-	    cur->write_hard_cap != next->write_hard_cap ||
-	    cur->max_batch_tokens != next->max_batch_tokens ||
-	    cur->max_queued_tokens != next->max_queued_tokens ||
-	    cur->coalesce_window_us != next->coalesce_window_us ||
-	    cur->max_running_batches != next->max_running_batches) {
-		cur->max_frame_bytes = next->max_frame_bytes;
-		cur->max_connections = next->max_connections;
-		cur->max_inflight_per_conn = next->max_inflight_per_conn;
-		cur->max_tokens_per_request = next->max_tokens_per_request;
-		cur->shutdown_timeout_ms = next->shutdown_timeout_ms;
-		cur->state_save_interval_s = next->state_save_interval_s;
-		cur->idle_timeout_ms = next->idle_timeout_ms;
-		cur->frame_timeout_ms = next->frame_timeout_ms;
-		cur->write_high_water = next->write_high_water;
-		cur->write_hard_cap = next->write_hard_cap;
-		cur->max_batch_tokens = next->max_batch_tokens;
-		cur->max_queued_tokens = next->max_queued_tokens;
-		cur->coalesce_window_us = next->coalesce_window_us;
-		cur->max_running_batches = next->max_running_batches;
-		note(res->applied, &res->n_applied, "limits");
-		if (cur->queue_depth != next->queue_depth)
-			note(res->restart, &res->n_restart, "queue_depth");
-	}
-	if (str_differs(cur->socket_path, next->socket_path))
-		note(res->restart, &res->n_restart, "socket");
-	if (str_differs(cur->admin_socket, next->admin_socket))
-		note(res->restart, &res->n_restart, "admin_socket");
-	if (str_differs(cur->plugin_dir, next->plugin_dir))
-		note(res->restart, &res->n_restart, "plugin_dir");
-	if (str_differs(cur->state_dir, next->state_dir))
-		note(res->restart, &res->n_restart, "state_dir");
-	if (str_differs(cur->model_path, next->model_path))
-		note(res->restart, &res->n_restart, "model");
-	if (str_differs(cur->expert_weights, next->expert_weights))
-		note(res->restart, &res->n_restart, "expert weights");
-	if (cur->workers != next->workers)
-		note(res->restart, &res->n_restart, "workers");
-	if (cur->socket_mode != next->socket_mode || str_differs(cur->socket_group, next->socket_group))
-		note(res->restart, &res->n_restart, "socket_mode/socket_group");
-	if (cur->stats_window_s != next->stats_window_s)
-		note(res->restart, &res->n_restart, "stats_window_s");
+	reload_commit(cur, next, &plan);
+	report(res->applied, &res->n_applied, sizeof(res->applied) / sizeof(res->applied[0]),
+	       plan.live, plan.n_live);
+	report(res->restart, &res->n_restart, sizeof(res->restart) / sizeof(res->restart[0]),
+	       plan.restart, plan.n_restart);
 	return 0;
 }

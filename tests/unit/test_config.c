@@ -1,7 +1,9 @@
 /*
- * Config parsing unit tests: defaults, every section, plugin parameters, and
- * the errors a user makes (unknown key or section, bad or out-of-range number,
- * bad log level, missing file), each reported with file, line and key.
+ * Config parsing unit tests: every row's default (written down here, not read
+ * from the table), the table's own consistency and dump, every section and
+ * value type, plugin parameters, and the errors a user makes (unknown key or
+ * section, bad or out-of-range number, bad bool, enum or log level, missing
+ * file), each reported with file, line and key.
  */
 #include "config.h"
 
@@ -17,16 +19,152 @@
 
 #include "daemon/conf.h"
 
+/* Every row's default, written down independently of the table. */
 static void test_defaults(void **state)
 {
 	struct moed_config c;
 
-	config_init(&c);
-	assert_int_equal(c.max_frame_bytes, 64u << 20);
+	assert_int_equal(config_init(&c), 0);
+	assert_string_equal(c.socket_path, "/run/moed.sock");
+	assert_string_equal(c.plugin_dir, MOED_PLUGIN_DIR);
+	assert_string_equal(c.state_dir, "/var/lib/moed");
 	assert_int_equal(c.log_level, MOED_LOG_INFO);
-	assert_null(c.socket_path);
+	assert_int_equal(c.workers, 0);
+	assert_null(c.admin_group);
+	assert_null(c.admin_socket);
+	assert_int_equal(c.allow_group_writable_plugins, 0);
+	assert_int_equal(c.socket_mode, 0660);
+	assert_null(c.socket_group);
+	assert_int_equal(c.state_save_interval_s, 60);
+	assert_int_equal(c.stats_window_s, 60);
+	assert_null(c.model_path);
+	assert_null(c.router);
 	assert_int_equal(c.router_params.n, 0);
+	assert_string_equal(c.expert, "cpu");
+	assert_null(c.expert_weights);
+	assert_int_equal(c.expert_params.n, 0);
+	assert_int_equal(c.max_frame_bytes, 64u << 20);
+	assert_int_equal(c.max_connections, 256);
+	assert_int_equal(c.max_inflight_per_conn, 64);
+	assert_int_equal(c.queue_depth, 1024);
+	assert_int_equal(c.max_tokens_per_request, 65536);
+	assert_int_equal(c.shutdown_timeout_ms, 10000);
+	assert_int_equal(c.idle_timeout_ms, 600000);
+	assert_int_equal(c.frame_timeout_ms, 30000);
+	assert_int_equal(c.write_high_water, 64u << 20);
+	assert_int_equal(c.write_hard_cap, 512u << 20);
+	assert_int_equal(c.max_batch_tokens, 1024);
+	assert_int_equal(c.max_queued_tokens, 1u << 20);
+	assert_int_equal(c.coalesce_window_us, 0);
 	assert_int_equal(c.max_running_batches, 1);
+	assert_int_equal(c.compute_timeout_ms, 60000);
+	assert_true(c.max_buffered_bytes == 0);
+	assert_int_equal(c.write_timeout_ms, 30000);
+	{
+		char err[256];
+		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	}
+	config_release(&c);
+	assert_int_equal(config_key_count(), 33);       /* a new row needs a line above */
+}
+
+/* The rows themselves: findable, named "section.name", unique, printable. */
+static void test_table(void **state)
+{
+	char *dump = NULL;
+	size_t len = 0, lines = 0;
+	FILE *f = open_memstream(&dump, &len);
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const struct config_key *k = config_key_at(i);
+		char full[128];
+
+		assert_ptr_equal(config_key_find(k->section, k->name), k);
+		snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+		assert_string_equal(k->full, full);
+		assert_non_null(k->doc);
+		assert_true(k->policy == CONFIG_LIVE || k->policy == CONFIG_RESTART);
+	}
+	assert_null(config_key_at(config_key_count()));
+	assert_null(config_key_find("router", "gamma"));
+	assert_non_null(f);
+	config_keys_print(f);
+	fclose(f);
+	for (size_t i = 0; i < len; i++)
+		lines += dump[i] == '\n';
+	assert_int_equal(lines, config_key_count());
+	assert_non_null(strstr(dump, "\nlimits max_buffered_bytes u64[0|1048576..1099511627776] 0 live "));
+	assert_non_null(strstr(dump, "\nlimits queue_depth u32[1..1048576] 1024 restart "));
+	assert_non_null(strstr(dump, "\nexpert weights enum[bf16|fp32] - restart "));
+	assert_non_null(strstr(dump, "\ndaemon log_level loglevel info live "));
+	assert_non_null(strstr(dump, "\ndaemon allow_group_writable_plugins bool 0 live "));
+	assert_non_null(strstr(dump, "\ndaemon plugin_dir string lib/moed/plugins restart "));
+	free(dump);
+}
+
+/* Bool spellings, the enum's choices, the u64 range with its 0 = auto. */
+static void test_types(void **state)
+{
+	static const struct { const char *text; uint32_t want; } bools[] = {
+		{ "1", 1 }, { "yes", 1 }, { "true", 1 }, { "YES", 1 },
+		{ "0", 0 }, { "no", 0 }, { "false", 0 }, { "False", 0 },
+	};
+	struct moed_config c;
+	char text[128], err[256] = "";
+
+	for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+		config_init(&c);
+		c.allow_group_writable_plugins = !bools[i].want;
+		snprintf(text, sizeof(text), "[daemon]\nallow_group_writable_plugins = %s\n",
+			 bools[i].text);
+		assert_int_equal(config_load_string(&c, text, "t.conf", err, sizeof(err)), 0);
+		assert_int_equal(c.allow_group_writable_plugins, bools[i].want);
+		config_release(&c);
+	}
+	config_init(&c);
+	assert_int_equal(config_load_string(&c, "[expert]\nweights = fp32\n", "t.conf", err,
+					    sizeof(err)), 0);
+	assert_string_equal(c.expert_weights, "fp32");
+	assert_int_equal(c.expert_params.n, 0);
+	assert_int_equal(config_load_string(&c, "[limits]\nmax_buffered_bytes = 0x10000000000\n",
+					    "t.conf", err, sizeof(err)), 0);
+	assert_true(c.max_buffered_bytes == 1ull << 40);
+	assert_int_equal(config_load_string(&c, "[limits]\nmax_buffered_bytes = 1048576\n",
+					    "t.conf", err, sizeof(err)), 0);
+	assert_true(c.max_buffered_bytes == 1048576);
+	assert_int_equal(config_load_string(&c, "[limits]\nmax_buffered_bytes = 0\n", "t.conf",
+					    err, sizeof(err)), 0);
+	assert_true(c.max_buffered_bytes == 0);
+	assert_int_equal(config_load_string(&c, "[limits]\ncompute_timeout_ms = 100\n"
+					    "write_timeout_ms = 0\n", "t.conf", err, sizeof(err)), 0);
+	assert_int_equal(c.compute_timeout_ms, 100);
+	assert_int_equal(c.write_timeout_ms, 0);
+	config_release(&c);
+}
+
+/* The auto budget: a quarter of MemTotal (read from /proc, not sysconf), at most 1 GiB. */
+static void test_buffered_budget(void **state)
+{
+	struct moed_config c;
+	unsigned long long kb = 0, want;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	config_init(&c);
+	c.max_buffered_bytes = 5ull << 30;
+	assert_true(config_buffered_budget(&c) == 5ull << 30);
+	c.max_buffered_bytes = 0;
+	if (!f)
+		skip();
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	assert_true(kb > 0);
+	want = kb * 1024 / 4;
+	if (want > 1ull << 30)
+		want = 1ull << 30;
+	assert_true(config_buffered_budget(&c) == want);
 	config_release(&c);
 }
 
@@ -89,6 +227,14 @@ static void test_errors(void **state)
 	expect_error("[daemon]\nlog_level = loud\n", "log_level", "loud");
 	expect_error("[daemon]\nsocket =\n", "socket", "empty");
 	expect_error("[daemon\nsocket = /x\n", "bad.conf:1:", NULL);
+	expect_error("[daemon]\nallow_group_writable_plugins = maybe\n", "bad.conf:2:", "yes, no");
+	expect_error("[expert]\nplugin = cpu\nweights = fp16\n", "bad.conf:3:", "[expert] weights must be bf16 or fp32");
+	expect_error("[limits]\nmax_buffered_bytes = 1048575\n", "max_buffered_bytes",
+		     "0 or an integer in 1048576..1099511627776");
+	expect_error("[limits]\nmax_buffered_bytes = 1099511627777\n", "max_buffered_bytes", NULL);
+	expect_error("[limits]\ncompute_timeout_ms = 99\n", "compute_timeout_ms", "100..86400000");
+	expect_error("[limits]\nwrite_timeout_ms = 86400001\n", "write_timeout_ms", NULL);
+	expect_error("[model]\ngamma = 1\n", "bad.conf:2:", "unknown key 'gamma' in [model]");
 }
 
 static void test_missing_file(void **state)
@@ -118,6 +264,12 @@ static void test_validate(void **state)
 	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	c.max_inflight_per_conn = c.queue_depth + 1;
 	assert_true(config_validate(&c, err, sizeof(err)) < 0);
+	c.max_inflight_per_conn = 1;
+	c.max_buffered_bytes = c.max_frame_bytes - 1;
+	assert_true(config_validate(&c, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "max_buffered_bytes"));
+	c.max_buffered_bytes = c.max_frame_bytes;
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	config_release(&c);
 }
 
@@ -125,6 +277,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_types),
+		cmocka_unit_test(test_buffered_budget),
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_missing_file),

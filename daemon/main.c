@@ -41,7 +41,7 @@ struct cli {
 	const char *config;
 	const char *socket, *model, *router, *expert, *plugin_dir, *state_dir, *workers;
 	const char *log_level;
-	int verbose, check_config;
+	int verbose, check_config, list_keys;
 };
 
 struct daemon_ctx {
@@ -95,7 +95,9 @@ static void usage(FILE *f)
 		"  -w, --workers N        worker threads (default: online CPUs)\n"
 		"  -l, --log-level LEVEL  err, warning, notice, info, debug\n"
 		"  -v, --verbose          log at debug level\n"
-		"      --check-config     validate the configuration and exit\n"
+		"      --check-config     validate the configuration (plugin parameters too) and exit\n"
+		"      --list-config-keys print every moed.conf key: section, name, type, default,\n"
+		"                         reload policy, meaning; and exit\n"
 		"  -h, --help             show this help\n"
 		"  -V, --version          show the version\n");
 }
@@ -114,6 +116,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "list-config-keys", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -133,6 +136,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
 		case 'l': cli->log_level = optarg; break;
 		case 'v': cli->verbose = 1; break;
 		case 'C': cli->check_config = 1; break;
+		case 'K': cli->list_keys = 1; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("moed %s\n", PACKAGE_VERSION); exit(0);
 		default: usage(stderr); return -EINVAL;
@@ -151,7 +155,8 @@ static int build_config(const struct cli *cli, struct moed_config *cfg, char *er
 	const char *path = cli->config;
 	int r = 0;
 
-	config_init(cfg);
+	if (config_init(cfg) < 0)       /* every default comes from the key table */
+		return -ENOMEM;
 	if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
 		path = DEFAULT_CONFIG;
 	if (path && (r = config_load(cfg, path, err, errlen)) < 0)
@@ -162,14 +167,6 @@ static int build_config(const struct cli *cli, struct moed_config *cfg, char *er
 	    (cli->expert && config_set_string(&cfg->expert, cli->expert) < 0) ||
 	    (cli->plugin_dir && config_set_string(&cfg->plugin_dir, cli->plugin_dir) < 0) ||
 	    (cli->state_dir && config_set_string(&cfg->state_dir, cli->state_dir) < 0))
-		return -ENOMEM;
-	if (!cfg->socket_path && config_set_string(&cfg->socket_path, MOED_DEFAULT_SOCKET) < 0)
-		return -ENOMEM;
-	if (!cfg->plugin_dir && config_set_string(&cfg->plugin_dir, MOED_PLUGIN_DIR) < 0)
-		return -ENOMEM;
-	if (!cfg->state_dir && config_set_string(&cfg->state_dir, MOED_DEFAULT_STATE_DIR) < 0)
-		return -ENOMEM;
-	if (!cfg->expert && config_set_string(&cfg->expert, "cpu") < 0)
 		return -ENOMEM;
 	if (cli->workers) {
 		char *end;
@@ -341,14 +338,14 @@ static int apply_reload(struct daemon_ctx *d, struct moed_config *next,
 		snprintf(err, errlen, "cannot compare the configurations: %s", strerror(-r));
 		return r;
 	}
-	if (plan.router) {
+	if (plan.rebind_router) {
 		const char *name = next->router ? next->router : model_default_router(d->engine->model);
 		r = engine_prepare(d->engine, MOED_PLUGIN_ROUTER, name, next->router_params.p,
 				   next->router_params.n, -1, &rs, err, errlen);
 		if (r < 0)
 			return r;
 	}
-	if (plan.expert) {
+	if (plan.rebind_expert) {
 		r = engine_prepare(d->engine, MOED_PLUGIN_EXPERT, next->expert, next->expert_params.p,
 				   next->expert_params.n, -1, &es, err, errlen);
 		if (r < 0) {
@@ -361,12 +358,14 @@ static int apply_reload(struct daemon_ctx *d, struct moed_config *next,
 		engine_commit(d->engine, rs);
 	if (es)
 		engine_commit(d->engine, es);
-	reload_commit(&d->cfg, next, &plan);
-	log_set_level(d->cfg.log_level);
+	reload_commit(&d->cfg, next, &plan);       /* applies log_level itself */
 	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	if (reload_plan_changed(&plan, "daemon", "state_save_interval_s"))
 		arm_save_timer(d);
-	reload_plan_result(&plan, res);
+	for (size_t i = 0; i < plan.n_live && res->n_applied < RELOAD_RESULT_MAX; i++)
+		res->applied[res->n_applied++] = plan.live[i];
+	for (size_t i = 0; i < plan.n_restart && res->n_restart < RELOAD_RESULT_MAX; i++)
+		res->restart[res->n_restart++] = plan.restart[i];
 	return 0;
 }
 
@@ -613,6 +612,10 @@ int main(int argc, char **argv)
 	catch_early_signals();
 	if (parse_cli(argc, argv, &d.cli) < 0)
 		return 2;
+	if (d.cli.list_keys) {
+		config_keys_print(stdout);
+		return 0;
+	}
 	r = build_config(&d.cli, &d.cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "moed: %s\n", r == -ENOMEM ? "out of memory" : err);

@@ -4,15 +4,13 @@
  * the row's policy into two bit sets and two name lists; plugin parameters are
  * compared as sets and mark their binding for a new generation.
  * reload_commit() follows the plan and nothing else, so whatever was planned is
- * exactly what is applied.  reload_apply() strings plan, swaps and commit
- * together the old, non-atomic way for main.c until the executor replaces it.
+ * exactly what is applied.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "daemon/engine.h"
 #include "daemon/log.h"
 #include "daemon/reload.h"
 
@@ -86,39 +84,3 @@ void reload_commit(struct moed_config *cur, struct moed_config *next,
 		log_set_level(cur->log_level);
 }
 
-static void report(const char **dst, size_t *n, size_t cap, const char *const *src, size_t n_src)
-{
-	*n = 0;
-	for (size_t i = 0; i < n_src && *n < cap; i++)
-		dst[(*n)++] = src[i];
-}
-
-int reload_apply(struct moed_config *cur, struct moed_config *next, struct engine *e,
-		 struct reload_result *res, char *err, size_t errlen)
-{
-	struct reload_plan plan;
-	int r;
-
-	memset(res, 0, sizeof(*res));
-	if ((r = reload_plan(cur, next, &plan)) < 0)
-		return r;
-	if (plan.rebind_router) {
-		const char *name = next->router ? next->router : model_default_router(e->model);
-		r = engine_set_plugin(e, MOED_PLUGIN_ROUTER, name, next->router_params.p,
-				      next->router_params.n, -1, err, errlen);
-		if (r < 0)
-			return r;
-	}
-	if (plan.rebind_expert) {
-		r = engine_set_plugin(e, MOED_PLUGIN_EXPERT, next->expert, next->expert_params.p,
-				      next->expert_params.n, -1, err, errlen);
-		if (r < 0)
-			return r;
-	}
-	reload_commit(cur, next, &plan);
-	report(res->applied, &res->n_applied, sizeof(res->applied) / sizeof(res->applied[0]),
-	       plan.live, plan.n_live);
-	report(res->restart, &res->n_restart, sizeof(res->restart) / sizeof(res->restart[0]),
-	       plan.restart, plan.n_restart);
-	return 0;
-}

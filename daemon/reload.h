@@ -15,7 +15,6 @@
 #include <stdint.h>
 
 #include "daemon/conf.h"
-#include "daemon/server.h"
 
 #define RELOAD_MAX_CHANGES (CONFIG_MAX_KEYS + 2)
 
@@ -51,13 +50,5 @@ int reload_plan_changed(const struct reload_plan *p, const char *section, const 
  * generation the plan asks for was prepared. */
 void reload_commit(struct moed_config *cur, struct moed_config *next,
 		   const struct reload_plan *plan);
-
-struct engine;
-
-/* Transitional wrapper until main.c runs the atomic executor: plan, swap the
- * router then the expert with engine_set_plugin(), commit, and report.  A
- * failed expert swap keeps the router swap (the bug of issue 13 item 4). */
-int reload_apply(struct moed_config *cur, struct moed_config *next, struct engine *e,
-		 struct reload_result *res, char *err, size_t errlen);
 
 #endif

@@ -19,14 +19,14 @@
 struct batcher;
 struct engine;
 struct moed_config;
-struct plugin_list;
 struct pool;
 
 /* What a reload applied and what needs a restart (static strings). */
+#define RELOAD_RESULT_MAX 72
 struct reload_result {
-	const char *applied[48];
+	const char *applied[RELOAD_RESULT_MAX];
 	size_t n_applied;
-	const char *restart[48];
+	const char *restart[RELOAD_RESULT_MAX];
 	size_t n_restart;
 	char warning[256];              /* e.g. the state could not be saved */
 };
@@ -37,7 +37,6 @@ struct service {
 	struct engine *engine;          /* main.c; bindings: admin.c */
 	struct pool *pool;              /* main.c */
 	struct batcher *batcher;        /* main.c creates it; batch.c owns its state */
-	struct plugin_list *plugins;    /* plugin listing cache: info.c */
 	uint64_t start_ms;              /* main.c */
 	uint32_t connections;           /* server.c */
 	uint64_t buffered_bytes;        /* session.c: unsent replies + partial frames, all peers */

@@ -25,6 +25,7 @@
 
 #include "bench/util.h"
 #include "include/moed/plugin.h"
+#include "tests/common/fake_host.h"
 
 struct shape {
 	const char *id;
@@ -38,12 +39,6 @@ static const struct shape shapes[] = {
 };
 
 static const size_t Ts[] = { 1, 2, 4, 16, 64, 256, 1024, 4096 };
-
-static const struct moed_host host = {
-	.struct_size = sizeof(struct moed_host),
-	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = bench_log,
-};
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -295,7 +290,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pl = dlsym(dl, MOED_PLUGIN_SYMBOL);
-	if (!pl || pl->init(&host, NULL, 0, &state)) {
+	fake_host_set_verbosity(MOED_LOG_NOTICE);
+	if (!pl || pl->init(fake_host(), NULL, 0, &state)) {
 		fprintf(stderr, "cuda plugin: init failed\n");
 		return 1;
 	}

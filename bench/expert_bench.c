@@ -9,8 +9,9 @@
  * median time of forward() on one layer, printed as tokens/s, weight bytes of
  * the experts touched per second over the read bandwidth, and FLOP/s over the
  * sgemm peak.  The plugin runs as in the daemon: OpenBLAS single-threaded,
- * extra threads only through the host's parallel_for (here a small pool of
- * threads-1 helpers plus the calling thread).
+ * extra threads only through the host's parallel_for (the daemon's own pool,
+ * daemon/pool.c, through tests/common/fake_host.c: threads-1 workers plus the
+ * calling thread).
  *
  * The peer (bench/torch_peer.py under /usr/bin/python3: the layer written the
  * way HuggingFace's DeepseekV3MoE runs it, same thread count) rebuilds the
@@ -30,18 +31,17 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
 #include "bench/util.h"
+#include "common/mix.h"
 #include "include/moed/plugin.h"
+#include "tests/common/fake_host.h"
 
 #define REPS 7
 #define MAX_THREADS 64
@@ -55,20 +55,12 @@ static const struct shape shapes[] = {
 
 /* ---- the counter-based generator (mirrored in torch_peer.py) ---- */
 
-static uint64_t splitmix64(uint64_t z)
-{
-	z += 0x9E3779B97F4A7C15ull;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 /* Element i of tensor `id`: uniform in [-scale/2, scale/2), exactly an fp32. */
 static float bench_value(uint64_t id, uint64_t i, float scale)
 {
-	uint64_t h = splitmix64((id << 40) + i);
+	uint64_t h = splitmix64_at((id << 40) + i);
 
-	return ((float)(h >> 40) / 16777216.0f - 0.5f) * scale;
+	return (mix_unit24(h) - 0.5f) * scale;
 }
 
 /* Tensor ids: expert e gate/up/down 3e..3e+2, shared 3E..3E+2, x 3E+3,
@@ -126,7 +118,7 @@ static unsigned gen_routes(const struct shape *s, size_t T, double zipf, int32_t
 			int dup;
 
 			for (uint64_t a = 0;; a++) {
-				e = pick_expert(splitmix64((rid << 40) + at * 64 + a), s->E, zipf);
+				e = pick_expert(splitmix64_at((rid << 40) + at * 64 + a), s->E, zipf);
 				dup = 0;
 				for (unsigned q = 0; q < j; q++)
 					dup |= ex[t * s->k + q] == e;
@@ -140,90 +132,6 @@ static unsigned gen_routes(const struct shape *s, size_t T, double zipf, int32_t
 		}
 	return distinct;
 }
-
-/* ---- a fork-join pool: the calling thread and n-1 helpers ---- */
-
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t go, done;
-	pthread_t th[MAX_THREADS];
-	unsigned helpers, busy;
-	uint64_t gen;
-	void (*fn)(void *arg, size_t i);
-	void *arg;
-	size_t n;
-	atomic_size_t next;
-} bp = { .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
-	 .done = PTHREAD_COND_INITIALIZER };
-
-static void bp_claim(void)
-{
-	size_t i;
-
-	while ((i = atomic_fetch_add(&bp.next, 1)) < bp.n)
-		bp.fn(bp.arg, i);
-}
-
-static void *bp_main(void *unused)
-{
-	uint64_t seen = 0;
-
-	pthread_mutex_lock(&bp.lock);
-	for (;;) {
-		while (bp.gen == seen)
-			pthread_cond_wait(&bp.go, &bp.lock);
-		seen = bp.gen;
-		pthread_mutex_unlock(&bp.lock);
-		bp_claim();
-		pthread_mutex_lock(&bp.lock);
-		if (--bp.busy == 0)
-			pthread_cond_signal(&bp.done);
-	}
-	return NULL;
-}
-
-static void bp_parallel_for(size_t n, void (*fn)(void *arg, size_t i), void *arg)
-{
-	if (!bp.helpers || n <= 1) {
-		for (size_t i = 0; i < n; i++)
-			fn(arg, i);
-		return;
-	}
-	pthread_mutex_lock(&bp.lock);
-	bp.fn = fn, bp.arg = arg, bp.n = n;
-	atomic_store(&bp.next, 0);
-	bp.busy = bp.helpers;
-	bp.gen++;
-	pthread_cond_broadcast(&bp.go);
-	pthread_mutex_unlock(&bp.lock);
-	bp_claim();
-	pthread_mutex_lock(&bp.lock);
-	while (bp.busy)
-		pthread_cond_wait(&bp.done, &bp.lock);
-	pthread_mutex_unlock(&bp.lock);
-}
-
-/* Helpers are only ever added: a run with fewer threads parks the extra ones. */
-static unsigned bp_started;
-
-static void bp_set_threads(unsigned threads)
-{
-	while (bp_started + 1 < threads) {
-		if (pthread_create(&bp.th[bp_started], NULL, bp_main, NULL)) {
-			perror("pthread_create");
-			exit(1);
-		}
-		bp_started++;
-	}
-	bp.helpers = threads - 1;
-}
-
-static const struct moed_host host = {
-	.struct_size = sizeof(struct moed_host),
-	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = bench_log,
-	.parallel_for = bp_parallel_for,
-};
 
 /* ---- one configuration ---- */
 
@@ -432,7 +340,8 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/cpu.so", dir);
 	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	p = dl ? dlsym(dl, MOED_PLUGIN_SYMBOL) : NULL;
-	if (!p || p->init(&host, NULL, 0, &state)) {
+	fake_host_set_verbosity(MOED_LOG_NOTICE);
+	if (!p || p->init(fake_host(), NULL, 0, &state)) {
 		fprintf(stderr, "cannot load %s: %s\n", path, dl ? "no descriptor" : dlerror());
 		return 1;
 	}
@@ -459,7 +368,10 @@ int main(int argc, char **argv)
 		       "%.1f GB/s\n", c.threads, c.threads > 1 ? "s" : "", lim.peak,
 		       openblas_get_corename(), lim.bw);
 		openblas_set_num_threads(1);
-		bp_set_threads(c.threads);
+		if (fake_host_set_threads(c.threads) < 0) {
+			fprintf(stderr, "cannot start %u threads\n", c.threads);
+			return 1;
+		}
 		c.lim = &lim;
 		for (size_t s = 0; s < ns; s++)
 			for (size_t d = 0; d < nd; d++) {
@@ -474,5 +386,6 @@ int main(int argc, char **argv)
 		fclose(c.json);
 	}
 	p->fini(state);
+	fake_host_stop();
 	return 0;
 }

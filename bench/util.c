@@ -1,22 +1,16 @@
 /*
- * Small helpers the benchmarks share: a monotonic clock, the median of a
- * sample, and a host log function for the plugins they load (notices and
- * worse, to stderr).
+ * Small helpers the benchmarks share: a monotonic clock in seconds and the
+ * median of a sample.  The plugins they load get the fake host of
+ * tests/common/fake_host.h.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench/util.h"
-#include "include/moed/plugin.h"
+#include "common/clock.h"
 
 double bench_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+	return mono_ns() * 1e-9;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -30,17 +24,4 @@ double bench_median(double *v, size_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_d);
 	return v[n / 2];
-}
-
-void bench_log(int level, const char *plugin, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (level > MOED_LOG_NOTICE)
-		return;
-	fprintf(stderr, "  [%s] ", plugin);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }

@@ -6,7 +6,5 @@
 
 double bench_now(void);                         /* CLOCK_MONOTONIC seconds */
 double bench_median(double *v, size_t n);       /* sorts v */
-void bench_log(int level, const char *plugin, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -16,11 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/moectl.h"
 #include "client/output.h"
+#include "common/clock.h"
 #include "proto/tensor.h"
 
 struct bench_cfg {
@@ -50,10 +50,7 @@ static atomic_ullong done_requests, failed_requests;
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return mono_ns() / 1e9;
 }
 
 static int keep_latency(struct client *c, double us)

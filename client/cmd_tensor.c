@@ -14,10 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "client/moectl.h"
 #include "client/npy.h"
+#include "common/clock.h"
+#include "common/mix.h"
 #include "client/output.h"
 #include "proto/tensor.h"
 
@@ -78,21 +79,12 @@ static int parse_args(const char *cmd, int allow_output, int argc, char **argv,
 	return EXIT_OK;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 void random_fill(float *x, uint64_t n, uint64_t seed)
 {
 	uint64_t s = seed;
 
 	for (uint64_t i = 0; i < n; i++)
-		x[i] = 2.0f * (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f) - 1.0f;
+		x[i] = 2.0f * mix_unit24(splitmix64_next(&s)) - 1.0f;
 }
 
 int model_shape(struct conn *c, uint32_t *ret_hidden, uint32_t *ret_first_moe_layer)
@@ -175,10 +167,7 @@ static int random_input(const char *cmd, struct conn *c, const struct tensor_arg
 
 static double now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+	return mono_ns() / 1e3;
 }
 
 /* Connect, build the input, send infer or route; the reply goes to *ret. */

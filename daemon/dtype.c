@@ -1,6 +1,8 @@
 /*
  * Conversions.  Sources may come straight from a mapped file at any offset, so
  * elements are read with memcpy; the compiler turns that into plain loads.
+ * Names come from the protocol's table (proto/tensor.c), the one list of
+ * dtype names that the daemon and moectl share.
  */
 #include "config.h"
 
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "daemon/dtype.h"
+#include "proto/tensor.h"
 
 float dtype_bf16_to_f32(uint16_t v)
 {
@@ -57,14 +60,19 @@ size_t dtype_size(uint32_t dtype)
 	}
 }
 
-const char *dtype_name(uint32_t dtype)
+Moed__DType dtype_wire(uint32_t dtype)
 {
 	switch (dtype) {
-	case MOED_DTYPE_F32: return "F32";
-	case MOED_DTYPE_BF16: return "BF16";
-	case MOED_DTYPE_F16: return "F16";
-	default: return "unknown";
+	case MOED_DTYPE_F32: return MOED__DTYPE__F32;
+	case MOED_DTYPE_BF16: return MOED__DTYPE__BF16;
+	case MOED_DTYPE_F16: return MOED__DTYPE__F16;
+	default: return MOED__DTYPE__DTYPE_INVALID;
 	}
+}
+
+const char *dtype_name(uint32_t dtype)
+{
+	return tensor_dtype_name(dtype_wire(dtype));
 }
 
 void dtype_to_f32(uint32_t dtype, const void *src, float *dst, size_t n)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mix.h"
 #include "daemon/log.h"
 #include "daemon/synthetic.h"
 
@@ -42,15 +43,6 @@ static const struct shape shapes[] = {
 	{ "S4", 1024, 3584, 8, 2, 0, 1, 1, 2 },
 };
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* n floats uniform in [-a, a), from the stream named by (layer, tensor, expert). */
 static float *fill(size_t n, float a, uint32_t layer, uint32_t tensor, uint32_t expert)
 {
@@ -62,7 +54,7 @@ static float *fill(size_t n, float a, uint32_t layer, uint32_t tensor, uint32_t 
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		/* 24 random bits -> [0, 1) exactly representable */
-		float u = (float)(splitmix64(&s) >> 40) * (1.0f / 16777216.0f);
+		float u = mix_unit24(splitmix64_next(&s));
 		v[i] = (2.0f * u - 1.0f) * a;
 	}
 	return v;

@@ -31,6 +31,7 @@
 
 #include "daemon/loader.h"
 #include "include/moed/plugin.h"
+#include "tests/common/fake_host.h"
 #include "tests/unit/expert_case.h"
 
 #define TOL_F32 1e-4
@@ -41,23 +42,6 @@ static const struct moed_plugin *plugin;
 static void *plugin_state;
 static const char *cases_dir;
 static int failures, checks;
-static char last_log[1024];
-
-static void test_log(int level, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_log, sizeof(last_log), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "  [%s] %s\n", name, last_log);
-}
-
-static const struct moed_host host = {
-	.struct_size = sizeof(struct moed_host),
-	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = test_log,
-};
 
 static void check(int ok, const char *fmt, ...)
 {
@@ -282,8 +266,9 @@ static void test_refusals(void)
 	s.shared_gate = NULL;
 	check(layer_new(&s, NULL, 0, &a) == -EINVAL, "missing shared weights refused");
 	check(layer_new(&c->spec, dev, 1, &a) == -ENODEV, "device=1000 refused (-ENODEV)");
-	last_log[0] = '\0';
-	check(layer_new(&c->spec, one_mb, 1, &a) == -ENOMEM && strstr(last_log, "memory_limit_mb"),
+	fake_host_reset_log();
+	check(layer_new(&c->spec, one_mb, 1, &a) == -ENOMEM &&
+		      strstr(fake_host_last_log(), "memory_limit_mb"),
 	      "3.4 MiB of weights over memory_limit_mb=1: -ENOMEM, logged");
 	/* 3.4 MiB each: the first fits under 5, the second not, until the first goes */
 	check(layer_new(&c->spec, lim, 1, &a) == 0, "first layer under memory_limit_mb=5");
@@ -379,7 +364,7 @@ int main(int argc, char **argv)
 	plugin = dlsym(dl, MOED_PLUGIN_SYMBOL);
 	must(plugin && plugin->abi_version == MOED_PLUGIN_ABI_VERSION &&
 	     !strcmp(plugin->name, "cuda") && plugin->expert, "descriptor");
-	must(plugin->init(&host, NULL, 0, &plugin_state) == 0, "init on a GPU host");
+	must(plugin->init(fake_host(), NULL, 0, &plugin_state) == 0, "init on a GPU host");
 
 	test_reference_cases();
 	test_batch_independence("hot_f32", TOL_F32);

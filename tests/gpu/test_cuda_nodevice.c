@@ -10,35 +10,15 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/loader.h"
 #include "include/moed/plugin.h"
+#include "tests/common/fake_host.h"
 
-static char last_log[1024];
-static int n_errors;
 static int failures, checks;
-
-static void test_log(int level, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_log, sizeof(last_log), fmt, ap);
-	va_end(ap);
-	if (level <= MOED_LOG_ERR)
-		n_errors++;
-	fprintf(stderr, "  [%s] %s\n", name, last_log);
-}
-
-static const struct moed_host host = {
-	.struct_size = sizeof(struct moed_host),
-	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = test_log,
-};
 
 static void check(int ok, const char *what)
 {
@@ -53,9 +33,8 @@ static int try_init(const struct moed_plugin *p, const struct moed_param *params
 	void *state = NULL;
 	int r;
 
-	n_errors = 0;
-	last_log[0] = '\0';
-	r = p->init(&host, params, n, &state);
+	fake_host_reset_log();
+	r = p->init(fake_host(), params, n, &state);
 	if (r == 0)
 		p->fini(state);
 	return r;
@@ -105,14 +84,16 @@ int main(void)
 		r = try_init(p, bad[i], 1);
 		snprintf(what, sizeof(what), "init refuses %s=%s with -EINVAL, logged", bad[i][0].key,
 			 bad[i][0].value);
-		check(r == -EINVAL && n_errors == 1 && strstr(last_log, bad[i][0].key), what);
+		check(r == -EINVAL && fake_host_errors() == 1 &&
+			      strstr(fake_host_last_log(), bad[i][0].key),
+		      what);
 	}
 	for (int round = 0; round < 2; round++) {
 		r = try_init(p, good, 2);
 		printf("# init with no visible GPU: %d (%s): %s\n", r, r ? strerror(-r) : "ok",
-		       last_log);
+		       fake_host_last_log());
 		check(r == -ENODEV, "init fails with -ENODEV when no GPU is visible");
-		check(n_errors == 1 && strstr(last_log, "no usable GPU"),
+		check(fake_host_errors() == 1 && strstr(fake_host_last_log(), "no usable GPU"),
 		      "one logged error that says there is no usable GPU");
 	}
 	p->expert->layer_free(NULL);

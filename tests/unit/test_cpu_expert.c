@@ -2,10 +2,11 @@
  * The cpu expert backend against an independent numpy reference.
  * tests/numerics/cpu_expert.sh runs tests/ref/gen_expert_cases.py into a temp
  * folder and points MOED_TEST_CASES at it; this test dlopens the built plugin
- * from MOED_TEST_PLUGIN_DIR with a host table of its own, runs every case with
- * each path (auto, small kernel forced, sgemm forced) and each instruction set
- * the CPU has, its tasks spread over three threads by the test host's
- * parallel_for, and compares per token: max|y - ref| / max|ref| <= 1e-5, for
+ * from MOED_TEST_PLUGIN_DIR with the fake host of tests/common, runs every case
+ * with each path (auto, small kernel forced, sgemm forced) and each
+ * instruction set the CPU has, its tasks spread over three threads (the
+ * caller and two workers of the daemon's pool) by the host's parallel_for,
+ * and compares per token: max|y - ref| / max|ref| <= 1e-5, for
  * fp32 and for bf16 weights alike (the reference uses the same bf16-rounded
  * weights, so only fp32 summation order differs).  It also checks that a
  * token's output does not depend on the rest of the batch (bit-exact with the
@@ -23,8 +24,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdatomic.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include <cmocka.h>
 
 #include "include/moed/plugin.h"
+#include "tests/common/fake_host.h"
 #include "tests/unit/expert_case.h"
 
 #define TOL 1e-5
@@ -43,72 +43,6 @@ static void *plugin_state;
 static void *dl;
 static const char *cases_dir;
 static const char *const isas[] = { "avx512", "avx2", "generic" };
-
-static void test_log(int level, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "  [%s] ", name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* How the host's parallel_for runs its tasks: the plugin splits every call
- * into (expert, row-slice) and column-slice tasks through it. */
-enum par_mode { PAR_THREADS, PAR_FORWARD, PAR_REVERSE };
-static enum par_mode par_mode = PAR_THREADS;
-
-struct par_job {
-	void (*fn)(void *arg, size_t i);
-	void *arg;
-	size_t n;
-	atomic_size_t next;
-};
-
-static void *par_worker(void *arg)
-{
-	struct par_job *j = arg;
-	size_t i;
-
-	while ((i = atomic_fetch_add(&j->next, 1)) < j->n)
-		j->fn(j->arg, i);
-	return NULL;
-}
-
-/* Like the daemon's pool: the caller and (here) two more threads claim indices. */
-static void test_parallel_for(size_t n, void (*fn)(void *arg, size_t i), void *arg)
-{
-	struct par_job j = { .fn = fn, .arg = arg, .n = n };
-	pthread_t th[2];
-
-	switch (par_mode) {
-	case PAR_FORWARD:
-		for (size_t i = 0; i < n; i++)
-			fn(arg, i);
-		return;
-	case PAR_REVERSE:
-		for (size_t i = n; i-- > 0;)
-			fn(arg, i);
-		return;
-	case PAR_THREADS:
-		atomic_init(&j.next, 0);
-		for (int t = 0; t < 2; t++)
-			assert_int_equal(pthread_create(&th[t], NULL, par_worker, &j), 0);
-		par_worker(&j);
-		for (int t = 0; t < 2; t++)
-			pthread_join(th[t], NULL);
-		return;
-	}
-}
-
-static const struct moed_host host = {
-	.struct_size = sizeof(struct moed_host),
-	.abi_version = MOED_PLUGIN_ABI_VERSION,
-	.log = test_log,
-	.parallel_for = test_parallel_for,
-};
 
 static struct tcase *case_load(const char *name)
 {
@@ -397,6 +331,8 @@ static void test_concurrent(void **state)
 static void test_task_order(void **state)
 {
 	static const char *const modes[] = { "small", "gemm" };
+	static const enum fake_host_order orders[] = { FAKE_HOST_POOL, FAKE_HOST_FORWARD,
+						       FAKE_HOST_REVERSE };
 	struct dirent **names;
 	int n = scandir(cases_dir, &names, NULL, alphasort);
 
@@ -417,12 +353,12 @@ static void test_task_order(void **state)
 			assert_true(y[0] && y[1] && y[2]);
 			assert_int_equal(layer_new(&c->spec, modes[m], "auto", &layer), 0);
 			for (int p = 0; p < 3; p++) {
-				par_mode = (enum par_mode)p;
+				fake_host_set_order(orders[p]);
 				assert_int_equal(forward(layer, c, c->x.data, c->T,
 							 c->experts.data, c->weights.data, y[p]),
 						 0);
 			}
-			par_mode = PAR_THREADS;
+			fake_host_set_order(FAKE_HOST_POOL);
 			assert_memory_equal(y[0], y[1], sz);
 			assert_memory_equal(y[0], y[2], sz);
 			plugin->expert->layer_free(layer);
@@ -449,7 +385,9 @@ static int group_setup(void **state)
 	if (!plugin || plugin->abi_version != MOED_PLUGIN_ABI_VERSION ||
 	    strcmp(plugin->name, "cpu") || plugin->kind != MOED_PLUGIN_EXPERT || !plugin->expert)
 		return -1;
-	return plugin->init(&host, NULL, 0, &plugin_state);
+	if (fake_host_set_threads(3) < 0)
+		return -1;
+	return plugin->init(fake_host(), NULL, 0, &plugin_state);
 }
 
 static int group_teardown(void **state)
@@ -458,6 +396,7 @@ static int group_teardown(void **state)
 		plugin->fini(plugin_state);
 	if (dl)
 		dlclose(dl);
+	fake_host_stop();
 	return 0;
 }
 

@@ -9,17 +9,8 @@
 #include <stdlib.h>
 
 #include "client/moectl.h"
+#include "proto/tensor.h"
 #include "client/output.h"
-
-static const char *dtype_str(Moed__DType d)
-{
-	switch (d) {
-	case MOED__DTYPE__F32: return "F32";
-	case MOED__DTYPE__BF16: return "BF16";
-	case MOED__DTYPE__F16: return "F16";
-	default: return "?";
-	}
-}
 
 static int no_args(const char *cmd, int argc, char **argv)
 {
@@ -51,7 +42,7 @@ static json_object *model_json(const Moed__ModelInfo *m)
 			       json_object_new_double(m->routed_scaling_factor));
 	json_object_object_add(o, "norm_topk_prob", json_object_new_boolean(m->norm_topk_prob));
 	json_object_object_add(o, "e_score_correction_bias", json_object_new_boolean(m->has_bias));
-	json_object_object_add(o, "dtype", json_object_new_string(dtype_str(m->dtype)));
+	json_object_object_add(o, "dtype", json_object_new_string(tensor_dtype_name(m->dtype)));
 	json_object_object_add(o, "weight_bytes", json_object_new_uint64(m->weight_bytes));
 	return o;
 }
@@ -72,7 +63,7 @@ static void model_print(const Moed__ModelInfo *m)
 	printf("routing:   %s, %s%s, scale %g%s\n", m->scoring_func, m->topk_method,
 	       m->norm_topk_prob ? ", normalised" : "", m->routed_scaling_factor,
 	       m->has_bias ? ", selection bias" : "");
-	printf("weights:   %s, %s\n", dtype_str(m->dtype),
+	printf("weights:   %s, %s\n", tensor_dtype_name(m->dtype),
 	       human_bytes(m->weight_bytes, bytes, sizeof(bytes)));
 }
 

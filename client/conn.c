@@ -21,10 +21,10 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/conn.h"
+#include "common/clock.h"
 #include "client/moectl.h"
 #include "proto/frame.h"
 #include "proto/protocol.h"
@@ -63,10 +63,7 @@ static int timed_out(const struct conn *c)
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(mono_ns() / 1000000u);
 }
 
 /* Wait until fd is readable or deadline (ms, CLOCK_MONOTONIC; < 0 none) passes. */

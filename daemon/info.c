@@ -19,20 +19,11 @@
 #include "daemon/arena.h"
 #include "daemon/batch.h"
 #include "daemon/conf.h"
+#include "daemon/dtype.h"
 #include "daemon/engine.h"
 #include "daemon/loader.h"
 #include "daemon/pool.h"
 #include "daemon/service.h"
-
-static Moed__DType wire_dtype(uint32_t dtype)
-{
-	switch (dtype) {
-	case MOED_DTYPE_F32: return MOED__DTYPE__F32;
-	case MOED_DTYPE_BF16: return MOED__DTYPE__BF16;
-	case MOED_DTYPE_F16: return MOED__DTYPE__F16;
-	default: return MOED__DTYPE__DTYPE_INVALID;
-	}
-}
 
 static int model_info(const struct engine *e, Moed__ModelInfo *ret, struct arena *a)
 {
@@ -61,7 +52,7 @@ static int model_info(const struct engine *e, Moed__ModelInfo *ret, struct arena
 	ret->routed_scaling_factor = m->routed_scaling_factor;
 	ret->norm_topk_prob = m->norm_topk_prob != 0;
 	ret->has_bias = m->n_layers > 0 && m->layers[0].bias != NULL;
-	ret->dtype = wire_dtype(m->dtype);
+	ret->dtype = dtype_wire(m->dtype);
 	ret->weight_bytes = m->weight_bytes;
 	return 0;
 }

@@ -225,7 +225,8 @@ static void admin_policy(void **state)
 	req.bias = &br;
 	br.op = MOED__BIAS_OP__BIAS_SHOW;
 	r = call(e, &req);
-	assert_int_equal(r->status, MOED__STATUS__OK);
+	if (r->status != MOED__STATUS__OK)
+		fail_msg("bias show: %d %s", r->status, r->message);
 	assert_int_equal(r->body_case, MOED__RESPONSE__BODY_BIAS);
 	br.op = MOED__BIAS_OP__BIAS_FREEZE;
 	r = call(e, &req);
@@ -233,6 +234,7 @@ static void admin_policy(void **state)
 
 	e->caller.admin_socket = 1;     /* a peer of the admin socket may */
 	req.body_case = MOED__REQUEST__BODY_ROUTER_SET;
+	req.router_set = &ps;           /* the body is a union */
 	r = call(e, &req);
 	assert_int_equal(r->status, MOED__STATUS__OK);
 	assert_int_equal(r->body_case, MOED__RESPONSE__BODY_BINDINGS);
@@ -249,7 +251,7 @@ static const Moed__Response *infer(struct env *e, uint32_t layer, size_t T, floa
 	const Moed__Response *r;
 
 	for (size_t i = 0; i < T * e->H; i++)
-		x[i] = value * (float)((i % 7) + 1) / 7.0f;
+		x[i] = value * ((float)((i % 7) + 1) / 7.0f);
 	tensor_wrap2(&t, shape, MOED__DTYPE__F32, x, T, e->H);
 	ir.layer = layer;
 	ir.hidden = &t;

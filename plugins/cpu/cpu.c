@@ -138,24 +138,29 @@ static const struct moed_param_decl decls[] = {
 
 static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params)
 {
-	uint32_t mode = PATH_AUTO, isa = 0;
+	uint32_t mode = PATH_AUTO;
+	const char *isa = "auto";
 	const struct param_slot slots[] = {
 		{ "gemm_min_tokens", &l->gemm_min },
 		{ "split_min_kb", &l->split_min },
 		{ "kernel", &mode },
-		{ "isa", &isa },
 	};
 
+	/* an instruction set this build or CPU lacks is "not supported", not a
+	 * malformed value, so it is looked at before the declared check */
+	for (size_t i = 0; i < n_params; i++)
+		if (!strcmp(params[i].key, "isa"))
+			isa = params[i].value;
+	l->isa = cpu_isa_pick(isa);
+	if (!l->isa) {
+		host->log(MOED_LOG_ERR, PLUGIN,
+			  "parameter 'isa' = '%s': unknown or not supported by this CPU", isa);
+		return -ENOTSUP;
+	}
 	if (params_parse(host, PLUGIN, decls, PARAMS_COUNT(decls), slots, PARAMS_COUNT(slots),
 			 params, n_params) < 0)
 		return -EINVAL;
 	l->mode = mode == 1 ? PATH_SMALL : mode == 2 ? PATH_GEMM : PATH_AUTO;
-	l->isa = cpu_isa_pick(isa_choices[isa]);
-	if (!l->isa) {
-		host->log(MOED_LOG_ERR, PLUGIN,
-			  "parameter 'isa' = '%s': not supported by this CPU", isa_choices[isa]);
-		return -ENOTSUP;
-	}
 	return 0;
 }
 

@@ -228,6 +228,63 @@ static void test_abi1_plugin(void **state)
 	free(x);
 }
 
+/* Features ABI 1 cannot describe are never handed to an ABI-1 backend; the
+ * ABI-2 backends refuse them too, until they implement them. */
+static void test_abi2_features_refused(void **state)
+{
+	static const float gate[4096];
+	static const uint8_t local[4096];
+	struct moed_model *model;
+	struct engine *e;
+	char err[512] = "";
+	const char *pdir = getenv("MOED_TEST_PLUGIN_DIR");
+
+	assert_int_equal(model_load("synthetic:S0", &model, err, sizeof(err)), 0);
+	assert_int_equal(engine_new(model, mock_dir, &e), 0);
+	assert_int_equal(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "abi1-expert", NULL, 0, -1, err,
+					   sizeof(err)), 0);
+	struct plugin_gen *first = e->layers[0].expert->gen;
+	struct engine_layer *l = &e->layers[e->n_layers - 1];
+	l->espec.shared_expert_gate = gate;
+	assert_int_equal(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "abi1-expert", NULL, 0, -1, err,
+					   sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "built for ABI 1, which cannot describe a shared-expert gate"));
+	l->espec.shared_expert_gate = NULL;
+	l->espec.local = local;
+	assert_int_equal(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "abi1-expert", NULL, 0, -1, err,
+					   sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "a local subset of the experts"));
+	l->espec.local = NULL;
+	l->espec.dtype = MOED_DTYPE_F8_E4M3;
+	assert_int_equal(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "abi1-expert", NULL, 0, -1, err,
+					   sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "FP8 weights"));
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		assert_ptr_equal(e->layers[i].expert->gen, first);
+	l->espec.dtype = e->model->dtype;
+	engine_free(e);
+
+	/* the cpu backend (ABI 2) is given them and refuses what it lacks */
+	if (!pdir)
+		return;
+	assert_int_equal(model_load("synthetic:S0", &model, err, sizeof(err)), 0);
+	assert_int_equal(engine_new(model, pdir, &e), 0);
+	l = &e->layers[0];
+	l->espec.local = local;
+	assert_true(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "cpu", NULL, 0, -1, err,
+				      sizeof(err)) < 0);
+	assert_non_null(strstr(err, "a subset of the experts (expert parallelism) not supported"));
+	l->espec.local = NULL;
+	l->espec.shared_expert_gate = gate;
+	assert_true(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "cpu", NULL, 0, -1, err,
+				      sizeof(err)) < 0);
+	assert_non_null(strstr(err, "shared-expert gate (Qwen2-MoE) not supported"));
+	l->espec.shared_expert_gate = NULL;
+	assert_int_equal(engine_set_plugin(e, MOED_PLUGIN_EXPERT, "cpu", NULL, 0, -1, err,
+					   sizeof(err)), 0);
+	engine_free(e);
+}
+
 static void expect_param_error(const struct moed_param *p, const char *needle)
 {
 	struct plugin_gen *g = NULL;
@@ -492,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_load_and_release),
 		cmocka_unit_test(test_engine_keeps_old_generation),
 		cmocka_unit_test(test_abi1_plugin),
+		cmocka_unit_test(test_abi2_features_refused),
 		cmocka_unit_test(test_declared_params),
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_owner_rule),

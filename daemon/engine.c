@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,84 @@ int engine_config_router(struct engine *e, const char *name, const struct moed_p
 	return 0;
 }
 
+void *engine_bias_blob(uint32_t n_experts, uint32_t frozen, const float *bias, size_t *ret_len)
+{
+	size_t len = 8 + (size_t)n_experts * sizeof(float);
+	uint8_t *b = malloc(len);
+
+	if (!b)
+		return NULL;
+	memcpy(b, &frozen, 4);
+	memcpy(b + 4, &n_experts, 4);
+	if (bias)
+		memcpy(b + 8, bias, (size_t)n_experts * sizeof(float));
+	*ret_len = len;
+	return b;
+}
+
+static void saved_set(struct engine_layer *l, char *plugin, void *blob, size_t len,
+		      uint32_t version)
+{
+	free(l->saved.plugin);
+	free(l->saved.blob);
+	l->saved.plugin = plugin;
+	l->saved.blob = blob;
+	l->saved.len = len;
+	l->saved.version = version;
+}
+
+/* An ABI-1 router with a live bias (get_bias, set_bias, bias_ctl) but no state
+ * ops: its bias is kept as the bias blob. */
+static int legacy_bias(const struct moed_router_ops *o)
+{
+	return !o->state_save && o->get_bias && o->set_bias && o->bias_ctl;
+}
+
+static void capture_legacy(struct engine_layer *l)
+{
+	const struct moed_router_ops *o = l->router->gen->desc->router;
+	uint32_t E = l->rspec.n_experts, frozen = 0;
+	char *plugin = strdup(l->router->gen->name);
+	size_t len;
+	uint8_t *blob = engine_bias_blob(E, 0, NULL, &len);
+
+	if (!plugin || !blob || o->get_bias(l->router->obj, (float *)(blob + 8), &frozen) < 0) {
+		free(plugin);
+		free(blob);
+		return;
+	}
+	frozen = frozen != 0;
+	memcpy(blob, &frozen, 4);
+	saved_set(l, plugin, blob, len, ENGINE_BIAS_BLOB_VERSION);
+}
+
+static int give_legacy(const struct engine_layer *l, const struct binding *b)
+{
+	const struct moed_router_ops *o = b->gen->desc->router;
+	const uint8_t *p = l->saved.blob;
+	uint32_t E = l->rspec.n_experts, e_saved, frozen;
+	float *bias;
+	int r;
+
+	if (l->saved.version != ENGINE_BIAS_BLOB_VERSION || l->saved.len != 8 + (size_t)E * 4)
+		return -EINVAL;
+	memcpy(&frozen, p, 4);
+	memcpy(&e_saved, p + 4, 4);
+	if (e_saved != E || !(bias = malloc((size_t)E * sizeof(float))))
+		return e_saved != E ? -EINVAL : -ENOMEM;
+	memcpy(bias, p + 8, (size_t)E * sizeof(float));
+	for (uint32_t e = 0; e < E; e++)
+		if (!isfinite(bias[e])) {
+			free(bias);
+			return -EINVAL;
+		}
+	r = o->set_bias(b->obj, bias);
+	if (r == 0 && frozen)
+		r = o->bias_ctl(b->obj, MOED_BIAS_FREEZE);
+	free(bias);
+	return r;
+}
+
 /* Capture one layer's router state into its saved blob (kept as it was when
  * the router has none or fails). */
 static void capture_layer(struct engine_layer *l)
@@ -192,6 +271,8 @@ static void capture_layer(struct engine_layer *l)
 	void *blob;
 	int r;
 
+	if (o && legacy_bias(o))
+		capture_legacy(l);
 	if (!o || !o->state_save)
 		return;
 	r = o->state_size(l->router->obj, &size);
@@ -215,12 +296,7 @@ static void capture_layer(struct engine_layer *l)
 		free(plugin);
 		return;
 	}
-	free(l->saved.plugin);
-	free(l->saved.blob);
-	l->saved.plugin = plugin;
-	l->saved.blob = blob;
-	l->saved.len = len;
-	l->saved.version = version;
+	saved_set(l, plugin, blob, len, version);
 }
 
 void engine_state_capture(struct engine *e)
@@ -240,10 +316,13 @@ static void state_give(struct engine_layer *l, struct binding *b)
 	const struct moed_router_ops *o = b->gen->desc->router;
 	int r;
 
-	if (!o->state_restore || !l->saved.plugin || strcmp(l->saved.plugin, b->gen->name))
+	if ((!o->state_restore && !legacy_bias(o)) || !l->saved.plugin ||
+	    strcmp(l->saved.plugin, b->gen->name))
 		return;
 	host_clear_error();
-	r = o->state_restore(b->obj, l->saved.blob, l->saved.len, l->saved.version);
+	r = o->state_restore ? o->state_restore(b->obj, l->saved.blob, l->saved.len,
+						  l->saved.version)
+			     : give_legacy(l, b);
 	if (r < 0)
 		log_warn("engine: layer %u: router '%s' refused its saved state (version %u, %zu "
 			 "bytes): %s%s%s; it starts afresh", l->w->index, b->gen->name,

@@ -110,6 +110,15 @@ int binding_bias_live(const struct binding *b);
 /* The selection bias layer l's router uses now, into ret (E floats): E, or 0
  * when the router shows none.  *ret_frozen 1 when it is not being updated. */
 size_t engine_router_bias(const struct engine_layer *l, float *ret, uint32_t *ret_frozen);
+/*
+ * The bias blob, version ENGINE_BIAS_BLOB_VERSION: u32 frozen | u32 E | E x f32
+ * bias (host byte order).  bias-balanced's state blob has this format; the
+ * engine keeps the live bias of ABI-1 routers (get_bias/set_bias/bias_ctl, no
+ * state ops) in it too, and state.c migrates bias.state into it.
+ * engine_bias_blob(): a malloc'ed blob (bias NULL: zeros), caller frees.
+ */
+#define ENGINE_BIAS_BLOB_VERSION 1u
+void *engine_bias_blob(uint32_t n_experts, uint32_t frozen, const float *bias, size_t *ret_len);
 /* Copy every stateful router's state into its layer's saved blob (before a
  * swap, save or exit). */
 void engine_state_capture(struct engine *e);

@@ -10,8 +10,8 @@
  * bias.state (the old format, read only):
  *   "MOEDBIAS" | u32 version (1) | u64 model fingerprint | u32 layers | u32 E |
  *   layers x ( u32 layer index | u32 frozen | E x f32 bias ) | u64 FNV-1a of all before.
- * Its biases become bias-balanced state blobs (version 1: u32 frozen | u32 E |
- * E x f32 bias), the format bias-balanced reads.
+ * Its biases become bias-balanced state blobs (engine_bias_blob(), the format
+ * bias-balanced reads).
  */
 #include "config.h"
 
@@ -39,7 +39,6 @@
 #define MAX_STR 4096u
 #define MAX_PARAMS 256u
 #define BB_PLUGIN "bias-balanced"
-#define BB_STATE_VERSION 1u
 
 struct buf {
 	uint8_t *p;
@@ -467,7 +466,10 @@ static int load_bias_state(struct engine *e, const char *path, const struct buf 
 		l = engine_layer(e, index);
 		if (!l)
 			continue;
-		blob = malloc(rec);
+		uint32_t frozen;
+		memcpy(&frozen, b->p + off + 4, 4);
+		size_t len;
+		blob = engine_bias_blob(E, frozen != 0, (const float *)(b->p + off + 8), &len);
 		char *plugin = strdup(BB_PLUGIN);
 		if (!blob || !plugin) {
 			free(blob);
@@ -476,14 +478,11 @@ static int load_bias_state(struct engine *e, const char *path, const struct buf 
 			snprintf(err, errlen, "state: out of memory");
 			return -ENOMEM;
 		}
-		memcpy(blob, b->p + off + 4, 4);          /* frozen */
-		memcpy(blob + 4, &E, 4);
-		memcpy(blob + 8, b->p + off + 8, (size_t)E * sizeof(float));
 		engine_saved_clear(&l->saved);
 		l->saved.plugin = plugin;
-		l->saved.version = BB_STATE_VERSION;
+		l->saved.version = ENGINE_BIAS_BLOB_VERSION;
 		l->saved.blob = blob;
-		l->saved.len = rec;
+		l->saved.len = len;
 	}
 	log_info("state: read the bias of %u layers from the old '%s'; it is removed once "
 		 "'%s' is saved", n, path, STATE_ROUTER_FILE);

@@ -167,7 +167,9 @@ struct moed_router_ops {
 		     float *ret_weights);
 	/* Optional (NULL when the router keeps no live bias). */
 	int (*get_bias)(void *layer, float *ret_bias, uint32_t *ret_frozen);
-	int (*set_bias)(void *layer, const float *bias);        /* unused since ABI 2 */
+	/* ABI 1 routers (no state ops below): the host keeps their live bias with
+	 * get_bias and gives it back with set_bias (and bias_ctl FREEZE) */
+	int (*set_bias)(void *layer, const float *bias);
 	int (*bias_ctl)(void *layer, int op);
 	/*
 	 * ABI 2, optional: the layer's live state as an opaque, versioned blob, which

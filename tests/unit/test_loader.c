@@ -79,6 +79,8 @@ static void expect_reject(const char *name, uint32_t kind, const char *needle)
 static void test_rejections(void **state)
 {
 	expect_reject("bad-abi", MOED_PLUGIN_ROUTER, "ABI 999, want 1");
+	expect_reject("abi-three", MOED_PLUGIN_ROUTER, "ABI 3, want 1 to 2");
+	expect_reject("tiny-desc", MOED_PLUGIN_ROUTER, "descriptor is 16 bytes, want at least");
 	expect_reject("no-symbol", MOED_PLUGIN_ROUTER, "no 'moed_plugin' symbol");
 	expect_reject("mock-router", MOED_PLUGIN_EXPERT, "is a router plugin, want expert");
 	expect_reject("failing-init", MOED_PLUGIN_ROUTER, "init failed");
@@ -197,7 +199,8 @@ static void test_abi1_plugin(void **state)
 	assert_int_equal(g->desc->abi_version, 1);
 	assert_null(g->desc->params);                   /* members ABI 1 lacks are absent */
 	assert_null(g->desc->router->state_save);
-	assert_null(g->desc->router->get_bias);
+	assert_null(g->desc->router->state_restore);
+	assert_non_null(g->desc->router->set_bias);      /* ABI 1 members are there */
 	plugin_gen_unref(g);
 
 	assert_int_equal(model_load("synthetic:S0", &model, err, sizeof(err)), 0);

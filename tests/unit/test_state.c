@@ -163,6 +163,39 @@ static void test_save_load_and_runtime_router(void **state)
 	engine_free(e);
 }
 
+/* An ABI-1 router's live bias (get_bias/set_bias) is kept like a blob. */
+static void test_abi1_bias(void **state)
+{
+	const struct moed_param off2[] = { { "offset", "2" } };
+	struct engine *e = new_engine(mock_dir);
+	uint32_t E = e->model->n_experts, frozen = 0;
+	float *got = calloc(E, sizeof(float));
+	char err[512] = "";
+
+	clear_dir();
+	bind(e, "abi1-router", off2, 1);                /* bias[e] = 2e */
+	assert_int_equal(engine_bias_op(e, -1, MOED_BIAS_FREEZE, err, sizeof(err)), 0);
+	bind(e, "mock-router", NULL, 0);
+	bind(e, "abi1-router", NULL, 0);                /* fresh: zeros, not frozen */
+	assert_int_equal(engine_router_bias(&e->layers[1], got, &frozen), E);
+	assert_int_equal(frozen, 1);
+	for (uint32_t i = 0; i < E; i++)
+		assert_float_equal(got[i], 2.0f * (float)i, 0);
+	assert_int_equal(state_save(e, dir, err, sizeof(err)), 0);
+	engine_free(e);
+
+	e = new_engine(mock_dir);
+	assert_int_equal(state_load(e, dir, err, sizeof(err)), 0);
+	bind(e, "abi1-router", NULL, 0);
+	memset(got, 0, E * sizeof(float));
+	assert_int_equal(engine_router_bias(&e->layers[0], got, &frozen), E);
+	assert_int_equal(frozen, 1);
+	for (uint32_t i = 0; i < E; i++)
+		assert_float_equal(got[i], 2.0f * (float)i, 0);
+	engine_free(e);
+	free(got);
+}
+
 static void test_save_failures(void **state)
 {
 	struct engine *e = new_engine(mock_dir);
@@ -357,6 +390,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blob_across_swaps),
 		cmocka_unit_test(test_save_load_and_runtime_router),
+		cmocka_unit_test(test_abi1_bias),
 		cmocka_unit_test(test_save_failures),
 		cmocka_unit_test(test_cleanup),
 		cmocka_unit_test(test_not_regular),

@@ -465,6 +465,36 @@ static void entry_free(struct probe_entry *e)
 	free(e);
 }
 
+static void param_info(const struct moed_param_decl *c, struct plugin_param_info *pi)
+{
+	size_t len = 0;
+
+	memset(pi, 0, sizeof(*pi));
+	pi->name = c->name;
+	pi->type = param_type_name(c->type);
+	pi->def = c->def ? c->def : "";
+	pi->help = c->help ? c->help : "";
+	if (c->type == MOED_PARAM_INT || c->type == MOED_PARAM_FLOAT) {
+		snprintf(pi->min, sizeof(pi->min), "%g", c->min);
+		snprintf(pi->max, sizeof(pi->max), "%g", c->max);
+	}
+	for (size_t j = 0; c->choices && c->choices[j] && len < sizeof(pi->choices); j++)
+		len += (size_t)snprintf(pi->choices + len, sizeof(pi->choices) - len, "%s%s",
+					j ? "|" : "", c->choices[j]);
+}
+
+size_t loader_gen_params(const struct plugin_gen *g, size_t i, struct plugin_param_info *ret)
+{
+	const struct moed_plugin *d = g->desc;
+	struct moed_param_decl tmp;
+
+	if (!d->params)
+		return 0;
+	if (ret && i < d->n_params)
+		param_info(param_decl_at(d->params, d->param_decl_size, i, &tmp), ret);
+	return d->n_params;
+}
+
 static char *dup_or_empty(const char *s)
 {
 	return strdup(s ? s : "");
@@ -503,23 +533,8 @@ static int copy_decls(struct probe_entry *e, const struct moed_plugin *d)
 					return -ENOMEM;
 		}
 	}
-	for (size_t i = 0; i < e->n; i++) {
-		const struct moed_param_decl *c = &e->decls[i];
-		struct plugin_param_info *pi = &e->infos[i];
-		size_t len = 0;
-
-		pi->name = c->name;
-		pi->type = param_type_name(c->type);
-		pi->def = c->def;
-		pi->help = c->help;
-		if (c->type == MOED_PARAM_INT || c->type == MOED_PARAM_FLOAT) {
-			snprintf(pi->min, sizeof(pi->min), "%g", c->min);
-			snprintf(pi->max, sizeof(pi->max), "%g", c->max);
-		}
-		for (size_t j = 0; c->choices && c->choices[j] && len < sizeof(pi->choices); j++)
-			len += (size_t)snprintf(pi->choices + len, sizeof(pi->choices) - len, "%s%s",
-						j ? "|" : "", c->choices[j]);
-	}
+	for (size_t i = 0; i < e->n; i++)
+		param_info(&e->decls[i], &e->infos[i]);
 	e->p.params = e->infos;
 	e->p.n_params = e->n;
 	return 0;

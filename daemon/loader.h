@@ -131,6 +131,11 @@ int loader_check_params(const char *dir, const char *name, uint32_t kind,
 int loader_scan(const char *dir, void (*fn)(const char *path, const struct plugin_probe *p,
 					    void *arg), void *arg);
 
+/* A loaded generation's declared parameters: the count (0 when it declares
+ * none), and with ret not NULL and i below it, declaration i as text.  The
+ * strings point into the plugin: valid while the generation is.  Loop thread. */
+size_t loader_gen_params(const struct plugin_gen *g, size_t i, struct plugin_param_info *ret);
+
 /* Drop the probe cache (tests, shutdown). */
 void loader_cache_clear(void);
 

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -432,6 +433,43 @@ static void test_scan(void **state)
 	rmdir(dir);
 }
 
+/* loader_scan() from several threads at once, while the main thread loads. */
+static void *scan_thread(void *arg)
+{
+	for (int i = 0; i < 20; i++) {
+		struct found f = { .name = "declared" };
+		if (loader_scan(mock_dir, on_probe, &f) < 0 || f.seen != 1 || f.p.n_params != 2 ||
+		    strcmp(f.param_names, "n;mode;"))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_scan_threads(void **state)
+{
+	pthread_t t[4];
+	char err[512];
+
+	loader_cache_clear();
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, scan_thread, NULL), 0);
+	for (int i = 0; i < 10; i++) {
+		struct plugin_gen *g = NULL;
+		struct plugin_param_info pi;
+		assert_int_equal(loader_open(mock_dir, "declared", MOED_PLUGIN_ROUTER, NULL, 0, 1, &g,
+					     err, sizeof(err)), 0);
+		assert_int_equal(loader_gen_params(g, 1, &pi), 2);
+		assert_string_equal(pi.name, "mode");
+		assert_string_equal(pi.choices, "plain|loud");
+		plugin_gen_unref(g);
+	}
+	for (int i = 0; i < 4; i++) {
+		void *rv;
+		assert_int_equal(pthread_join(t[i], &rv), 0);
+		assert_null(rv);
+	}
+}
+
 static void test_owner_rule(void **state)
 {
 	struct stat st = { .st_mode = S_IFREG | 0755, .st_uid = 1234 };
@@ -555,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_abi2_features_refused),
 		cmocka_unit_test(test_declared_params),
 		cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_scan_threads),
 		cmocka_unit_test(test_owner_rule),
 		cmocka_unit_test(test_link_to_foreign_file),
 		cmocka_unit_test(test_prepare_commit),

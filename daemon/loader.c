@@ -659,13 +659,15 @@ static int copy_probe(const struct probe_entry *e, void *arg)
 	struct scan_call *c = arg;
 
 	c->p = e->p;
-	c->infos = NULL;
+	c->p.params = c->infos = NULL;
 	if (e->n) {
 		c->infos = malloc(e->n * sizeof(*c->infos));
-		if (!c->infos)
+		if (!c->infos) {
+			c->p.n_params = 0;
 			return -ENOMEM;
+		}
 		memcpy(c->infos, e->infos, e->n * sizeof(*c->infos));
-		/* the strings stay in the entry: keep them alive by copying too */
+		/* the entry may be replaced once the lock is dropped: copy its strings */
 		for (size_t i = 0; i < e->n; i++) {
 			c->infos[i].name = strdup(e->infos[i].name);
 			c->infos[i].def = strdup(e->infos[i].def);

@@ -1,20 +1,25 @@
 /*
  * Engine: layer specs derived once from the model, bindings created per plugin
- * generation, and the compute step.  engine_set_plugin() is all-or-nothing: it
- * creates the new generation's layer objects for every target layer first and
- * only then swaps them in, so a plugin that fails in layer_new() leaves every
- * layer on its old binding.  Reference counts are plain integers because they
- * are only touched on the loop thread.
+ * generation, and the compute step.  A swap is prepared (the new generation's
+ * layer objects for every target layer are created first) and then committed,
+ * so a plugin that fails in layer_new() leaves every layer on its old binding,
+ * and a reload can prepare several swaps before committing any.  Reference
+ * counts are plain integers because they are only touched on the loop thread.
+ * Router state moves between generations as an opaque blob per layer
+ * (struct engine_saved): captured from the serving router before a commit,
+ * handed to the new router at the commit when it is the same plugin.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <uv.h>
 
 #include "daemon/engine.h"
+#include "daemon/hash.h"
 #include "daemon/host.h"
 #include "daemon/log.h"
 
@@ -70,8 +75,7 @@ int engine_new(struct moed_model *model, const char *plugin_dir, struct engine *
 	for (uint32_t i = 0; i < model->n_layers; i++) {
 		struct engine_layer *l = &e->layers[i];
 		fill_specs(model, &model->layers[i], l);
-		l->saved_bias = calloc(model->n_experts, sizeof(float));
-		if (!l->saved_bias || stats_init(&l->stats, model->n_experts, 60000, 0) < 0) {
+		if (stats_init(&l->stats, model->n_experts, 60000, 0) < 0) {
 			engine_free(e);
 			return -ENOMEM;
 		}
@@ -95,34 +99,235 @@ int binding_bias_live(const struct binding *b)
 	const struct moed_router_ops *o = b && b->gen->desc->kind == MOED_PLUGIN_ROUTER
 						  ? b->gen->desc->router : NULL;
 
-	return o && o->get_bias && o->set_bias && o->bias_ctl;
+	return o && o->get_bias && o->bias_ctl;
+}
+
+size_t engine_router_bias(const struct engine_layer *l, float *ret, uint32_t *ret_frozen)
+{
+	const struct moed_router_ops *o = l->router ? l->router->gen->desc->router : NULL;
+
+	*ret_frozen = 0;
+	if (o && o->get_bias && o->get_bias(l->router->obj, ret, ret_frozen) == 0)
+		return l->rspec.n_experts;
+	return 0;
+}
+
+void engine_params_free(struct moed_param *p, size_t n)
+{
+	for (size_t i = 0; p && i < n; i++) {
+		free((char *)p[i].key);
+		free((char *)p[i].value);
+	}
+	free(p);
+}
+
+int engine_params_dup(const struct moed_param *p, size_t n, struct moed_param **ret)
+{
+	struct moed_param *c = calloc(n ? n : 1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		c[i].key = strdup(p[i].key);
+		c[i].value = strdup(p[i].value);
+		if (!c[i].key || !c[i].value) {
+			engine_params_free(c, i + 1);
+			return -ENOMEM;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+int engine_params_equal(const struct moed_param *a, size_t na, const struct moed_param *b,
+			size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++) {
+		size_t j;
+		for (j = 0; j < nb; j++)
+			if (!strcmp(a[i].key, b[j].key) && !strcmp(a[i].value, b[j].value))
+				break;
+		if (j == nb)
+			return 0;
+	}
+	return 1;
+}
+
+void engine_saved_clear(struct engine_saved *s)
+{
+	free(s->plugin);
+	free(s->blob);
+	free(s->router);
+	engine_params_free(s->params, s->n_params);
+	memset(s, 0, sizeof(*s));
+}
+
+int engine_config_router(struct engine *e, const char *name, const struct moed_param *params,
+			 size_t n_params)
+{
+	struct moed_param *p;
+	char *n = strdup(name ? name : "");
+
+	if (!n || engine_params_dup(params, n_params, &p) < 0) {
+		free(n);
+		return -ENOMEM;
+	}
+	free(e->cfg_router);
+	engine_params_free(e->cfg_params, e->n_cfg_params);
+	e->cfg_router = n;
+	e->cfg_params = p;
+	e->n_cfg_params = n_params;
+	return 0;
+}
+
+void *engine_bias_blob(uint32_t n_experts, uint32_t frozen, const float *bias, size_t *ret_len)
+{
+	size_t len = 8 + (size_t)n_experts * sizeof(float);
+	uint8_t *b = malloc(len);
+
+	if (!b)
+		return NULL;
+	memcpy(b, &frozen, 4);
+	memcpy(b + 4, &n_experts, 4);
+	if (bias)
+		memcpy(b + 8, bias, (size_t)n_experts * sizeof(float));
+	*ret_len = len;
+	return b;
+}
+
+static void saved_set(struct engine_layer *l, char *plugin, void *blob, size_t len,
+		      uint32_t version)
+{
+	free(l->saved.plugin);
+	free(l->saved.blob);
+	l->saved.plugin = plugin;
+	l->saved.blob = blob;
+	l->saved.len = len;
+	l->saved.version = version;
+}
+
+/* An ABI-1 router with a live bias (get_bias, set_bias, bias_ctl) but no state
+ * ops: its bias is kept as the bias blob. */
+static int legacy_bias(const struct moed_router_ops *o)
+{
+	return !o->state_save && o->get_bias && o->set_bias && o->bias_ctl;
+}
+
+static void capture_legacy(struct engine_layer *l)
+{
+	const struct moed_router_ops *o = l->router->gen->desc->router;
+	uint32_t E = l->rspec.n_experts, frozen = 0;
+	char *plugin = strdup(l->router->gen->name);
+	size_t len;
+	uint8_t *blob = engine_bias_blob(E, 0, NULL, &len);
+
+	if (!plugin || !blob || o->get_bias(l->router->obj, (float *)(blob + 8), &frozen) < 0) {
+		free(plugin);
+		free(blob);
+		return;
+	}
+	frozen = frozen != 0;
+	memcpy(blob, &frozen, 4);
+	saved_set(l, plugin, blob, len, ENGINE_BIAS_BLOB_VERSION);
+}
+
+static int give_legacy(const struct engine_layer *l, const struct binding *b)
+{
+	const struct moed_router_ops *o = b->gen->desc->router;
+	const uint8_t *p = l->saved.blob;
+	uint32_t E = l->rspec.n_experts, e_saved, frozen;
+	float *bias;
+	int r;
+
+	if (l->saved.version != ENGINE_BIAS_BLOB_VERSION || l->saved.len != 8 + (size_t)E * 4)
+		return -EINVAL;
+	memcpy(&frozen, p, 4);
+	memcpy(&e_saved, p + 4, 4);
+	if (e_saved != E || !(bias = malloc((size_t)E * sizeof(float))))
+		return e_saved != E ? -EINVAL : -ENOMEM;
+	memcpy(bias, p + 8, (size_t)E * sizeof(float));
+	for (uint32_t e = 0; e < E; e++)
+		if (!isfinite(bias[e])) {
+			free(bias);
+			return -EINVAL;
+		}
+	r = o->set_bias(b->obj, bias);
+	if (r == 0 && frozen)
+		r = o->bias_ctl(b->obj, MOED_BIAS_FREEZE);
+	free(bias);
+	return r;
+}
+
+/* Capture one layer's router state into its saved blob (kept as it was when
+ * the router has none or fails). */
+static void capture_layer(struct engine_layer *l)
+{
+	const struct moed_router_ops *o = l->router ? l->router->gen->desc->router : NULL;
+	size_t size = 0, len = 0;
+	uint32_t version = 0;
+	char *plugin;
+	void *blob;
+	int r;
+
+	if (o && legacy_bias(o))
+		capture_legacy(l);
+	if (!o || !o->state_save)
+		return;
+	r = o->state_size(l->router->obj, &size);
+	if (r < 0 || size > (64u << 20)) {
+		log_warn("engine: layer %u: router '%s' state size: %s", l->w->index,
+			 l->router->gen->name, r < 0 ? strerror(-r) : "over 64 MiB");
+		return;
+	}
+	blob = malloc(size ? size : 1);
+	plugin = strdup(l->router->gen->name);
+	if (!blob || !plugin) {
+		free(blob);
+		free(plugin);
+		return;
+	}
+	r = o->state_save(l->router->obj, blob, size, &len, &version);
+	if (r < 0 || len > size) {
+		log_warn("engine: layer %u: router '%s' could not save its state: %s", l->w->index,
+			 l->router->gen->name, r < 0 ? strerror(-r) : "too long");
+		free(blob);
+		free(plugin);
+		return;
+	}
+	saved_set(l, plugin, blob, len, version);
+}
+
+void engine_state_capture(struct engine *e)
+{
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		capture_layer(&e->layers[i]);
 }
 
 void engine_bias_capture(struct engine *e)
 {
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		struct engine_layer *l = &e->layers[i];
-		uint32_t frozen = 0;
-
-		if (!binding_bias_live(l->router))
-			continue;
-		if (l->router->gen->desc->router->get_bias(l->router->obj, l->saved_bias,
-							   &frozen) == 0) {
-			l->has_saved_bias = 1;
-			l->saved_frozen = frozen != 0;
-		}
-	}
+	engine_state_capture(e);
 }
 
-/* Give a freshly bound live router the layer's saved bias and frozen state. */
-static void bias_restore(struct engine_layer *l, struct binding *b)
+/* Give a freshly bound router its layer's saved state, when it is its own. */
+static void state_give(struct engine_layer *l, struct binding *b)
 {
 	const struct moed_router_ops *o = b->gen->desc->router;
+	int r;
 
-	if (!binding_bias_live(b) || !l->has_saved_bias)
+	if ((!o->state_restore && !legacy_bias(o)) || !l->saved.plugin ||
+	    strcmp(l->saved.plugin, b->gen->name))
 		return;
-	if (o->set_bias(b->obj, l->saved_bias) == 0 && l->saved_frozen)
-		o->bias_ctl(b->obj, MOED_BIAS_FREEZE);
+	host_clear_error();
+	r = o->state_restore ? o->state_restore(b->obj, l->saved.blob, l->saved.len,
+						  l->saved.version)
+			     : give_legacy(l, b);
+	if (r < 0)
+		log_warn("engine: layer %u: router '%s' refused its saved state (version %u, %zu "
+			 "bytes): %s%s%s; it starts afresh", l->w->index, b->gen->name,
+			 l->saved.version, l->saved.len, strerror(-r), *host_last_error() ? "; " : "",
+			 host_last_error());
 }
 
 int engine_bias_op(struct engine *e, int64_t layer, int op, char *err, size_t errlen)
@@ -148,8 +353,6 @@ int engine_bias_op(struct engine *e, int64_t layer, int op, char *err, size_t er
 				 l->router->gen->name, strerror(-r));
 			return r;
 		}
-		if (op == MOED_BIAS_RESET)
-			l->has_saved_bias = 0;
 		done++;
 	}
 	if (done == 0) {
@@ -158,19 +361,8 @@ int engine_bias_op(struct engine *e, int64_t layer, int op, char *err, size_t er
 			 (long long)layer);
 		return layer >= 0 ? -ENOENT : -ENOTSUP;
 	}
-	engine_bias_capture(e);
+	engine_state_capture(e);
 	return 0;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-	const uint8_t *p = data;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
 }
 
 uint64_t engine_model_fingerprint(const struct engine *e)
@@ -178,15 +370,15 @@ uint64_t engine_model_fingerprint(const struct engine *e)
 	const struct moed_model *m = e->model;
 	uint32_t dims[6] = { m->hidden_size, m->intermediate_size, m->n_experts, m->top_k,
 			     m->n_group, m->n_layers };
-	uint64_t h = fnv1a(0xcbf29ce484222325ULL, dims, sizeof(dims));
+	uint64_t h = moed_fnv1a(MOED_FNV1A_INIT, dims, sizeof(dims));
 
 	for (uint32_t i = 0; i < m->n_layers; i++) {
 		const struct moed_layer *w = &m->layers[i];
 		size_t n = (size_t)m->n_experts * m->hidden_size;
-		h = fnv1a(h, &w->index, sizeof(w->index));
-		h = fnv1a(h, w->gate, (n < 4096 ? n : 4096) * sizeof(float));
+		h = moed_fnv1a(h, &w->index, sizeof(w->index));
+		h = moed_fnv1a(h, w->gate, (n < 4096 ? n : 4096) * sizeof(float));
 		if (w->bias)
-			h = fnv1a(h, w->bias, m->n_experts * sizeof(float));
+			h = moed_fnv1a(h, w->bias, m->n_experts * sizeof(float));
 	}
 	return h;
 }
@@ -211,9 +403,13 @@ void engine_free(struct engine *e)
 		binding_unref(e->layers[i].router);
 		binding_unref(e->layers[i].expert);
 		stats_release(&e->layers[i].stats);
-		free(e->layers[i].saved_bias);
+		engine_saved_clear(&e->layers[i].saved);
 	}
 	free(e->layers);
+	free(e->cfg_router);
+	engine_params_free(e->cfg_params, e->n_cfg_params);
+	free(e->file_cfg_router);
+	engine_params_free(e->file_cfg_params, e->n_file_cfg_params);
 	free(e->plugin_dir);
 	model_free(e->model);
 	free(e);
@@ -250,61 +446,128 @@ static int bind_layer(struct plugin_gen *g, struct engine_layer *l,
 	return 0;
 }
 
-int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
-		      const struct moed_param *params, size_t n_params, int64_t layer,
-		      char *err, size_t errlen)
+struct engine_swap {
+	uint32_t kind;
+	struct plugin_gen *gen;
+	uint32_t first, end;
+	struct binding **fresh;         /* [n_layers], set in [first, end) */
+};
+
+void engine_swap_free(struct engine_swap *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = s->first; s->fresh && i < s->end; i++)
+		binding_unref(s->fresh[i]);
+	plugin_gen_unref(s->gen);
+	free(s->fresh);
+	free(s);
+}
+
+uint64_t engine_swap_generation(const struct engine_swap *s)
+{
+	return s->gen->generation;
+}
+
+/* Features of the expert spec that a plugin of ABI 1 cannot know about. */
+static const char *abi2_feature(const struct moed_expert_spec *s)
+{
+	if (s->dtype == MOED_DTYPE_F8_E4M3)
+		return "FP8 weights";
+	if (s->gate_scale || s->up_scale || s->down_scale || s->shared_gate_scale)
+		return "per-block weight scales";
+	if (s->shared_expert_gate)
+		return "a shared-expert gate";
+	if (s->local)
+		return "a local subset of the experts";
+	return NULL;
+}
+
+int engine_prepare(struct engine *e, uint32_t kind, const char *name,
+		   const struct moed_param *params, size_t n_params, int64_t layer,
+		   struct engine_swap **ret, char *err, size_t errlen)
 {
 	struct engine_layer *only = NULL;
-	struct binding **fresh;
-	struct plugin_gen *g;
-	uint32_t first = 0, end = e->n_layers;
+	struct engine_swap *s;
 	int r;
 
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->fresh = calloc(e->n_layers ? e->n_layers : 1, sizeof(*s->fresh)))) {
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->kind = kind;
+	s->end = e->n_layers;
 	if (layer >= 0) {
 		only = layer <= UINT32_MAX ? engine_layer(e, (uint32_t)layer) : NULL;
 		if (!only) {
 			snprintf(err, errlen, "layer %lld is not a MoE layer of this model",
 				 (long long)layer);
-			return -ENOENT;
+			s->end = 0;
+			r = -ENOENT;
+			goto fail;
 		}
-		first = (uint32_t)(only - e->layers);
-		end = first + 1;
+		s->first = (uint32_t)(only - e->layers);
+		s->end = s->first + 1;
 	}
-	fresh = calloc(e->n_layers, sizeof(*fresh));
-	if (!fresh)
-		return -ENOMEM;
-	r = loader_open(e->plugin_dir, name, kind, params, n_params, e->last_generation + 1, &g,
-			err, errlen);
+	r = loader_open(e->plugin_dir, name, kind, params, n_params, e->last_generation + 1,
+			&s->gen, err, errlen);
 	if (r < 0)
-		goto out;
+		goto fail;
 	e->last_generation++;
-	for (uint32_t i = first; i < end; i++) {
+	for (uint32_t i = s->first; i < s->end; i++) {
+		const char *what = kind == MOED_PLUGIN_EXPERT && s->gen->desc->abi_version < 2
+					   ? abi2_feature(&e->layers[i].espec) : NULL;
+		if (what) {
+			snprintf(err, errlen, "plugin '%s' is built for ABI %u, which cannot describe "
+				 "%s (layer %u); rebuild it against this moed's <moed/plugin.h>",
+				 name, s->gen->desc->abi_version, what, e->layers[i].w->index);
+			r = -ENOTSUP;
+			goto fail;
+		}
 		host_clear_error();
-		r = bind_layer(g, &e->layers[i], params, n_params, &fresh[i]);
+		r = bind_layer(s->gen, &e->layers[i], params, n_params, &s->fresh[i]);
 		if (r < 0) {
 			snprintf(err, errlen, "plugin '%s': layer %u: setup failed: %s%s%s", name,
 				 e->layers[i].w->index, strerror(-r), *host_last_error() ? "; " : "",
 				 host_last_error());
-			for (uint32_t j = first; j < i; j++)
-				binding_unref(fresh[j]);
-			plugin_gen_unref(g);
-			goto out;
+			goto fail;
 		}
 	}
-	if (kind == MOED_PLUGIN_ROUTER)
-		engine_bias_capture(e);
-	for (uint32_t i = first; i < end; i++) {
-		struct binding **slot = kind == MOED_PLUGIN_ROUTER ? &e->layers[i].router
-								   : &e->layers[i].expert;
-		if (kind == MOED_PLUGIN_ROUTER)
-			bias_restore(&e->layers[i], fresh[i]);
+	*ret = s;
+	return 0;
+fail:
+	engine_swap_free(s);
+	return r;
+}
+
+void engine_commit(struct engine *e, struct engine_swap *s)
+{
+	for (uint32_t i = s->first; i < s->end; i++) {
+		struct engine_layer *l = &e->layers[i];
+		struct binding **slot = s->kind == MOED_PLUGIN_ROUTER ? &l->router : &l->expert;
+
+		if (s->kind == MOED_PLUGIN_ROUTER) {
+			capture_layer(l);
+			state_give(l, s->fresh[i]);
+		}
 		binding_unref(*slot);
-		*slot = fresh[i];
+		*slot = s->fresh[i];
+		s->fresh[i] = NULL;
 	}
-	plugin_gen_unref(g);    /* the bindings hold it now */
-	r = 0;
-out:
-	free(fresh);
+	engine_swap_free(s);    /* the bindings hold the generation now */
+}
+
+int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
+		      const struct moed_param *params, size_t n_params, int64_t layer,
+		      char *err, size_t errlen)
+{
+	struct engine_swap *s;
+	int r = engine_prepare(e, kind, name, params, n_params, layer, &s, err, errlen);
+
+	if (r == 0)
+		engine_commit(e, s);
 	return r;
 }
 
@@ -320,18 +583,10 @@ void engine_call_begin(struct engine_call *c, struct engine_layer *layer)
 	c->err[0] = '\0';
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void engine_call_run(struct engine_call *c)
 {
 	const struct engine_layer *l = c->layer;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = uv_hrtime();
 	int r;
 
 	r = c->router->gen->desc->router->route(c->router->obj, c->x, c->n_tokens, c->experts,
@@ -359,7 +614,7 @@ void engine_call_run(struct engine_call *c)
 	}
 out:
 	c->rc = r;
-	c->compute_ns = now_ns() - t0;
+	c->compute_ns = uv_hrtime() - t0;
 }
 
 void engine_call_end(struct engine_call *c)

@@ -14,9 +14,18 @@
  * fini() is never called after a failed init().  A failed layer_new() makes the daemon
  * free the layers already made and call fini(); the previous generation keeps serving.
  *
- * Every struct that crosses the boundary starts with its size (or the descriptor's
- * abi_version/struct_size pair) and only ever grows at the end: a host reads a field
- * only when struct_size says the plugin's copy has it.
+ * Compatibility (ABI 2): every struct that crosses the boundary starts with its size
+ * (or the descriptor's abi_version/struct_size pair) and only ever grows at the end.
+ * Both sides read a member only when the other side's struct_size covers it
+ * (MOED_STRUCT_HAS), so the ABI grows both ways: this host loads plugins built for
+ * ABI 1 or 2 (members an older plugin lacks are absent: NULL or 0), and a plugin
+ * learns what the host offers from the host table's and the specs' struct_size.
+ * The host never hands a layer a feature that the plugin's ABI cannot describe
+ * (FP8 weights, a shared-expert gate, a subset of experts): it refuses the binding.
+ *
+ * Parameters are declared in the descriptor (`params`): the host checks every
+ * key=value against the declarations before it calls init() or layer_new(), and
+ * `moed --check-config`, reload and `moectl plugins` use the same table.
  *
  * Errors are 0 or a negative errno.  Buffers: the host owns every pointer it passes in
  * (weights stay valid until layer_free; inputs and outputs for the duration of the
@@ -32,7 +41,8 @@
 extern "C" {
 #endif
 
-#define MOED_PLUGIN_ABI_VERSION 1u
+#define MOED_PLUGIN_ABI_VERSION 2u
+#define MOED_PLUGIN_ABI_MIN 1u          /* the oldest ABI this host still loads */
 #define MOED_PLUGIN_SYMBOL "moed_plugin"
 
 #define MOED_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -42,6 +52,7 @@ extern "C" {
 	MOED_PLUGIN_EXPORT const struct moed_plugin moed_plugin = {   \
 		.abi_version = MOED_PLUGIN_ABI_VERSION,               \
 		.struct_size = sizeof(struct moed_plugin),            \
+		.param_decl_size = sizeof(struct moed_param_decl),    \
 		__VA_ARGS__                                           \
 	}
 
@@ -68,12 +79,37 @@ enum moed_dtype {
 	MOED_DTYPE_F32 = 1,
 	MOED_DTYPE_BF16 = 2,
 	MOED_DTYPE_F16 = 3,
+	MOED_DTYPE_F8_E4M3 = 4,         /* ABI 2: OCP FP8 E4M3, usually with block scales */
 };
+
+/* Does *ptr, a struct of `type` that starts with uint32_t struct_size, have member
+ * `field`?  Structs only grow at the end, so a smaller struct_size means an older
+ * peer that does not have it. */
+#define MOED_STRUCT_HAS(ptr, type, field) \
+	((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* A key=value parameter from the config file or `moectl router set --param`. */
 struct moed_param {
 	const char *key;
 	const char *value;
+};
+
+/* ABI 2: the declaration of one parameter a plugin accepts. */
+enum moed_param_type {
+	MOED_PARAM_INT = 1,             /* integer in [min, max] */
+	MOED_PARAM_FLOAT = 2,           /* finite number in [min, max] */
+	MOED_PARAM_BOOL = 3,            /* 0/1, true/false, yes/no, on/off */
+	MOED_PARAM_STRING = 4,          /* any text */
+	MOED_PARAM_ENUM = 5,            /* one of choices */
+};
+
+struct moed_param_decl {
+	const char *name;
+	uint32_t type;                  /* enum moed_param_type */
+	double min, max;                /* INT and FLOAT: inclusive range */
+	const char *def;                /* the default, as text (documentation only) */
+	const char *help;               /* one line */
+	const char *const *choices;     /* ENUM: NULL-terminated list */
 };
 
 /* Services the daemon offers to plugins.  Every function is thread-safe. */
@@ -95,9 +131,8 @@ struct moed_host {
 };
 
 /* Does the host table have member `field`?  (Tables only grow at the end.) */
-#define MOED_HOST_HAS(host, field)                                                   \
-	((host)->struct_size >= offsetof(struct moed_host, field) + sizeof((host)->field) && \
-	 (host)->field != NULL)
+#define MOED_HOST_HAS(host, field) \
+	(MOED_STRUCT_HAS(host, struct moed_host, field) && (host)->field != NULL)
 
 /* One MoE layer as a router sees it.  Host-owned; valid until layer_free(). */
 struct moed_router_spec {
@@ -132,8 +167,25 @@ struct moed_router_ops {
 		     float *ret_weights);
 	/* Optional (NULL when the router keeps no live bias). */
 	int (*get_bias)(void *layer, float *ret_bias, uint32_t *ret_frozen);
+	/* ABI 1 routers (no state ops below): the host keeps their live bias with
+	 * get_bias and gives it back with set_bias (and bias_ctl FREEZE) */
 	int (*set_bias)(void *layer, const float *bias);
 	int (*bias_ctl)(void *layer, int op);
+	/*
+	 * ABI 2, optional: the layer's live state as an opaque, versioned blob, which
+	 * the host keeps across swaps and restarts (router.state) and gives back to
+	 * the next layer object of a router with the same name on the same layer.
+	 * state_size: an upper bound of the blob's size now.  state_save: write at
+	 * most len bytes to buf, set *ret_len and *ret_version (the blob's format,
+	 * the plugin's own numbering).  state_restore: take a blob this plugin saved
+	 * (any version it still reads); refuse (-EINVAL, -EPROTO) one of a wrong size,
+	 * an unknown version or with values it would not produce (NaN, Inf), and then
+	 * keep the state it had.  May be called while route() runs on other threads.
+	 */
+	int (*state_size)(void *layer, size_t *ret_size);
+	int (*state_save)(void *layer, void *buf, size_t len, size_t *ret_len,
+			  uint32_t *ret_version);
+	int (*state_restore)(void *layer, const void *buf, size_t len, uint32_t version);
 };
 
 /* One MoE layer as an expert backend sees it.  Host-owned; valid until layer_free(). */
@@ -151,6 +203,27 @@ struct moed_expert_spec {
 	const void *shared_gate;        /* [Is][H] or NULL */
 	const void *shared_up;          /* [Is][H] or NULL */
 	const void *shared_down;        /* [H][Is] or NULL */
+	/*
+	 * ABI 2 (check MOED_STRUCT_HAS before reading; a plugin of ABI 1 is never
+	 * given a layer that uses any of these).
+	 * Per-block scales (FP8): a weight matrix of R rows and C columns stored in
+	 * dtype has scale[ceil(R / scale_block_rows)][ceil(C / scale_block_cols)]
+	 * fp32, and w[r][c] = stored[r][c] * scale[r / br][c / bc].  NULL = no scales.
+	 */
+	uint32_t scale_block_rows;      /* br; 0 when there are no scales */
+	uint32_t scale_block_cols;      /* bc */
+	const float *const *gate_scale; /* E pointers, or NULL */
+	const float *const *up_scale;
+	const float *const *down_scale;
+	const float *shared_gate_scale; /* or NULL */
+	const float *shared_up_scale;
+	const float *shared_down_scale;
+	/* Qwen2-MoE: the shared expert's output is scaled by sigmoid(x . g) per
+	 * token.  [H] fp32, NULL = unscaled (weight 1). */
+	const float *shared_expert_gate;
+	/* Expert parallelism: local[e] != 0 when expert e's weights are held here
+	 * (the others' pointers are NULL and they are never chosen).  NULL = all. */
+	const uint8_t *local;
 };
 
 struct moed_expert_ops {
@@ -176,6 +249,12 @@ struct moed_plugin {
 	void (*fini)(void *state);
 	const struct moed_router_ops *router;   /* kind == MOED_PLUGIN_ROUTER */
 	const struct moed_expert_ops *expert;   /* kind == MOED_PLUGIN_EXPERT */
+	/* ABI 2: the parameters init() and layer_new() accept; the host refuses any
+	 * other key, and values outside the declaration, before calling either.
+	 * n_params 0 = none accepted.  param_decl_size is set by MOED_PLUGIN_DECLARE. */
+	const struct moed_param_decl *params;
+	uint32_t n_params;
+	uint32_t param_decl_size;       /* sizeof(struct moed_param_decl) */
 };
 
 #ifdef __cplusplus

@@ -13,13 +13,28 @@
  * Parameters: gamma (default 0.001), update_every (tokens, default 256),
  * epsilon.  route() runs concurrently: the bias is copied under the layer's
  * mutex, routing runs unlocked, the load is added under the mutex.
+ *
+ * State blob (ABI 2 state_save/state_restore, kept by the host in
+ * router.state), version 1, host byte order: u32 frozen | u32 E | E x f32 bias.
+ * A blob of another size or expert count, or with a non-finite bias, is refused.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plugins/common/router_plugin.h"
+
+#define STATE_VERSION 1u
+
+static const struct moed_param_decl decls[] = {
+	ROUTER_DECL_EPSILON,
+	{ .name = "gamma", .type = MOED_PARAM_FLOAT, .min = 0.0, .max = 1e3, .def = "0.001",
+	  .help = "bias step per update: overloaded experts down, underloaded up" },
+	{ .name = "update_every", .type = MOED_PARAM_INT, .min = 1, .max = 1e9, .def = "256",
+	  .help = "tokens counted between two bias updates" },
+};
 
 struct balance {
 	pthread_mutex_t lock;
@@ -56,12 +71,12 @@ static int bb_layer_new(void *state, const struct moed_router_spec *spec,
 	pthread_mutex_init(&b->lock, NULL);
 	b->gamma = 0.001f;
 	b->update_every = 256;
-	const struct param_spec extra[] = {
-		{ "gamma", PARAM_FLOAT, &b->gamma, 0.0, 1e3 },
-		{ "update_every", PARAM_U32, &b->update_every, 1, 1e9 },
+	const struct param_slot extra[] = {
+		{ "gamma", &b->gamma },
+		{ "update_every", &b->update_every },
 	};
-	r = router_layer_new(state, "bias-balanced", spec, MOED_SCORING_SIGMOID, 1, extra, 2,
-			     params, n_params, &l);
+	r = router_layer_new(state, "bias-balanced", spec, MOED_SCORING_SIGMOID, 1, decls,
+			     PARAMS_COUNT(decls), extra, PARAMS_COUNT(extra), params, n_params, &l);
 	if (r < 0)
 		goto fail;
 	b->live = calloc(E, sizeof(float));
@@ -150,16 +165,74 @@ static int bb_get_bias(void *layer, float *ret_bias, uint32_t *ret_frozen)
 	return 0;
 }
 
-static int bb_set_bias(void *layer, const float *bias)
+static int bb_state_size(void *layer, size_t *ret_size)
+{
+	const struct router_layer *l = layer;
+
+	*ret_size = 8 + (size_t)l->cfg.experts * sizeof(float);
+	return 0;
+}
+
+static int bb_state_save(void *layer, void *buf, size_t len, size_t *ret_len,
+			 uint32_t *ret_version)
 {
 	struct router_layer *l = layer;
 	struct balance *b = l->ext;
+	uint32_t E = l->cfg.experts, frozen;
+	uint8_t *p = buf;
 
+	if (len < 8 + (size_t)E * sizeof(float))
+		return -ENOSPC;
 	pthread_mutex_lock(&b->lock);
-	memcpy(b->live, bias, l->cfg.experts * sizeof(float));
-	memset(b->load, 0, l->cfg.experts * sizeof(uint64_t));
-	b->counted = 0;
+	frozen = (uint32_t)b->frozen;
+	memcpy(p + 8, b->live, E * sizeof(float));
 	pthread_mutex_unlock(&b->lock);
+	memcpy(p, &frozen, 4);
+	memcpy(p + 4, &E, 4);
+	*ret_len = 8 + (size_t)E * sizeof(float);
+	*ret_version = STATE_VERSION;
+	return 0;
+}
+
+static int bb_state_restore(void *layer, const void *buf, size_t len, uint32_t version)
+{
+	struct router_layer *l = layer;
+	struct balance *b = l->ext;
+	const uint8_t *p = buf;
+	uint32_t E = l->cfg.experts, e_saved, frozen;
+	float *bias;
+
+	if (version != STATE_VERSION) {
+		l->cfg.host->log(MOED_LOG_ERR, "bias-balanced", "state version %u, want %u",
+				 version, STATE_VERSION);
+		return -EPROTO;
+	}
+	if (len < 8 || (memcpy(&e_saved, p + 4, 4), e_saved != E) ||
+	    len != 8 + (size_t)E * sizeof(float)) {
+		l->cfg.host->log(MOED_LOG_ERR, "bias-balanced",
+				 "state of %zu bytes does not hold the bias of %u experts", len, E);
+		return -EINVAL;
+	}
+	bias = malloc(E * sizeof(float));
+	if (!bias)
+		return -ENOMEM;
+	memcpy(bias, p + 8, E * sizeof(float));
+	for (uint32_t e = 0; e < E; e++) {
+		if (!isfinite(bias[e])) {
+			l->cfg.host->log(MOED_LOG_ERR, "bias-balanced",
+					 "state gives expert %u a non-finite bias; refused", e);
+			free(bias);
+			return -EINVAL;
+		}
+	}
+	memcpy(&frozen, p, 4);
+	pthread_mutex_lock(&b->lock);
+	memcpy(b->live, bias, E * sizeof(float));
+	memset(b->load, 0, E * sizeof(uint64_t));
+	b->counted = 0;
+	b->frozen = frozen != 0;
+	pthread_mutex_unlock(&b->lock);
+	free(bias);
 	return 0;
 }
 
@@ -197,11 +270,14 @@ static const struct moed_router_ops ops = {
 	.layer_free = bb_layer_free,
 	.route = bb_route,
 	.get_bias = bb_get_bias,
-	.set_bias = bb_set_bias,
 	.bias_ctl = bb_bias_ctl,
+	.state_size = bb_state_size,
+	.state_save = bb_state_save,
+	.state_restore = bb_state_restore,
 };
 
 MOED_PLUGIN_DECLARE(.name = "bias-balanced",
 		    .description = "DeepSeek-V3 routing with the selection bias balanced online from observed load",
 		    .kind = MOED_PLUGIN_ROUTER, .init = router_init_host,
-		    .fini = router_fini_nothing, .router = &ops);
+		    .fini = router_fini_nothing, .router = &ops, .params = decls,
+		    .n_params = PARAMS_COUNT(decls));

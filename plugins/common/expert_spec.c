@@ -1,7 +1,10 @@
 /*
- * Expert layer spec validation shared by the cpu and cuda backends.
+ * Expert layer spec validation shared by the cpu and cuda backends.  The size
+ * check accepts a spec of ABI 1 (the fields up to shared_down); the ABI-2
+ * fields are read only when the spec has them.
  */
 #include <errno.h>
+#include <stddef.h>
 
 #include "plugins/common/expert_spec.h"
 
@@ -10,10 +13,26 @@ int expert_spec_check(const struct moed_host *host, const char *plugin,
 {
 	const uint32_t max = EXPERT_SPEC_MAX_DIM;
 
-	if (s->struct_size < sizeof(*s)) {
+	if (!MOED_STRUCT_HAS(s, struct moed_expert_spec, shared_down)) {
 		host->log(MOED_LOG_ERR, plugin, "expert spec of %u bytes, want %zu", s->struct_size,
-			  sizeof(*s));
+			  offsetof(struct moed_expert_spec, shared_down) + sizeof(void *));
 		return -EINVAL;
+	}
+	/* ABI 2 features these backends do not compute with yet: say so rather
+	 * than compute something else */
+	if (MOED_STRUCT_HAS(s, struct moed_expert_spec, local)) {
+		const char *what = s->dtype == MOED_DTYPE_F8_E4M3 ? "FP8 (E4M3) weights"
+				   : s->gate_scale || s->up_scale || s->down_scale ||
+				     s->shared_gate_scale || s->shared_up_scale || s->shared_down_scale
+				   ? "per-block weight scales"
+				   : s->shared_expert_gate ? "a shared-expert gate (Qwen2-MoE)"
+				   : s->local ? "a subset of the experts (expert parallelism)"
+				   : NULL;
+		if (what) {
+			host->log(MOED_LOG_ERR, plugin, "layer %u: %s not supported by this "
+				  "backend yet", s->layer, what);
+			return -ENOTSUP;
+		}
 	}
 	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16) {
 		host->log(MOED_LOG_ERR, plugin, "layer %u: weight dtype %u not supported (F32 or "

@@ -12,12 +12,13 @@
 
 int router_layer_new(const struct moed_host *host, const char *plugin,
 		     const struct moed_router_spec *spec, uint32_t scoring, int normalise,
-		     const struct param_spec *extra, size_t n_extra,
+		     const struct moed_param_decl *decls, size_t n_decls,
+		     const struct param_slot *extra, size_t n_extra,
 		     const struct moed_param *params, size_t n_params,
 		     struct router_layer **ret_layer)
 {
 	struct router_layer *l = calloc(1, sizeof(*l));
-	struct param_spec *all;
+	struct param_slot *all;
 	float epsilon = ROUTE_DEFAULT_EPSILON;
 	int r;
 
@@ -32,10 +33,10 @@ int router_layer_new(const struct moed_host *host, const char *plugin,
 		r = -ENOMEM;
 		goto fail;
 	}
-	all[0] = (struct param_spec){ "epsilon", PARAM_FLOAT, &epsilon, 0.0, 1.0 };
+	all[0] = (struct param_slot){ "epsilon", &epsilon };
 	if (n_extra)
 		memcpy(all + 1, extra, n_extra * sizeof(*extra));
-	r = params_parse(host, plugin, all, n_extra + 1, params, n_params);
+	r = params_parse(host, plugin, decls, n_decls, all, n_extra + 1, params, n_params);
 	free(all);
 	if (r < 0)
 		goto fail;

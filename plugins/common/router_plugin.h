@@ -2,7 +2,8 @@
  * What the three router plugins share beyond the routing core: a layer object
  * holding the routing configuration and the bias it selects with, created from
  * the spec and the `epsilon` parameter.  Each plugin file then only says how it
- * scores, whether it normalises, and (bias-balanced) how its bias lives.
+ * scores, whether it normalises, which parameters it declares (ROUTER_DECL_EPSILON
+ * first), and (bias-balanced) how its bias lives.
  */
 #ifndef MOED_ROUTER_PLUGIN_H
 #define MOED_ROUTER_PLUGIN_H
@@ -16,11 +17,17 @@ struct router_layer {
 	void *ext;                      /* plugin-specific state */
 };
 
-/* normalise < 0: use spec->norm_topk_prob.  Extra parameter specs (besides
- * epsilon) are parsed too. */
+/* The declaration every router shares. */
+#define ROUTER_DECL_EPSILON                                                          \
+	{ .name = "epsilon", .type = MOED_PARAM_FLOAT, .min = 0.0, .max = 1.0,        \
+	  .def = "1e-20", .help = "added to the sum of the chosen scores before dividing" }
+
+/* normalise < 0: use spec->norm_topk_prob.  decls: the plugin's declarations
+ * (epsilon among them); extra: slots for keys besides epsilon. */
 int router_layer_new(const struct moed_host *host, const char *plugin,
 		     const struct moed_router_spec *spec, uint32_t scoring, int normalise,
-		     const struct param_spec *extra, size_t n_extra,
+		     const struct moed_param_decl *decls, size_t n_decls,
+		     const struct param_slot *extra, size_t n_extra,
 		     const struct moed_param *params, size_t n_params,
 		     struct router_layer **ret_layer);
 void router_layer_free(void *layer);

@@ -122,47 +122,45 @@ static void cpu_fini(void *state)
 {
 }
 
-static int parse_mode(const char *s, enum path_mode *ret)
-{
-	if (!strcmp(s, "auto"))
-		*ret = PATH_AUTO;
-	else if (!strcmp(s, "small"))
-		*ret = PATH_SMALL;
-	else if (!strcmp(s, "gemm"))
-		*ret = PATH_GEMM;
-	else
-		return -EINVAL;
-	return 0;
-}
+static const char *const kernel_choices[] = { "auto", "small", "gemm", NULL };
+static const char *const isa_choices[] = { "auto", "avx512", "avx2", "generic", NULL };
+
+static const struct moed_param_decl decls[] = {
+	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
+	  .def = "40 (F32), 48 (BF16)", .help = "tokens of one expert from which sgemm is used" },
+	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
+	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
+	{ .name = "kernel", .type = MOED_PARAM_ENUM, .def = "auto", .choices = kernel_choices,
+	  .help = "force the small or the sgemm path (tests, benchmarks)" },
+	{ .name = "isa", .type = MOED_PARAM_ENUM, .def = "auto", .choices = isa_choices,
+	  .help = "instruction set of the small kernel; auto: the best this CPU has" },
+};
 
 static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params)
 {
-	const struct param_spec ps[] = {
-		{ "gemm_min_tokens", PARAM_U32, &l->gemm_min, 1, 1e9 },
-		{ "split_min_kb", PARAM_U32, &l->split_min, 0, 1e9 },
-	};
+	uint32_t mode = PATH_AUTO;
 	const char *isa = "auto";
+	const struct param_slot slots[] = {
+		{ "gemm_min_tokens", &l->gemm_min },
+		{ "split_min_kb", &l->split_min },
+		{ "kernel", &mode },
+	};
 
-	for (size_t i = 0; i < n_params; i++) {
-		if (!strcmp(params[i].key, "kernel")) {
-			if (parse_mode(params[i].value, &l->mode) < 0) {
-				host->log(MOED_LOG_ERR, PLUGIN,
-					  "parameter 'kernel' = '%s': want auto, small or gemm",
-					  params[i].value);
-				return -EINVAL;
-			}
-		} else if (!strcmp(params[i].key, "isa")) {
+	/* an instruction set this build or CPU lacks is "not supported", not a
+	 * malformed value, so it is looked at before the declared check */
+	for (size_t i = 0; i < n_params; i++)
+		if (!strcmp(params[i].key, "isa"))
 			isa = params[i].value;
-		} else if (params_parse(host, PLUGIN, ps, 2, &params[i], 1) < 0) {
-			return -EINVAL;
-		}
-	}
 	l->isa = cpu_isa_pick(isa);
 	if (!l->isa) {
 		host->log(MOED_LOG_ERR, PLUGIN,
 			  "parameter 'isa' = '%s': unknown or not supported by this CPU", isa);
 		return -ENOTSUP;
 	}
+	if (params_parse(host, PLUGIN, decls, PARAMS_COUNT(decls), slots, PARAMS_COUNT(slots),
+			 params, n_params) < 0)
+		return -EINVAL;
+	l->mode = mode == 1 ? PATH_SMALL : mode == 2 ? PATH_GEMM : PATH_AUTO;
 	return 0;
 }
 
@@ -515,4 +513,5 @@ static const struct moed_expert_ops ops = {
 MOED_PLUGIN_DECLARE(.name = PLUGIN,
 		    .description = "SwiGLU experts on the CPU: row-reading kernel for small groups, "
 				   "sgemm for large; F32 and BF16 weights",
-		    .kind = MOED_PLUGIN_EXPERT, .init = cpu_init, .fini = cpu_fini, .expert = &ops);
+		    .kind = MOED_PLUGIN_EXPERT, .init = cpu_init, .fini = cpu_fini, .expert = &ops,
+		    .params = decls, .n_params = PARAMS_COUNT(decls));

@@ -168,29 +168,38 @@ static int blas_errno(cublasStatus_t s)
 	}
 }
 
+static const char *const bf16_gemm_choices[] = { "fp32", "tensor", NULL };
+
+static const struct moed_param_decl decls[] = {
+	{ .name = "device", .type = MOED_PARAM_INT, .min = 0, .max = 1023, .def = "0",
+	  .help = "CUDA device index" },
+	{ .name = "memory_limit_mb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "0",
+	  .help = "most weight memory this generation may hold on the GPU; 0: no limit" },
+	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1,
+	  .max = MOE_SMALL_MAX_ROWS + 1, .def = "16",
+	  .help = "segments of fewer rows take the row-reading kernel" },
+	{ .name = "bf16_gemm", .type = MOED_PARAM_ENUM, .def = "tensor",
+	  .choices = bf16_gemm_choices,
+	  .help = "bf16 tensor-core GEMMs, or widen the weights to fp32 first" },
+	{ .name = "tf32", .type = MOED_PARAM_BOOL, .def = "0",
+	  .help = "let cuBLAS use TF32 tensor cores for fp32 GEMMs" },
+};
+
 static int parse_conf(struct cuda_conf *c, const struct moed_param *params, size_t n_params)
 {
-	const struct param_spec ps[] = {
-		{ "device", PARAM_U32, &c->device, 0, 1023 },
-		{ "memory_limit_mb", PARAM_U32, &c->memory_limit_mb, 0, 1e9 },
-		{ "gemm_min_tokens", PARAM_U32, &c->gemm_min, 1, MOE_SMALL_MAX_ROWS + 1 },
-		{ "tf32", PARAM_U32, &c->tf32, 0, 1 },
+	uint32_t tensor = (uint32_t)c->bf16_tensor;
+	const struct param_slot slots[] = {
+		{ "device", &c->device },
+		{ "memory_limit_mb", &c->memory_limit_mb },
+		{ "gemm_min_tokens", &c->gemm_min },
+		{ "bf16_gemm", &tensor },
+		{ "tf32", &c->tf32 },
 	};
 
-	for (size_t i = 0; i < n_params; i++) {
-		if (strcmp(params[i].key, "bf16_gemm")) {
-			if (params_parse(host, PLUGIN, ps, sizeof(ps) / sizeof(ps[0]), &params[i], 1))
-				return -EINVAL;
-		} else if (!strcmp(params[i].value, "tensor")) {
-			c->bf16_tensor = 1;
-		} else if (!strcmp(params[i].value, "fp32")) {
-			c->bf16_tensor = 0;
-		} else {
-			host->log(MOED_LOG_ERR, PLUGIN, "parameter 'bf16_gemm' = '%s': want tensor "
-				  "or fp32", params[i].value);
-			return -EINVAL;
-		}
-	}
+	if (params_parse(host, PLUGIN, decls, PARAMS_COUNT(decls), slots, PARAMS_COUNT(slots),
+			 params, n_params) < 0)
+		return -EINVAL;
+	c->bf16_tensor = tensor != 0;
 	return 0;
 }
 
@@ -899,4 +908,4 @@ MOED_PLUGIN_DECLARE(.name = PLUGIN,
 				   "resident on the device, tokens sorted by expert there; F32 "
 				   "and BF16 weights",
 		    .kind = MOED_PLUGIN_EXPERT, .init = cuda_init, .fini = cuda_fini,
-		    .expert = &ops);
+		    .expert = &ops, .params = decls, .n_params = PARAMS_COUNT(decls));

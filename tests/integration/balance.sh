@@ -82,7 +82,7 @@ for i in 002 003 004; do "$MOECTL" route --layer 1 --input "$TMP/skew/x_$i.npy" 
 "$MOECTL" --json bias show >"$TMP/before_kill.json"
 sleep 2.5
 kill -KILL "$MOED_PID"; wait "$MOED_PID" 2>/dev/null; MOED_PID=
-ls "$TMP"/.bias.state.* >/dev/null 2>&1 && fail "temporary state file left behind"
+ls "$TMP"/.router.state.* >/dev/null 2>&1 && fail "temporary state file left behind"
 start_moed --model "$CASE" --config "$CONF" || exit 1
 "$MOECTL" --json bias show >"$TMP/after_kill.json"
 cmp -s "$TMP/before_kill.json" "$TMP/after_kill.json" && ok "bias survives kill -9 + restart" ||

@@ -1,7 +1,20 @@
-/* A plugin built against a future ABI: the loader must refuse it before calling it. */
+/*
+ * Plugins the loader must refuse before calling anything, built three times:
+ * bad-abi (ABI 999), abi-three (ABI 3, one past this host's) and tiny-desc (ABI
+ * 1 but a descriptor smaller than ABI 1's).  BAD_NAME, BAD_ABI and BAD_SIZE
+ * select the build; init and fini abort.
+ */
 #include <stdlib.h>
 
 #include "include/moed/plugin.h"
+
+#ifndef BAD_NAME
+#define BAD_NAME "bad-abi"
+#define BAD_ABI 999
+#endif
+#ifndef BAD_SIZE
+#define BAD_SIZE sizeof(struct moed_plugin)
+#endif
 
 static int bad_init(const struct moed_host *host, const struct moed_param *params,
 		    size_t n_params, void **ret_state)
@@ -15,9 +28,9 @@ static void bad_fini(void *state)
 }
 
 MOED_PLUGIN_EXPORT const struct moed_plugin moed_plugin = {
-	.abi_version = 999,
-	.struct_size = sizeof(struct moed_plugin),
-	.name = "bad-abi",
+	.abi_version = BAD_ABI,
+	.struct_size = BAD_SIZE,
+	.name = BAD_NAME,
 	.kind = MOED_PLUGIN_ROUTER,
 	.init = bad_init,
 	.fini = bad_fini,

@@ -4,12 +4,23 @@
  * distinct experts picked by hashing the bits of its hidden vector, with equal
  * weights 1/k — the "hash layer" baseline (Roller et al., 2021): perfectly
  * balanced in expectation, blind to content.  Parameter: seed (default 0).
+ *
+ * ABI 2: the parameter is declared in the descriptor (`params`), so the daemon
+ * refuses an unknown key or a malformed seed before init(), in `moed
+ * --check-config` and on reload, and `moectl plugins` lists it.  The plugin
+ * still parses the value itself (the declaration says what is valid; what the
+ * value means is the plugin's business).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <moed/plugin.h>
+
+static const struct moed_param_decl decls[] = {
+	{ .name = "seed", .type = MOED_PARAM_INT, .min = 0, .max = 9007199254740992.0, .def = "0",
+	  .help = "mixed into every token's hash: another seed, another assignment" },
+};
 
 struct hash_layer {
 	uint32_t hidden, experts, k;
@@ -30,23 +41,14 @@ static void hr_fini(void *state)
 static int hr_layer_new(void *state, const struct moed_router_spec *spec,
 			const struct moed_param *params, size_t n_params, void **ret_layer)
 {
-	const struct moed_host *host = state;
 	struct hash_layer *l;
 	uint64_t seed = 0;
 
-	for (size_t i = 0; i < n_params; i++) {
-		char *end;
-		if (strcmp(params[i].key, "seed") != 0) {
-			host->log(MOED_LOG_ERR, "hash-router", "unknown parameter '%s'", params[i].key);
-			return -EINVAL;
-		}
-		seed = strtoull(params[i].value, &end, 0);
-		if (*end) {
-			host->log(MOED_LOG_ERR, "hash-router", "seed '%s' is not a number",
-				  params[i].value);
-			return -EINVAL;
-		}
-	}
+	/* the host checked every key and value against decls before calling us
+	 * (a host of ABI 1, which would not, refuses an ABI-2 plugin) */
+	for (size_t i = 0; i < n_params; i++)
+		if (strcmp(params[i].key, "seed") == 0)
+			seed = (uint64_t)strtod(params[i].value, NULL);
 	if (spec->top_k > spec->n_experts)
 		return -EINVAL;
 	l = malloc(sizeof(*l));
@@ -110,4 +112,5 @@ static const struct moed_router_ops ops = {
 
 MOED_PLUGIN_DECLARE(.name = "hash-router",
 		    .description = "example: k distinct experts by hashing the token, weights 1/k",
-		    .kind = MOED_PLUGIN_ROUTER, .init = hr_init, .fini = hr_fini, .router = &ops);
+		    .kind = MOED_PLUGIN_ROUTER, .init = hr_init, .fini = hr_fini, .router = &ops,
+		    .params = decls, .n_params = sizeof(decls) / sizeof(decls[0]));

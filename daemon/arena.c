@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/arena.h"
 
@@ -23,6 +24,18 @@ void *arena_alloc(struct arena *a, size_t n, size_t size)
 	if (q)
 		a->ptrs[a->n++] = q;
 	return q;
+}
+
+char *arena_strdup(struct arena *a, const char *s)
+{
+	char *c;
+
+	if (!s)
+		return NULL;
+	c = arena_alloc(a, strlen(s) + 1, 1);
+	if (c)
+		memcpy(c, s, strlen(s) + 1);
+	return c;
 }
 
 void arena_release(struct arena *a)

@@ -14,6 +14,8 @@ struct arena {
 
 /* n zeroed items of size bytes (n = 0 gives a valid pointer); NULL when out of memory. */
 void *arena_alloc(struct arena *a, size_t n, size_t size);
+/* A copy of s (NULL stays NULL); NULL when out of memory. */
+char *arena_strdup(struct arena *a, const char *s);
 void arena_release(struct arena *a);
 
 #endif

@@ -544,3 +544,29 @@ void config_keys_print(FILE *f)
 			k->policy == CONFIG_LIVE ? "live" : "restart", k->doc);
 	}
 }
+
+int config_find_line(const char *path, const char *section, const char *key)
+{
+	FILE *f = path ? fopen(path, "re") : NULL;
+	char line[1024], cur[64] = "";
+	int n = 0, found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line, *end;
+		size_t klen = strlen(key);
+		n++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '[' && (end = strchr(p, ']'))) {
+			snprintf(cur, sizeof(cur), "%.*s", (int)(end - p - 1), p + 1);
+			continue;
+		}
+		if (strcmp(cur, section) == 0 && strncmp(p, key, klen) == 0 &&
+		    (p[klen] == ' ' || p[klen] == '\t' || p[klen] == '=' || p[klen] == ':'))
+			found = n;
+	}
+	fclose(f);
+	return found;
+}

@@ -136,6 +136,10 @@ int config_params_set(struct config_params *ps, const char *key, const char *val
 void config_params_clear(struct config_params *ps);
 int config_params_equal(const struct config_params *a, const struct config_params *b);
 
+/* The line of `key = ...` in [section] of the file at path, for messages about
+ * values checked after parsing (plugin parameters); 0 when not found. */
+int config_find_line(const char *path, const char *section, const char *key);
+
 /* Replace *slot by a copy of value (NULL clears).  -ENOMEM. */
 int config_set_string(char **slot, const char *value);
 

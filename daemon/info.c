@@ -57,6 +57,44 @@ static int model_info(const struct engine *e, Moed__ModelInfo *ret, struct arena
 	return 0;
 }
 
+/* One declared parameter as a ParamDecl; its strings copied into the arena
+ * (the declaration may be gone by the time the reply is packed). */
+static Moed__ParamDecl *param_decl(struct arena *a, const struct plugin_param_info *p)
+{
+	Moed__ParamDecl *d = arena_alloc(a, 1, sizeof(*d));
+	char range[300];
+
+	if (!d)
+		return NULL;
+	moed__param_decl__init(d);
+	d->name = arena_strdup(a, p->name);
+	d->type = arena_strdup(a, p->type);
+	d->min = p->min[0] ? arena_strdup(a, p->min) : NULL;
+	d->max = p->max[0] ? arena_strdup(a, p->max) : NULL;
+	d->default_ = p->def && p->def[0] ? arena_strdup(a, p->def) : NULL;
+	if (p->choices[0]) {
+		snprintf(range, sizeof(range), "%s%sone of %s", p->help ? p->help : "",
+			 p->help && p->help[0] ? "; " : "", p->choices);
+		d->help = arena_strdup(a, range);
+	} else {
+		d->help = p->help && p->help[0] ? arena_strdup(a, p->help) : NULL;
+	}
+	return d->name && d->type ? d : NULL;
+}
+
+static int fill_params(struct arena *a, Moed__PluginInfo *pi, const struct plugin_param_info *v,
+		       size_t n)
+{
+	pi->params = arena_alloc(a, n, sizeof(*pi->params));
+	if (!pi->params)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!(pi->params[i] = param_decl(a, &v[i])))
+			return -ENOMEM;
+	pi->n_params = n;
+	return 0;
+}
+
 static void fill_loaded(Moed__PluginInfo *pi, const struct plugin_gen *g)
 {
 	moed__plugin_info__init(pi);
@@ -91,6 +129,14 @@ static int loaded_plugins(const struct engine *e, Moed__PluginInfo ***ret_list, 
 				continue;
 			seen[n] = b[j]->gen;
 			fill_loaded(&items[n], b[j]->gen);
+			size_t np = loader_gen_params(b[j]->gen, 0, NULL);
+			struct plugin_param_info *pv = arena_alloc(a, np, sizeof(*pv));
+			if (!pv)
+				return -ENOMEM;
+			for (size_t q = 0; q < np; q++)
+				loader_gen_params(b[j]->gen, q, &pv[q]);
+			if (fill_params(a, &items[n], pv, np) < 0)
+				return -ENOMEM;
 			list[n] = &items[n];
 			n++;
 		}
@@ -168,8 +214,9 @@ struct scan {
 	char *dir;
 	int rc;
 	size_t n;
-	struct plugin_probe probes[SCAN_MAX];
+	struct plugin_probe probes[SCAN_MAX];   /* params: copies in `mem` */
 	char paths[SCAN_MAX][512];
+	struct arena mem;               /* filled on the scanning thread, freed on the loop */
 };
 
 static void on_scanned(const char *path, const struct plugin_probe *p, void *arg)
@@ -178,7 +225,21 @@ static void on_scanned(const char *path, const struct plugin_probe *p, void *arg
 
 	if (s->n == SCAN_MAX)
 		return;
+	struct plugin_param_info *v = arena_alloc(&s->mem, p->n_params, sizeof(*v));
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < p->n_params; i++) {
+		v[i] = p->params[i];
+		v[i].name = arena_strdup(&s->mem, p->params[i].name);
+		v[i].type = arena_strdup(&s->mem, p->params[i].type);
+		v[i].def = arena_strdup(&s->mem, p->params[i].def);
+		v[i].help = arena_strdup(&s->mem, p->params[i].help);
+		if (!v[i].name || !v[i].type)
+			return;
+	}
 	s->probes[s->n] = *p;
+	s->probes[s->n].params = v;
 	snprintf(s->paths[s->n], sizeof(s->paths[0]), "%s", path);
 	s->n++;
 }
@@ -210,6 +271,8 @@ static int plugins_reply(struct scan *s, struct arena *a)
 		pi->path = s->paths[i];
 		if (s->probes[i].error[0])
 			pi->error = s->probes[i].error;
+		if (fill_params(a, pi, s->probes[i].params, s->probes[i].n_params) < 0)
+			return -ENOMEM;
 		list[i] = pi;
 	}
 	pr.available = list;
@@ -231,6 +294,7 @@ static void scan_done(uv_work_t *w, int status)
 	else if (plugins_reply(s, &a) < 0)
 		reply_error(&s->to, MOED__STATUS__INTERNAL, "out of memory");
 	arena_release(&a);
+	arena_release(&s->mem);
 	reply_release(&s->to);
 	free(s->dir);
 	free(s);

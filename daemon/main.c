@@ -198,6 +198,46 @@ static int build_config(const struct cli *cli, struct moed_config *cfg, char *er
 	return config_validate(cfg, err, errlen);
 }
 
+/* --check-config: each [router] and [expert] parameter against what the
+ * plugin declares (the router the model would pick when none is named), one
+ * at a time so the message can name the file and line of the bad one. */
+static int check_section_params(const char *file, const char *dir, const char *section,
+				const char *plugin, uint32_t kind, const struct config_params *ps,
+				char *err, size_t errlen)
+{
+	char why[384];
+	int r;
+
+	for (size_t i = 0; i < ps->n; i++) {
+		r = loader_check_params(dir, plugin, kind, &ps->p[i], 1, why, sizeof(why));
+		if (r < 0) {
+			snprintf(err, errlen, "%s:%d: [%s] %s", file ? file : "(command line)",
+				 config_find_line(file, section, ps->p[i].key), section, why);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int check_plugin_params(const struct cli *cli, const struct moed_config *cfg, char *err,
+			       size_t errlen)
+{
+	const char *file = cli->config ? cli->config
+			   : access(DEFAULT_CONFIG, F_OK) == 0 ? DEFAULT_CONFIG : NULL;
+	const char *router = cfg->router;
+	int r = 0;
+
+	if (!router && cfg->router_params.n)
+		r = model_default_router_of(cfg->model_path, &router, err, errlen);
+	if (r == 0 && router)
+		r = check_section_params(file, cfg->plugin_dir, "router", router, MOED_PLUGIN_ROUTER,
+					 &cfg->router_params, err, errlen);
+	if (r == 0)
+		r = check_section_params(file, cfg->plugin_dir, "expert", cfg->expert,
+					 MOED_PLUGIN_EXPERT, &cfg->expert_params, err, errlen);
+	return r;
+}
+
 static void on_pool_closed(void *arg)
 {
 	struct daemon_ctx *d = arg;
@@ -359,6 +399,10 @@ static int apply_reload(struct daemon_ctx *d, struct moed_config *next,
 	if (es)
 		engine_commit(d->engine, es);
 	reload_commit(&d->cfg, next, &plan);       /* applies log_level itself */
+	if (rs)
+		engine_config_router(d->engine, d->cfg.router ? d->cfg.router
+							      : model_default_router(d->engine->model),
+				     d->cfg.router_params.p, d->cfg.router_params.n);
 	loader_allow_group_writable = (int)d->cfg.allow_group_writable_plugins;
 	if (reload_plan_changed(&plan, "daemon", "state_save_interval_s"))
 		arm_save_timer(d);
@@ -475,7 +519,7 @@ static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	/* the routers bound at run time before the last stop, if the file has them */
-	if (state_restore_routers(d->engine, d->cfg.state_dir, router, d->cfg.router_params.p,
+	if (state_restore_routers(d->engine, router, d->cfg.router_params.p,
 				  d->cfg.router_params.n, err, errlen) < 0)
 		log_warn("%s; serving the configured router", err);
 	return 0;
@@ -624,6 +668,12 @@ int main(int argc, char **argv)
 	}
 	log_set_level(d.cfg.log_level);
 	if (d.cli.check_config) {
+		r = check_plugin_params(&d.cli, &d.cfg, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "moed: %s\n", err);
+			config_release(&d.cfg);
+			return 1;
+		}
 		printf("moed: configuration OK\n");
 		config_release(&d.cfg);
 		return 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/checkpoint.h"
+#include "daemon/hfconfig.h"
 #include "daemon/model_load.h"
 #include "daemon/synthetic.h"
 
@@ -41,3 +42,21 @@ int model_load(const char *path, struct moed_model **ret_model, char *err, size_
 	return model_load_as(path, 0, ret_model, err, errlen);
 }
 
+
+int model_default_router_of(const char *path, const char **ret, char *err, size_t errlen)
+{
+	char file[4096];
+	struct hf_config c;
+	int r;
+
+	if (!path || strncmp(path, "synthetic", 9) == 0) {
+		*ret = "sigmoid-norm";          /* every synthetic model is DeepSeek-V3 shaped */
+		return 0;
+	}
+	snprintf(file, sizeof(file), "%s/config.json", path);
+	r = hfconfig_load(file, &c, err, errlen);
+	if (r < 0)
+		return r;
+	*ret = c.sigmoid ? "sigmoid-norm" : "softmax-topk";
+	return 0;
+}

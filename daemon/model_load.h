@@ -17,5 +17,8 @@ int model_load(const char *path, struct moed_model **ret_model, char *err, size_
  * the checkpoint stores them, F16 as fp32), converted while loading. */
 int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
 		  size_t errlen);
+/* The router model_default_router() would pick for the model at `path`
+ * (NULL: the embedded default), reading only its config.json. */
+int model_default_router_of(const char *path, const char **ret, char *err, size_t errlen);
 
 #endif

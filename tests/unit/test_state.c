@@ -28,6 +28,7 @@
 #include "daemon/engine.h"
 #include "daemon/hash.h"
 #include "daemon/host.h"
+#include "daemon/model_load.h"
 #include "daemon/state.h"
 
 static const char *mock_dir, *plugin_dir;

@@ -3,6 +3,8 @@
 # hanging make check.
 #   T SECS CMD...            run CMD under timeout(1); 124 when it ran out
 #   start_bounded SECS ARGS  start_moed, but give up (and kill moed) after SECS
+#   wait_up SECS             the same wait, for a moed started as $MOED_PID;
+#                            START_RC is its exit status when it died instead
 #   stop_bounded SECS        SIGTERM, wait at most SECS; sets STOP_RC (137 when
 #                            it had to be killed) and STOP_MS (time to exit)
 #   usable_conf CONF BASE    CONF_USED=CONF if this moed accepts it, else fail
@@ -22,18 +24,26 @@ T() {
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 start_bounded() {
-	local secs=$1 i
+	local secs=$1
 	shift
 	${MOED_WRAPPER:-} "$MOED" --socket "$SOCK" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --state-dir "$TMP" \
 		--config /dev/null "$@" >"$TMP/moed.log" 2>&1 &
 	MOED_PID=$!
+	wait_up "$secs"
+}
+
+# wait_up SECS: the moed started as $MOED_PID answers status within SECS.
+wait_up() {
+	local secs=$1 i
+	START_RC=
 	for i in $(seq 1 $((secs * 10))); do
 		if T 5 "$MOECTL" status >/dev/null 2>&1; then
 			return 0
 		fi
-		if ! kill -0 "$MOED_PID" 2>/dev/null; then
+		if moed_gone "$MOED_PID"; then
 			wait "$MOED_PID"
-			echo "moed exited with $? during start:"; tail -n 20 "$TMP/moed.log"
+			START_RC=$?
+			echo "moed exited with $START_RC during start:"; tail -n 20 "$TMP/moed.log"
 			MOED_PID=
 			return 1
 		fi

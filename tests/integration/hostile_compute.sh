@@ -37,6 +37,8 @@ stuck_infer() {
 		fail "$1 infer on the stuck layer $L1: exit $rc, want 1: $(cat "$TMP/out")"
 	elif ! grep -qE "DEADLINE_EXCEEDED|compute_timeout_ms" "$TMP/out"; then
 		fail "$1 infer on the stuck layer $L1 failed without DEADLINE_EXCEEDED/compute_timeout_ms: $(cat "$TMP/out")"
+	elif [ $ms -gt 5000 ]; then
+		fail "$1 infer on the stuck layer $L1 answered after $ms ms (compute_timeout_ms 1000, want <= 5000)"
 	else
 		ok "$1 infer on the stuck layer $L1 answered after $ms ms: $(head -c 160 "$TMP/out")"
 	fi

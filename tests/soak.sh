@@ -19,7 +19,8 @@ $PY -c "import numpy as np; np.save('$TMP/x.npy', np.random.default_rng(1).stand
 $PY -c "import numpy as np; np.save('$TMP/big.npy', np.full((2, 256), 3e38, dtype=np.float32))"
 PDIR="$TMP/plugins"
 plugin_copy "$PDIR"
-cp "$MOED_TEST_MOCK_DIR/evil.so" "$MOED_TEST_MOCK_DIR/stuck-router.so" "$PDIR/"
+cp "$MOED_TEST_MOCK_DIR/evil-marker.so" "$PDIR/evil.so"
+cp "$MOED_TEST_MOCK_DIR/stuck-router.so" "$PDIR/"
 chmod 0755 "$PDIR/stuck-router.so"
 chmod 0757 "$PDIR/evil.so"
 export MOED_EVIL_MARKER="$TMP/evil-ran" MOECTL

@@ -12,7 +12,7 @@
 need_numpy
 PDIR="$TMP/plugins"
 plugin_copy "$PDIR"
-cp "$MOED_TEST_MOCK_DIR/evil.so" "$PDIR/evil.so"
+cp "$MOED_TEST_MOCK_DIR/evil-marker.so" "$PDIR/evil.so"
 chmod 0757 "$PDIR/evil.so"
 export MOED_EVIL_MARKER="$TMP/evil-ran"
 start_bounded 30 --plugin-dir "$PDIR" || exit 1

@@ -1,6 +1,7 @@
 /*
  * A router plugin whose constructor has a side effect, for the plugin-listing
- * tests.  Built as evil.so: the constructor creates the file named by
+ * tests.  Built as evil-marker.so, installed by the tests as evil.so (so the
+ * descriptor is named "evil"): the constructor creates the file named by
  * $MOED_EVIL_MARKER, so a test that installs it world-writable can tell whether
  * moed (or any helper it starts) ran code from a file the loader refuses.
  * Built with -DSLOW as slow.so: a plugin that passes every check but whose

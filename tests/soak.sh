@@ -29,6 +29,7 @@ cat "$TMP/base.conf" - >"$TMP/soak.conf" <<'CONF'
 compute_timeout_ms = 1000
 max_buffered_bytes = 33554432
 write_timeout_ms = 2000
+max_frame_bytes = 16777216
 CONF
 usable_conf "$TMP/soak.conf" "$TMP/base.conf"
 start_moed --plugin-dir "$PDIR" --config "$CONF_USED" || exit 1

@@ -11,7 +11,9 @@
 . "$top_srcdir/tests/integration/hostile_lib.sh"
 need_numpy
 export MOECTL
-printf '[limits]\nmax_buffered_bytes = 33554432\nwrite_timeout_ms = 2000\n' >"$TMP/budget.conf"
+# max_frame_bytes 16 MiB: moed refuses a budget below the largest frame (64
+# MiB by default); the 8 MiB frames below stay well inside it
+printf '[limits]\nmax_buffered_bytes = 33554432\nwrite_timeout_ms = 2000\nmax_frame_bytes = 16777216\n' >"$TMP/budget.conf"
 usable_conf "$TMP/budget.conf" /dev/null
 start_bounded 30 --config "$CONF_USED" || exit 1
 H=$(T 10 "$MOECTL" model --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["hidden_size"])')

@@ -190,6 +190,19 @@ def main():
         n = 20 if scenario == "flood" else 1
         s.sendall(frame(hello(1)) + b"".join(frame(request(100 + i, 14, body)) for i in range(n)))
         report(s, n + 1)
+    elif scenario == "half-close":
+        # hello and 3 infers (layer 1, 2 tokens of H 256) pipelined, then
+        # shutdown(SHUT_WR): all 4 replies must still come back before EOF
+        import array
+        x = array.array("f", [0.5] * (2 * 256))
+        tensor = field(1, 0, 1) + field(2, 2, varint(2) + varint(256)) + field(3, 2, x.tobytes())
+        body = field(1, 0, 1) + field(2, 2, tensor)
+        s.sendall(frame(hello(1)) + b"".join(frame(request(101 + i, 14, body)) for i in range(3)))
+        s.shutdown(socket.SHUT_WR)
+        try:
+            report(s, 5)
+        except ConnectionResetError:
+            print("reset")
     elif scenario == "pipeline":
         # hello, then status, plugins and model without waiting
         s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +

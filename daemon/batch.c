@@ -15,7 +15,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,10 +191,9 @@ static void reply_member(struct batch *b, const struct member *m)
 		/* an overflow inside the layer (inputs near the fp32 limit): say so
 		 * instead of sending NaN or Inf */
 		reply_error(&m->to, MOED__STATUS__OUT_OF_RANGE,
-			    "layer %u: %s[%zu][%zu] is not finite (overflow; inputs up to %g are too large for this layer)",
+			    "layer %u: %s[%zu][%zu] is not finite (the layer overflowed fp32: inputs too large)",
 			    b->layer->w->index, b->infer ? "output" : "weights",
-			    bad / (b->infer ? H : k), bad % (b->infer ? H : k),
-			    (double)FLT_MAX);
+			    bad / (b->infer ? H : k), bad % (b->infer ? H : k));
 		return;
 	}
 	if (b->infer) {

@@ -49,19 +49,27 @@ static void on_session_changed(void *arg, struct session *s, int gone)
 	check_drained(srv);
 }
 
-/* Over the buffered budget: close the sessions holding the most (the asking
- * one included) until `need` more bytes fit. */
+/* Over the buffered budget: close the sessions holding the most unsent answer
+ * bytes (the asking one included) until `need` more bytes fit.  Partly
+ * received frames are not shed: they are bounded by frame_timeout_ms, and a
+ * frame that does not fit is refused at its header instead. */
 static int on_shed(void *arg, struct session *asking, uint64_t need)
 {
 	struct server *srv = arg;
-	uint64_t budget = config_buffered_budget(srv->svc->cfg);
+	uint64_t budget = config_buffered_budget(srv->svc->cfg), sheddable = 0;
 
+	/* drop nobody when dropping everybody still would not make room */
+	for (struct session *s = srv->sessions; s; s = s->next)
+		if (!s->closing)
+			sheddable += s->unsent;
+	if (srv->svc->buffered_bytes - sheddable + need > budget)
+		return -ENOBUFS;
 	while (srv->svc->buffered_bytes + need > budget) {
 		struct session *hog = NULL;
 		for (struct session *s = srv->sessions; s; s = s->next)
-			if (!s->closing && (!hog || session_buffered(s) > session_buffered(hog)))
+			if (!s->closing && (!hog || s->unsent > hog->unsent))
 				hog = s;
-		if (!hog || session_buffered(hog) == 0)
+		if (!hog || hog->unsent == 0)
 			return -ENOBUFS;
 		log_warn("session %llu (uid %u pid %d): holds %llu of the %llu buffered bytes; over max_buffered_bytes %llu, dropping it",
 			 (unsigned long long)hog->caller.session, (unsigned)hog->caller.uid,

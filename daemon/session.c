@@ -211,12 +211,19 @@ static void on_write(uv_write_t *req, int status)
 	maybe_free(s);
 }
 
+/* A session that holds nothing may always buffer this much, over the budget:
+ * a refusal can still say why, and a small request from a well-behaved client
+ * is not refused because others fill the budget.  What this lets through is
+ * bounded by max_connections x 64 KiB. */
+#define BUDGET_SLACK_BYTES 65536
+
 /* Does len more fit in the buffered budget (after shedding others if need be)? */
 static int budget_fits(struct session *s, uint64_t len)
 {
 	uint64_t budget = config_buffered_budget(s->svc->cfg);
 
-	if (s->svc->buffered_bytes + len <= budget)
+	if (s->svc->buffered_bytes + len <= budget ||
+	    (len <= BUDGET_SLACK_BYTES && session_buffered(s) == 0))
 		return 1;
 	return s->owner->shed(s->owner->arg, s, len) == 0 && !s->closing;
 }
@@ -385,9 +392,9 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		off += (size_t)used;
 		if (frame) {
 			s->frame_start_ms = 0;
+			uncharge_frame(s);      /* complete: its answer may be sent right away */
 			dispatch_frame(s->svc, &s->caller, &to, frame, len);
 			free(frame);
-			uncharge_frame(s);
 		}
 	}
 	if (frame_reader_partial(&s->reader) && !s->frame_start_ms)

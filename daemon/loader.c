@@ -338,6 +338,21 @@ static int plugin_path(const char *dir, const char *name, char *path, size_t len
 	return 0;
 }
 
+/* NAME resolved in dir and opened after the checks; err says why not. */
+static int open_named(const char *dir, const char *name, char *path, size_t pathlen,
+		      int *ret_fd, struct stat *ret_st, char *err, size_t errlen)
+{
+	char why[512] = "";
+	int r = plugin_path(dir, name, path, pathlen, err, errlen);
+
+	if (r < 0)
+		return r;
+	r = open_checked(dir, path, ret_fd, ret_st, why, sizeof(why));
+	if (r < 0)
+		snprintf(err, errlen, "plugin '%s': %s", name, why);
+	return r;
+}
+
 int loader_open(const char *dir, const char *name, uint32_t want_kind,
 		const struct moed_param *params, size_t n_params, uint64_t generation,
 		struct plugin_gen **ret_gen, char *err, size_t errlen)
@@ -348,14 +363,9 @@ int loader_open(const char *dir, const char *name, uint32_t want_kind,
 	struct stat st;
 	int fd = -1, r;
 
-	r = plugin_path(dir, name, path, sizeof(path), err, errlen);
+	r = open_named(dir, name, path, sizeof(path), &fd, &st, err, errlen);
 	if (r < 0)
 		return r;
-	r = open_checked(dir, path, &fd, &st, why, sizeof(why));
-	if (r < 0) {
-		snprintf(err, errlen, "plugin '%s': %s", name, why);
-		return r;
-	}
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->name = strdup(name)) || !(g->path = strdup(path)) ||
 	    copy_params(g, params, n_params) < 0) {
@@ -761,18 +771,13 @@ int loader_check_params(const char *dir, const char *name, uint32_t kind,
 			const struct moed_param *params, size_t n, char *err, size_t errlen)
 {
 	struct check_call c = { name, kind, params, n, err, errlen };
-	char path[PATH_MAX], why[512];
+	char path[PATH_MAX];
 	struct stat st;
 	int fd, r;
 
-	r = plugin_path(dir, name, path, sizeof(path), err, errlen);
+	r = open_named(dir, name, path, sizeof(path), &fd, &st, err, errlen);
 	if (r < 0)
 		return r;
-	r = open_checked(dir, path, &fd, &st, why, sizeof(why));
-	if (r < 0) {
-		snprintf(err, errlen, "plugin '%s': %s", name, why);
-		return r;
-	}
 	r = with_probe(fd, path, name, &st, check_probe, &c);
 	close(fd);
 	return r;

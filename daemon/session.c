@@ -23,7 +23,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,8 +149,11 @@ static void check_backpressure(struct session *s)
 	}
 }
 
-static void send_error(struct session *s, Moed__Status status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static const struct reply_ops session_reply_ops;
+
+/* Errors about the connection itself carry request id 0. */
+#define send_error(s, ...) \
+	reply_error(&(struct reply_to){ &session_reply_ops, (s), 0 }, __VA_ARGS__)
 
 void session_sweep(struct session *s, uint64_t now_ms)
 {
@@ -274,20 +276,6 @@ static void session_send(void *peer, const Moed__Response *resp)
 	if (s->writes_pending++ == 0)
 		s->write_progress_ms = uv_now(s->svc->loop);
 	check_backpressure(s);
-}
-
-static void send_error(struct session *s, Moed__Status status, const char *fmt, ...)
-{
-	Moed__Response resp = MOED__RESPONSE__INIT;
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	resp.status = status;
-	resp.message = msg;
-	session_send(s, &resp);
 }
 
 void session_refuse(struct session *s, Moed__Status status, const char *msg)

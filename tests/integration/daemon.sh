@@ -66,6 +66,21 @@ printf '[daemon]\nworkers = many\n' >"$TMP/bad.conf"
 expect_fail 1 "bad.conf:2:" "$MOED" --config "$TMP/bad.conf" --check-config
 printf '[daemon]\nworkers = 2\n' >"$TMP/good.conf"
 "$MOED" --config "$TMP/good.conf" --check-config >/dev/null || fail "--check-config on a good file"
+# plugin parameters are checked against what the plugins declare, with file:line
+printf '[daemon]\nworkers = 2\n[router]\ngama = 1\n' >"$TMP/typo.conf"
+expect_fail 1 "typo.conf:4: [router] sigmoid-norm: unknown parameter 'gama'" \
+	"$MOED" --config "$TMP/typo.conf" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --check-config
+printf '[router]\nplugin = bias-balanced\n\ngamma = -3\n' >"$TMP/range.conf"
+expect_fail 1 "range.conf:4: [router] bias-balanced: parameter 'gamma'" \
+	"$MOED" --config "$TMP/range.conf" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --check-config
+printf '[expert]\nsplit_min_kb = lots\n' >"$TMP/expert.conf"
+expect_fail 1 "expert.conf:2: [expert] cpu: parameter 'split_min_kb'" \
+	"$MOED" --config "$TMP/expert.conf" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --check-config
+printf '[router]\nplugin = bias-balanced\ngamma = 0.01\n[expert]\nsplit_min_kb = 64\n' >"$TMP/params.conf"
+"$MOED" --config "$TMP/params.conf" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --check-config >/dev/null &&
+	ok "--check-config accepts declared parameters in range" || fail "--check-config on good parameters"
+"$MOED" --list-config-keys | grep -q "^limits compute_timeout_ms u32.* 60000 live" &&
+	ok "--list-config-keys lists the table" || fail "--list-config-keys: $("$MOED" --list-config-keys | head -3)"
 expect_fail 1 "plugin 'no-such-router'" "$MOED" --socket "$SOCK" --config /dev/null \
 	--plugin-dir "$MOED_TEST_PLUGIN_DIR" --router no-such-router
 expect_fail 1 "ABI 999" "$MOED" --socket "$SOCK" --config /dev/null \

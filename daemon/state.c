@@ -55,7 +55,8 @@ static int put(struct buf *b, const void *data, size_t n)
 		b->p = q;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, data, n);
+	if (n)          /* data may be NULL for an empty blob */
+		memcpy(b->p + b->len, data, n);
 	b->len += n;
 	return 0;
 }

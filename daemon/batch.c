@@ -233,6 +233,9 @@ static void batch_expired(struct pool_job *pj)
 			    "layer %u: the compute call did not finish within compute_timeout_ms (%u ms); its worker was written off",
 			    b->layer->w->index, ms);
 	release_members(b);
+	/* the written-off call no longer counts as running: what waited behind
+	 * it (other layers' pending batches) may start now */
+	batch_flush(b->bt, 0);
 }
 
 static void batch_done(struct pool_job *pj)

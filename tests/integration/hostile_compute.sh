@@ -43,7 +43,26 @@ stuck_infer() {
 		ok "$1 infer on the stuck layer $L1 answered after $ms ms: $(head -c 160 "$TMP/out")"
 	fi
 }
+# another client keeps layer L2 busy while the call on L1 gets stuck and is
+# written off: its infers keep being answered, before and after
+rm -f "$TMP/bg.stop"
+(
+	n=0
+	while [ ! -e "$TMP/bg.stop" ] && [ $n -lt 2000 ]; do
+		n=$((n + 1))
+		T 8 "$MOECTL" infer --layer "$L2" --random 16 >/dev/null 2>"$TMP/bg.err" ||
+			{ echo "infer $n on layer $L2 exit $?: $(cat "$TMP/bg.err")" >"$TMP/bg.fail"; break; }
+	done
+	echo $n >"$TMP/bg.n"
+) &
+bg=$!
+sleep 0.3
 stuck_infer first
+sleep 1
+touch "$TMP/bg.stop"
+wait $bg
+[ -e "$TMP/bg.fail" ] && fail "a concurrent client on layer $L2: $(cat "$TMP/bg.fail")" ||
+	ok "a concurrent client on layer $L2 was served throughout ($(cat "$TMP/bg.n") infers)"
 T 8 "$MOECTL" infer --layer "$L2" --random 2 >"$TMP/out" 2>&1 && ok "layer $L2 serves next to the stuck one" ||
 	fail "infer on layer $L2 next to the stuck layer: exit $?: $(cat "$TMP/out")"
 stuck_infer second

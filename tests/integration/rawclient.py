@@ -201,8 +201,8 @@ def main():
         s.shutdown(socket.SHUT_WR)
         try:
             report(s, 5)
-        except ConnectionResetError:
-            print("reset")
+        except (ConnectionResetError, socket.timeout) as e:
+            print("then %s" % type(e).__name__)
     elif scenario == "pipeline":
         # hello, then status, plugins and model without waiting
         s.sendall(frame(hello(1)) + frame(request(101, 11)) + frame(request(102, 12)) +

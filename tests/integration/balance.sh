@@ -82,8 +82,10 @@ for i in 002 003 004; do "$MOECTL" route --layer 1 --input "$TMP/skew/x_$i.npy" 
 "$MOECTL" --json bias show >"$TMP/before_kill.json"
 sleep 2.5
 kill -KILL "$MOED_PID"; wait "$MOED_PID" 2>/dev/null; MOED_PID=
-ls "$TMP"/.router.state.* >/dev/null 2>&1 && fail "temporary state file left behind"
+# a kill during a save may leave its temporary file (slow under valgrind); the
+# next start removes it
 start_moed --model "$CASE" --config "$CONF" || exit 1
+ls "$TMP"/.router.state.* >/dev/null 2>&1 && fail "temporary state file left behind after a restart"
 "$MOECTL" --json bias show >"$TMP/after_kill.json"
 cmp -s "$TMP/before_kill.json" "$TMP/after_kill.json" && ok "bias survives kill -9 + restart" ||
 	fail "bias after kill -9"

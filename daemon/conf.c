@@ -23,6 +23,7 @@
 
 #include "daemon/conf.h"
 #include "daemon/log.h"
+#include "daemon/params.h"
 
 #define ROW(sec, key, ty, pol, field, lo, hi, fl, dflt, shw, ch, text) \
 	{ .section = sec, .name = key, .full = sec "." key, .type = ty, .policy = pol, \
@@ -204,16 +205,7 @@ int config_params_set(struct config_params *ps, const char *key, const char *val
 /* Same keys with the same values; the order of the lines does not matter. */
 int config_params_equal(const struct config_params *a, const struct config_params *b)
 {
-	if (a->n != b->n)
-		return 0;
-	for (size_t i = 0; i < a->n; i++) {
-		size_t j = 0;
-		while (j < b->n && strcmp(a->p[i].key, b->p[j].key))
-			j++;
-		if (j == b->n || strcmp(a->p[i].value, b->p[j].value))
-			return 0;
-	}
-	return 1;
+	return moed_params_equal(a->p, a->n, b->p, b->n);
 }
 
 static int slot_is_string(const struct config_key *k)

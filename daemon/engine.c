@@ -22,6 +22,7 @@
 #include "daemon/hash.h"
 #include "daemon/host.h"
 #include "daemon/log.h"
+#include "daemon/params.h"
 
 static void fill_specs(const struct moed_model *m, const struct moed_layer *w,
 		       struct engine_layer *l)
@@ -142,17 +143,7 @@ int engine_params_dup(const struct moed_param *p, size_t n, struct moed_param **
 int engine_params_equal(const struct moed_param *a, size_t na, const struct moed_param *b,
 			size_t nb)
 {
-	if (na != nb)
-		return 0;
-	for (size_t i = 0; i < na; i++) {
-		size_t j;
-		for (j = 0; j < nb; j++)
-			if (!strcmp(a[i].key, b[j].key) && !strcmp(a[i].value, b[j].value))
-				break;
-		if (j == nb)
-			return 0;
-	}
-	return 1;
+	return moed_params_equal(a, na, b, nb);
 }
 
 void engine_saved_clear(struct engine_saved *s)

@@ -222,10 +222,10 @@ static void batch_expired(struct pool_job *pj)
 	struct batch *b = (struct batch *)pj;
 	uint32_t ms = b->bt->svc->cfg->compute_timeout_ms;
 
-	log_err("batch: layer %u: a %s call on %zu tokens (router '%s'%s%s) is still running after compute_timeout_ms %u ms; its worker is written off",
-		b->layer->w->index, b->infer ? "infer" : "route", b->tokens,
+	log_err("batch: layer %u: a%s call on %zu tokens (router '%s'%s%s%s) is still running after compute_timeout_ms %u ms; its worker is written off",
+		b->layer->w->index, b->infer ? "n infer" : " route", b->tokens,
 		b->call.router->gen->name, b->call.expert ? ", expert backend '" : "",
-		b->call.expert ? b->call.expert->gen->name : "", ms);
+		b->call.expert ? b->call.expert->gen->name : "", b->call.expert ? "'" : "", ms);
 	b->layer->stats.timeouts++;
 	b->bt->counters.timed_out += b->n_members;
 	for (size_t i = 0; i < b->n_members; i++)

@@ -50,26 +50,27 @@ static void on_session_changed(void *arg, struct session *s, int gone)
 }
 
 /* Over the buffered budget: close the sessions holding the most unsent answer
- * bytes (the asking one included) until `need` more bytes fit.  Partly
- * received frames are not shed: they are bounded by frame_timeout_ms, and a
- * frame that does not fit is refused at its header instead. */
-static int on_shed(void *arg, struct session *asking, uint64_t need)
+ * bytes (the asking one included), among those holding more than `slack` of
+ * them (a client whose answers are merely in flight is not a hog), until
+ * `need` more bytes fit.  Partly received frames are not shed: they are
+ * bounded by frame_timeout_ms, and a frame that does not fit is refused. */
+static int on_shed(void *arg, struct session *asking, uint64_t need, uint64_t slack)
 {
 	struct server *srv = arg;
 	uint64_t budget = config_buffered_budget(srv->svc->cfg), sheddable = 0;
 
 	/* drop nobody when dropping everybody still would not make room */
 	for (struct session *s = srv->sessions; s; s = s->next)
-		if (!s->closing)
+		if (!s->closing && s->unsent > slack)
 			sheddable += s->unsent;
 	if (srv->svc->buffered_bytes - sheddable + need > budget)
 		return -ENOBUFS;
 	while (srv->svc->buffered_bytes + need > budget) {
 		struct session *hog = NULL;
 		for (struct session *s = srv->sessions; s; s = s->next)
-			if (!s->closing && (!hog || s->unsent > hog->unsent))
+			if (!s->closing && s->unsent > slack && (!hog || s->unsent > hog->unsent))
 				hog = s;
-		if (!hog || hog->unsent == 0)
+		if (!hog)
 			return -ENOBUFS;
 		log_warn("session %llu (uid %u pid %d): holds %llu of the %llu buffered bytes; over max_buffered_bytes %llu, dropping it",
 			 (unsigned long long)hog->caller.session, (unsigned)hog->caller.uid,

@@ -213,21 +213,23 @@ static void on_write(uv_write_t *req, int status)
 	maybe_free(s);
 }
 
-/* A session that holds nothing may always buffer this much, over the budget:
- * a refusal can still say why, and a small request from a well-behaved client
- * is not refused because others fill the budget.  What this lets through is
- * bounded by max_connections x 64 KiB. */
+/* Every session may hold this much whatever the budget says: a refusal can
+ * still say why, and a well-behaved client (one request or a few small ones in
+ * flight) is never refused because others fill the budget.  What this lets
+ * through is bounded by max_connections x 64 KiB. */
 #define BUDGET_SLACK_BYTES 65536
 
-/* Does len more fit in the buffered budget (after shedding others if need be)? */
-static int budget_fits(struct session *s, uint64_t len)
+/* Does len more fit in the buffered budget?  For an answer (may_shed), the
+ * owner may first drop clients that sit on more than the slack of unsent
+ * answers (they stopped reading); a frame is never a reason to drop others. */
+static int budget_fits(struct session *s, uint64_t len, int may_shed)
 {
 	uint64_t budget = config_buffered_budget(s->svc->cfg);
 
 	if (s->svc->buffered_bytes + len <= budget ||
-	    (len <= BUDGET_SLACK_BYTES && session_buffered(s) == 0))
+	    session_buffered(s) + len <= BUDGET_SLACK_BYTES)
 		return 1;
-	return s->owner->shed(s->owner->arg, s, len) == 0 && !s->closing;
+	return may_shed && s->owner->shed(s->owner->arg, s, len, BUDGET_SLACK_BYTES) == 0 && !s->closing;
 }
 
 static void session_send(void *peer, const Moed__Response *resp)
@@ -246,7 +248,7 @@ static void session_send(void *peer, const Moed__Response *resp)
 		session_close(s);
 		return;
 	}
-	if (!budget_fits(s, w->len)) {
+	if (!budget_fits(s, w->len, 1)) {
 		if (!s->closing) {
 			log_warn(S_FMT ": an answer of %zu bytes does not fit max_buffered_bytes with %llu unsent; dropping",
 				 S_ARGS(s), w->len, (unsigned long long)s->unsent);
@@ -307,7 +309,7 @@ static int admit_frame(void *arg, size_t len)
 {
 	struct session *s = arg;
 
-	if (!budget_fits(s, len))
+	if (!budget_fits(s, len, 0))
 		return -ENOBUFS;
 	s->frame_charged = len;
 	s->svc->buffered_bytes += len;

@@ -24,10 +24,10 @@ struct session_owner {
 	/* The session became idle (no work, nothing to write), closed, or is
 	 * about to be freed (gone = 1: unlink it). */
 	void (*changed)(void *arg, struct session *s, int gone);
-	/* Buffered bytes over budget: drop sessions holding the most until `need`
-	 * more bytes fit; returns 0 when they fit.  `asking` is the session that
-	 * wants to buffer them. */
-	int (*shed)(void *arg, struct session *asking, uint64_t need);
+	/* Buffered bytes over budget: drop sessions holding the most unsent
+	 * answer bytes (more than `slack` each) until `need` more bytes fit;
+	 * returns 0 when they fit.  `asking` is the session that wants them. */
+	int (*shed)(void *arg, struct session *asking, uint64_t need, uint64_t slack);
 	void *arg;
 };
 

@@ -44,8 +44,12 @@ def client(path, x, layer, stopfile, results, lock):
     local = {"ok": 0, "failed": 0, "errors": [], "outputs": {}}
     while not os.path.exists(stopfile):
         rid += 1
-        s.sendall(frame(infer_request(rid, layer, x)))
-        f = read_full(s)
+        try:
+            s.sendall(frame(infer_request(rid, layer, x)))
+            f = read_full(s)
+        except OSError as e:    # the daemon dropped a client that did nothing wrong
+            f, e = None, e
+            local["errors"].append("connection lost: %s" % e)
         if f is None:
             local["failed"] += 1
             local["errors"].append("connection closed")

@@ -53,6 +53,11 @@ static struct engine_layer *check_tensor_request(struct service *svc, const stru
 	}
 	Moed__DType dt = hidden && hidden->dtype == MOED__DTYPE__BF16 ? MOED__DTYPE__BF16
 								       : MOED__DTYPE__F32;
+	if (hidden && hidden->dtype != dt) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden: tensor dtype %s, want F32 or BF16",
+			    tensor_dtype_name(hidden->dtype));
+		return NULL;
+	}
 	if (tensor_check(hidden, dt, 2, why, sizeof(why)) < 0) {
 		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden: %s", why);
 		return NULL;

@@ -197,6 +197,10 @@ def test_stats_like_moectl(client):
      "INVALID_ARGUMENT", "hidden[0][0] is not finite"),
     (lambda c, x: moed._wire.check(c._call(_raw_infer(c, x, output_dtype=4))),
      "INVALID_ARGUMENT", "output_dtype I32"),
+    (lambda c, x: moed._wire.check(c._call(_raw_hidden(c, x, 3, x[:, :32].tobytes()))),
+     "INVALID_ARGUMENT", "tensor dtype F16, want F32 or BF16"),
+    (lambda c, x: moed._wire.check(c._call(_raw_hidden(c, x, 2, x.tobytes()))),
+     "INVALID_ARGUMENT", "448 elements (896 bytes) but carries 1792 bytes"),
     (lambda c, x: c.infer(1, np.zeros((1001, 64), np.float32)), "RESOURCE_EXHAUSTED",
      "1001 tokens exceed max_tokens_per_request 1000"),
     (lambda c, x: c.stats(layer=0), None, None),
@@ -214,6 +218,14 @@ def test_refusals(client, call, status, needle):
     assert not isinstance(ei.value, moed.Unavailable)
     assert ei.value.status == status and needle in ei.value.message, ei.value
     assert client.infer(1, x).shape == x.shape      # the connection still serves
+
+
+def _raw_hidden(c, x, dtype, data):
+    """An infer request whose hidden tensor claims `dtype` over raw `data`."""
+    req, _ = moed._wire.infer_request(c._id(), 1, x)
+    req.infer.hidden.dtype = dtype
+    req.infer.hidden.data = data
+    return req
 
 
 def _raw_infer(c, x, output_dtype):

@@ -6,6 +6,11 @@
  * state starting at --seed (default 0), each value (next() >> 40) * 2^-23 - 1,
  * which is uniform in [-1, 1) and exact in float32.  Inputs are checked here
  * too (finite, non-empty) so the user gets the reason before a round trip.
+ *
+ * --dtype bf16 sends the hidden states as bf16 (half the bytes): a '<u2' .npy
+ * input holds bf16 bits and is sent as it is, a float input is rounded to
+ * nearest even first; infer's output then comes back, and is saved, as bf16
+ * bits ('<u2').
  */
 #include "config.h"
 
@@ -27,6 +32,7 @@ struct tensor_args {
 	int have_layer;
 	const char *input, *output;
 	uint64_t random_tokens, seed;
+	Moed__DType dtype;              /* on the wire: F32 (default) or BF16 */
 };
 
 static int parse_args(const char *cmd, int allow_output, int argc, char **argv,
@@ -38,11 +44,13 @@ static int parse_args(const char *cmd, int allow_output, int argc, char **argv,
 		{ "output", required_argument, NULL, 'o' },
 		{ "random", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "dtype", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	memset(a, 0, sizeof(*a));
+	a->dtype = MOED__DTYPE__F32;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -65,6 +73,14 @@ static int parse_args(const char *cmd, int allow_output, int argc, char **argv,
 		case 'S':
 			if (parse_uint(cmd, "--seed", optarg, UINT64_MAX, &a->seed) != EXIT_OK)
 				return EXIT_USAGE;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "bf16"))
+				a->dtype = MOED__DTYPE__BF16;
+			else if (!strcmp(optarg, "f32") || !strcmp(optarg, "fp32"))
+				a->dtype = MOED__DTYPE__F32;
+			else
+				return usage_error(cmd, "--dtype '%s': want f32 or bf16", optarg);
 			break;
 		default:
 			return usage_error(cmd, "unknown option");
@@ -106,6 +122,14 @@ int model_shape(struct conn *c, uint32_t *ret_hidden, uint32_t *ret_first_moe_la
 	return EXIT_OK;
 }
 
+/* Element i of a float32 or bf16 array, as fp32. */
+static float value_at(enum npy_type type, const void *data, uint64_t i)
+{
+	if (type == NPY_BF16)
+		return tensor_bf16_to_f32(((const uint16_t *)data)[i]);
+	return ((const float *)data)[i];
+}
+
 /* Refuse an input the daemon would refuse anyway: empty, or not finite. */
 static int check_input(const char *cmd, const struct npy_array *x)
 {
@@ -113,7 +137,7 @@ static int check_input(const char *cmd, const struct npy_array *x)
 		return usage_error(cmd, "the input is empty (%llu x %llu)",
 				   (unsigned long long)x->rows, (unsigned long long)x->cols);
 	for (uint64_t i = 0; i < x->rows * x->cols; i++)
-		if (!isfinite(((const float *)x->data)[i]))
+		if (!isfinite(value_at(x->type, x->data, i)))
 			return usage_error(cmd, "input[%llu][%llu] is not finite",
 					   (unsigned long long)(i / x->cols),
 					   (unsigned long long)(i % x->cols));
@@ -122,7 +146,8 @@ static int check_input(const char *cmd, const struct npy_array *x)
 
 /* Read and check the --input file: before connecting, so a bad file is a
  * usage error whether or not the daemon runs. */
-static int load_input(const char *cmd, const char *path, struct npy_array *x)
+static int load_input(const char *cmd, const char *path, Moed__DType dtype,
+		      struct npy_array *x)
 {
 	char err[512];
 
@@ -130,9 +155,33 @@ static int load_input(const char *cmd, const char *path, struct npy_array *x)
 		fprintf(stderr, "moectl %s: %s\n", cmd, err);
 		return EXIT_USAGE;
 	}
-	if (x->type != NPY_F32)
+	if (x->type == NPY_I32)
 		return usage_error(cmd, "%s: input must be float32 [T, H], not int32", path);
+	if (x->type == NPY_BF16 && dtype != MOED__DTYPE__BF16)
+		return usage_error(cmd, "%s: a uint16 ('<u2') input holds bf16 bits: give --dtype bf16",
+				   path);
 	return check_input(cmd, x);
+}
+
+/* --dtype bf16 with a float32 input: round it to bf16 (in x). */
+static int narrow_input(const char *cmd, struct npy_array *x)
+{
+	uint64_t n = x->rows * x->cols;
+	uint16_t *h;
+
+	if (x->type != NPY_F32)
+		return EXIT_OK;
+	h = malloc(n ? n * sizeof(*h) : 1);
+	if (!h) {
+		fprintf(stderr, "moectl %s: out of memory\n", cmd);
+		return EXIT_USAGE;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		h[i] = tensor_f32_to_bf16(((const float *)x->data)[i]);
+	free(x->data);
+	x->data = h;
+	x->type = NPY_BF16;
+	return check_input(cmd, x);     /* a huge float may round to infinity */
 }
 
 /* --random T: T x H values uniform in [-1, 1), H asked from the daemon. */
@@ -183,7 +232,7 @@ static int run_tensor(const struct global *g, const char *cmd, const struct tens
 	int r;
 
 	if (a->input) {
-		r = load_input(cmd, a->input, x);
+		r = load_input(cmd, a->input, a->dtype, x);
 		if (r != EXIT_OK)
 			return r;
 	}
@@ -195,7 +244,10 @@ static int run_tensor(const struct global *g, const char *cmd, const struct tens
 		if (r != EXIT_OK)
 			goto out;
 	}
-	tensor_wrap2(&t, shape, MOED__DTYPE__F32, x->data, x->rows, x->cols);
+	if (a->dtype == MOED__DTYPE__BF16 && (r = narrow_input(cmd, x)) != EXIT_OK)
+		goto out;
+	tensor_wrap2(&t, shape, x->type == NPY_BF16 ? MOED__DTYPE__BF16 : MOED__DTYPE__F32, x->data,
+		     x->rows, x->cols);
 	if (infer) {
 		ir.layer = (uint32_t)a->layer;
 		ir.hidden = &t;
@@ -242,16 +294,18 @@ int cmd_infer(const struct global *g, int argc, char **argv)
 	if (r != EXIT_OK || (r = run_tensor(g, "infer", &a, 1, &x, &resp, &rtt)) != EXIT_OK)
 		goto out;
 	const Moed__InferResponse *ir = resp->infer;
-	r = check_reply_tensor("infer", "output", ir->output, MOED__DTYPE__F32, x.rows, x.cols);
+	r = check_reply_tensor("infer", "output", ir->output, a.dtype, x.rows, x.cols);
 	if (r != EXIT_OK)
 		goto out;
-	const float *y = (const float *)ir->output->data.data;
-	size_t n = ir->output->data.len / sizeof(float);
+	enum npy_type yt = a.dtype == MOED__DTYPE__BF16 ? NPY_BF16 : NPY_F32;
+	const void *y = ir->output->data.data;
+	size_t n = ir->output->data.len / tensor_dtype_size(a.dtype);
 	for (size_t i = 0; i < n; i++) {
-		norm += (double)y[i] * y[i];
-		sum_abs += fabs(y[i]);
+		double v = value_at(yt, y, i);
+		norm += v * v;
+		sum_abs += fabs(v);
 	}
-	if (a.output && npy_write(a.output, NPY_F32, y, ir->output->shape[0],
+	if (a.output && npy_write(a.output, yt, y, ir->output->shape[0],
 				  ir->output->shape[1], err, sizeof(err)) < 0) {
 		fprintf(stderr, "moectl infer: %s\n", err);
 		r = EXIT_USAGE;
@@ -262,6 +316,8 @@ int cmd_infer(const struct global *g, int argc, char **argv)
 		json_object_object_add(o, "layer", json_object_new_int64((int64_t)a.layer));
 		json_object_object_add(o, "tokens", json_object_new_uint64(x.rows));
 		json_object_object_add(o, "hidden_size", json_object_new_uint64(x.cols));
+		json_object_object_add(o, "dtype", json_object_new_string(a.dtype == MOED__DTYPE__BF16
+									 ? "bf16" : "f32"));
 		json_object_object_add(o, "l2_norm", json_object_new_double(sqrt(norm)));
 		json_object_object_add(o, "mean_abs", json_object_new_double(n ? sum_abs / n : 0));
 		json_object_object_add(o, "router", json_object_new_string(ir->router));

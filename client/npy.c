@@ -199,9 +199,11 @@ static int parse_header(const char *h, size_t len, struct npy_array *a, int *ret
 		*ret_f64 = 1;
 	} else if (!strcmp(descr, "<i4")) {
 		a->type = NPY_I32;
+	} else if (!strcmp(descr, "<u2")) {
+		a->type = NPY_BF16;
 	} else {
 		snprintf(why, whylen, "dtype '%s' is not supported (little-endian float32 '<f4', "
-			 "float64 '<f8' or int32 '<i4')", descr);
+			 "float64 '<f8', int32 '<i4' or bf16 bits as uint16 '<u2')", descr);
 		return -ENOTSUP;
 	}
 	a->ndim = ndim;
@@ -263,7 +265,7 @@ int npy_parse(const uint8_t *buf, size_t len, const char *name, struct npy_array
 	}
 	off += hlen;
 	avail = len - off;
-	esize = f64 ? 8 : 4;
+	esize = f64 ? 8 : a.type == NPY_BF16 ? 2 : 4;
 	if (a.rows > SIZE_MAX || a.cols > SIZE_MAX ||
 	    __builtin_mul_overflow((size_t)a.rows, (size_t)a.cols, &n) ||
 	    __builtin_mul_overflow(n, esize, &bytes) || bytes != avail) {
@@ -284,7 +286,7 @@ int npy_parse(const uint8_t *buf, size_t len, const char *name, struct npy_array
 			((float *)a.data)[i] = narrow(d);
 		}
 	} else if (n) {
-		memcpy(a.data, buf + off, n * 4);
+		memcpy(a.data, buf + off, n * esize);
 	}
 	*ret_array = a;
 	return 0;
@@ -371,14 +373,14 @@ int npy_write(const char *path, enum npy_type type, const void *data, uint64_t r
 
 	if (rows > SIZE_MAX || cols > SIZE_MAX ||
 	    __builtin_mul_overflow((size_t)rows, (size_t)cols, &n) ||
-	    __builtin_mul_overflow(n, (size_t)4, &bytes)) {
+	    __builtin_mul_overflow(n, (size_t)(type == NPY_BF16 ? 2 : 4), &bytes)) {
 		snprintf(err, errlen, "%s: shape (%llu, %llu) is too large", path,
 			 (unsigned long long)rows, (unsigned long long)cols);
 		return -EOVERFLOW;
 	}
 	dict = (size_t)snprintf((char *)head + 10, sizeof(head) - 10,
 				"{'descr': '%s', 'fortran_order': False, 'shape': (%llu, %llu), }",
-				type == NPY_I32 ? "<i4" : "<f4", (unsigned long long)rows,
+				type == NPY_I32 ? "<i4" : type == NPY_BF16 ? "<u2" : "<f4", (unsigned long long)rows,
 				(unsigned long long)cols);
 	/* pad with spaces and end with '\n' so the data start 64-byte aligned */
 	total = (10 + dict + 1 + 63) / 64 * 64;

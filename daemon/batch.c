@@ -21,6 +21,7 @@
 
 #include "daemon/batch.h"
 #include "daemon/conf.h"
+#include "daemon/dtype.h"
 #include "daemon/engine.h"
 #include "daemon/log.h"
 #include "daemon/pool.h"
@@ -175,6 +176,29 @@ static size_t first_non_finite(const float *v, size_t n)
 	return n;
 }
 
+/* y as the reply's dtype: F32 is sent from where it is; BF16 is rounded into
+ * *ret_buf (malloc'ed, the caller frees it).  -ENOMEM, or -ERANGE when a value
+ * rounds to infinity in bf16. */
+static int output_as(Moed__DType dt, const float *y, size_t n, void **ret_buf)
+{
+	uint16_t *h;
+
+	*ret_buf = NULL;
+	if (dt != MOED__DTYPE__BF16)
+		return 0;
+	h = malloc(n * sizeof(*h) + 1);
+	if (!h)
+		return -ENOMEM;
+	dtype_convert(MOED_DTYPE_F32, y, MOED_DTYPE_BF16, h, n);
+	for (size_t i = 0; i < n; i++)
+		if ((h[i] & 0x7f80u) == 0x7f80u) {
+			free(h);
+			return -ERANGE;
+		}
+	*ret_buf = h;
+	return 0;
+}
+
 static void reply_member(struct batch *b, const struct member *m)
 {
 	Moed__Response resp = MOED__RESPONSE__INIT;
@@ -186,6 +210,7 @@ static void reply_member(struct batch *b, const struct member *m)
 	Moed__Tensor ty, te, tw;
 	const float *out = b->infer ? c->y + m->row * H : c->weights + m->row * k;
 	size_t n_out = m->n * (b->infer ? H : k), bad = first_non_finite(out, n_out);
+	void *conv = NULL;
 
 	if (bad < n_out) {
 		/* an overflow inside the layer (inputs near the fp32 limit): say so
@@ -196,17 +221,34 @@ static void reply_member(struct batch *b, const struct member *m)
 			    bad / (b->infer ? H : k), bad % (b->infer ? H : k));
 		return;
 	}
+	tensor_wrap2(&te, shape_e, MOED__DTYPE__I32, c->experts + m->row * k, m->n, k);
+	tensor_wrap2(&tw, shape_w, MOED__DTYPE__F32, c->weights + m->row * k, m->n, k);
 	if (b->infer) {
-		tensor_wrap2(&ty, shape_y, MOED__DTYPE__F32, c->y + m->row * H, m->n, H);
+		const Moed__InferRequest *ir = m->req->infer;
+		Moed__DType dt = ir->has_output_dtype ? ir->output_dtype : MOED__DTYPE__F32;
+		int r = output_as(dt, out, n_out, &conv);
+		if (r == -ENOMEM) {
+			reply_error(&m->to, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		if (r < 0) {
+			reply_error(&m->to, MOED__STATUS__OUT_OF_RANGE,
+				    "layer %u: the output overflows bf16 (ask for output_dtype F32)",
+				    b->layer->w->index);
+			return;
+		}
+		tensor_wrap2(&ty, shape_y, conv ? dt : MOED__DTYPE__F32, conv ? conv : out, m->n, H);
 		infer.output = &ty;
 		infer.router = c->router->gen->name;
 		infer.generation = c->router->gen->generation;
 		infer.compute_us = c->compute_ns / 1000;
+		if (ir->has_return_routes && ir->return_routes) {
+			infer.experts = &te;
+			infer.weights = &tw;
+		}
 		resp.body_case = MOED__RESPONSE__BODY_INFER;
 		resp.infer = &infer;
 	} else {
-		tensor_wrap2(&te, shape_e, MOED__DTYPE__I32, c->experts + m->row * k, m->n, k);
-		tensor_wrap2(&tw, shape_w, MOED__DTYPE__F32, c->weights + m->row * k, m->n, k);
 		route.experts = &te;
 		route.weights = &tw;
 		route.router = c->router->gen->name;
@@ -215,6 +257,7 @@ static void reply_member(struct batch *b, const struct member *m)
 		resp.route = &route;
 	}
 	reply_ok(&m->to, &resp);
+	free(conv);
 }
 
 static void batch_expired(struct pool_job *pj)

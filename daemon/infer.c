@@ -4,15 +4,23 @@
  * limit, layer, dtype, shape against the byte count, hidden size, token
  * limits, finite values); a valid request goes to the batcher, which answers
  * it once the worker pool has run the layer.
+ *
+ * Hidden states may come as F32 or BF16.  BF16 is widened to F32 here, in the
+ * unpacked request itself, so the batcher and the engine see one dtype; an
+ * infer request without output_dtype is then marked with the dtype it came
+ * in, which is what reply_member answers in.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/batch.h"
 #include "daemon/conf.h"
+#include "daemon/dtype.h"
 #include "daemon/engine.h"
 #include "daemon/service.h"
 #include "proto/tensor.h"
@@ -43,7 +51,14 @@ static struct engine_layer *check_tensor_request(struct service *svc, const stru
 			    layers);
 		return NULL;
 	}
-	if (tensor_check(hidden, MOED__DTYPE__F32, 2, why, sizeof(why)) < 0) {
+	Moed__DType dt = hidden && hidden->dtype == MOED__DTYPE__BF16 ? MOED__DTYPE__BF16
+								       : MOED__DTYPE__F32;
+	if (hidden && hidden->dtype != dt) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden: tensor dtype %s, want F32 or BF16",
+			    tensor_dtype_name(hidden->dtype));
+		return NULL;
+	}
+	if (tensor_check(hidden, dt, 2, why, sizeof(why)) < 0) {
 		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden: %s", why);
 		return NULL;
 	}
@@ -62,11 +77,16 @@ static struct engine_layer *check_tensor_request(struct service *svc, const stru
 			    (unsigned long long)hidden->shape[0], cfg->max_tokens_per_request);
 		return NULL;
 	}
-	const float *x = (const float *)hidden->data.data;
-	size_t n = hidden->data.len / sizeof(float);
+	size_t es = tensor_dtype_size(dt), n = hidden->data.len / es;
 	for (size_t i = 0; i < n; i++) {
 		float v;
-		memcpy(&v, &x[i], sizeof(v));
+		if (dt == MOED__DTYPE__BF16) {
+			uint16_t h;
+			memcpy(&h, hidden->data.data + 2 * i, sizeof(h));
+			v = dtype_bf16_to_f32(h);
+		} else {
+			memcpy(&v, hidden->data.data + 4 * i, sizeof(v));
+		}
 		if (!isfinite(v)) {
 			reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "hidden[%zu][%zu] is not finite",
 				    i / l->rspec.hidden_size, i % l->rspec.hidden_size);
@@ -76,8 +96,25 @@ static struct engine_layer *check_tensor_request(struct service *svc, const stru
 	return l;
 }
 
+/* Widen a checked BF16 tensor to F32 in place (its buffer is plain malloc:
+ * see dispatch.c).  0 or -ENOMEM, the tensor untouched on failure. */
+static int widen_bf16(Moed__Tensor *t)
+{
+	size_t n = t->data.len / 2;
+	float *x = malloc(n * sizeof(float));
+
+	if (!x)
+		return -ENOMEM;
+	dtype_to_f32(MOED_DTYPE_BF16, t->data.data, x, n);
+	free(t->data.data);
+	t->data.data = (uint8_t *)x;
+	t->data.len = n * sizeof(float);
+	t->dtype = MOED__DTYPE__F32;
+	return 0;
+}
+
 static int tensor_request(struct service *svc, struct caller *c, const struct reply_to *to,
-			  Moed__Request *req, uint32_t layer, const Moed__Tensor *hidden)
+			  Moed__Request *req, uint32_t layer, Moed__Tensor *hidden)
 {
 	struct engine_layer *l;
 
@@ -94,6 +131,23 @@ static int tensor_request(struct service *svc, struct caller *c, const struct re
 	l = check_tensor_request(svc, to, layer, hidden);
 	if (!l)
 		return 0;
+	if (req->body_case == MOED__REQUEST__BODY_INFER) {
+		Moed__InferRequest *ir = req->infer;
+		if (!ir->has_output_dtype) {
+			ir->has_output_dtype = 1;
+			ir->output_dtype = hidden->dtype;
+		} else if (ir->output_dtype != MOED__DTYPE__F32 &&
+			   ir->output_dtype != MOED__DTYPE__BF16) {
+			reply_error(to, MOED__STATUS__INVALID_ARGUMENT,
+				    "output_dtype %s; moed answers F32 or BF16",
+				    tensor_dtype_name(ir->output_dtype));
+			return 0;
+		}
+	}
+	if (hidden->dtype == MOED__DTYPE__BF16 && widen_bf16(hidden) < 0) {
+		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
+		return 0;
+	}
 	batch_request(svc->batcher, to, req, l);
 	return 1;
 }

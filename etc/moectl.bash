@@ -15,6 +15,7 @@ _moectl()
 	case $prev in
 	-s|--socket) _filedir; return ;;
 	--input|--output) _filedir npy; return ;;
+	--dtype) COMPREPLY=($(compgen -W "f32 bf16" -- "$cur")); return ;;
 	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration) return ;;
 	esac
 	if [[ -z $cmd ]]; then
@@ -23,8 +24,8 @@ _moectl()
 	fi
 	local opts="--json --help"
 	case $cmd in
-	infer) opts+=" --layer --input --random --seed --output" ;;
-	route) opts+=" --layer --input --random --seed" ;;
+	infer) opts+=" --layer --input --random --seed --output --dtype" ;;
+	route) opts+=" --layer --input --random --seed --dtype" ;;
 	router) opts+=" set show --param --layer softmax-topk sigmoid-norm bias-balanced" ;;
 	expert) opts+=" set --param --layer cpu cuda" ;;
 	stats) opts+=" --layer --watch" ;;

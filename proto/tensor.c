@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "proto/tensor.h"
 
@@ -81,4 +82,23 @@ void tensor_wrap2(Moed__Tensor *t, uint64_t *shape, Moed__DType dtype, const voi
 	t->shape = shape;
 	t->data.len = (size_t)(rows * cols * tensor_dtype_size(dtype));
 	t->data.data = (uint8_t *)data;
+}
+
+float tensor_bf16_to_f32(uint16_t v)
+{
+	uint32_t u = (uint32_t)v << 16;
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+uint16_t tensor_f32_to_bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }

@@ -19,6 +19,11 @@ const char *tensor_dtype_name(Moed__DType dtype);
 int tensor_check(const Moed__Tensor *t, Moed__DType want, size_t ndim, char *err,
 		 size_t errlen);
 
+/* bf16 is the top half of an fp32: widening is exact; narrowing rounds to
+ * nearest even (NaN stays NaN), as daemon/dtype.c does for checkpoints. */
+float tensor_bf16_to_f32(uint16_t v);
+uint16_t tensor_f32_to_bf16(float f);
+
 /* Make t describe the 2-D array `data` [rows][cols] without copying it; shape must
  * point at storage for two uint64_t that outlives t. */
 void tensor_wrap2(Moed__Tensor *t, uint64_t *shape, Moed__DType dtype, const void *data,

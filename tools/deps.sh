@@ -5,6 +5,7 @@ set -e
 PKGS="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libinih-dev \
 libjson-c-dev libcmocka-dev libsystemd-dev python3 python3-numpy \
+python3-protobuf protobuf-compiler python3-pytest \
 valgrind mandoc systemd util-linux"
 missing=
 for p in $PKGS; do

@@ -318,7 +318,7 @@ static void fill_model(struct moed_model *m, const struct hf_config *h)
 	m->n_group = h->n_group;
 	m->topk_group = h->topk_group;
 	m->n_shared_experts = h->n_shared_experts;
-	m->shared_intermediate_size = h->n_shared_experts * h->moe_intermediate_size;
+	m->shared_intermediate_size = h->shared_intermediate_size;
 	m->scoring = h->sigmoid ? MOED_SCORING_SIGMOID : MOED_SCORING_SOFTMAX;
 	m->norm_topk_prob = (uint32_t)h->norm_topk_prob;
 	m->routed_scaling_factor = h->routed_scaling_factor;

@@ -61,6 +61,14 @@ def family(mtype):
     return "deepseek"
 
 
+# HF's config-class defaults per model_type, written again from hfconfig.h's
+# comment: (scoring, topk_method, norm, scale, n_group, topk_group, shared, first_dense)
+DEFAULTS = {"deepseek_v2": ("softmax", "greedy", False, 1.0, 1, 1, 0, 0),
+            "deepseek_v3": ("sigmoid", "noaux_tc", True, 2.5, 8, 4, 1, 3),
+            "kimi_k2": ("sigmoid", "noaux_tc", True, 2.5, 8, 4, 1, 3),
+            "glm4_moe": ("sigmoid", "noaux_tc", True, 1.0, 1, 1, 1, 1)}
+
+
 def expected_model(hf):
     """The documented config rules (hfconfig.h), written again here."""
     mt, fam = hf["model_type"], family(hf["model_type"])
@@ -69,13 +77,14 @@ def expected_model(hf):
          "n_group": 1, "topk_group": 1, "n_shared_experts": 0, "scoring": "softmax",
          "topk_method": "greedy", "routed_scaling_factor": 1.0}
     if fam == "deepseek":
+        sc, tm, norm, scale, g, tg, sh, _ = DEFAULTS[mt]
         m.update(intermediate_size=hf["moe_intermediate_size"], n_experts=hf["n_routed_experts"],
-                 n_group=hf.get("n_group", 1), topk_group=hf.get("topk_group", 1),
-                 n_shared_experts=hf.get("n_shared_experts", 0),
-                 scoring=hf.get("scoring_func", "softmax"),
-                 topk_method=hf.get("topk_method", "greedy"),
-                 routed_scaling_factor=hf.get("routed_scaling_factor", 1.0),
-                 norm_topk_prob=hf.get("norm_topk_prob", mt == "deepseek_v3"))
+                 n_group=hf.get("n_group", g), topk_group=hf.get("topk_group", tg),
+                 n_shared_experts=hf.get("n_shared_experts", sh),
+                 scoring=hf.get("scoring_func", sc),
+                 topk_method=hf.get("topk_method", tm),
+                 routed_scaling_factor=hf.get("routed_scaling_factor", scale),
+                 norm_topk_prob=hf.get("norm_topk_prob", norm))
         if mt == "deepseek_v2" and m["topk_method"] == "greedy":
             m["n_group"] = m["topk_group"] = 1
     elif fam == "mixtral":
@@ -204,6 +213,34 @@ def extra_good(root):
         extra[p + "down_proj.weight"] = (rng.standard_normal((H, 4 * I)).astype(F32), "F64")
         extra["model.layers.%d.self_attn.q_proj.weight" % L] = (np.eye(H, dtype=F32), "F32")
     append_tensors(os.path.join(d, "model.safetensors"), extra)
+    family_cases(root)
+
+
+def family_cases(root):
+    """Configs that leave the router keys to the family's defaults."""
+    def without(hf, *keys):
+        return {k: v for k, v in hf.items() if k not in keys}
+    # GLM-4.5: no scoring_func/topk_method; sigmoid + bias + noaux_tc; groups used
+    hf = without(mc.deepseek_config("glm4_moe", H, I, E, 4, 3, 1, 4, 2, 1, 2.5, True, "sigmoid",
+                                    "noaux_tc"), "scoring_func", "topk_method", "moe_layer_freq")
+    hf["architectures"] = ["Glm4MoeForCausalLM"]
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    mc.write_case(root, "glm45", hf, cfg, "deepseek", H, I, E, [1, 2], 1, True, "F32", [1, 9],
+                  seed=31)
+    # deepseek_v3 as HF's DeepseekV3Config writes it: no scoring_func, no topk_method,
+    # no norm_topk_prob, no routed_scaling_factor (2.5)
+    hf = without(mc.deepseek_config("deepseek_v3", H, I, E, 4, 2, 1, 4, 2, 1, 2.5, True,
+                                    "sigmoid", "noaux_tc"),
+                 "scoring_func", "topk_method", "norm_topk_prob", "routed_scaling_factor")
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    mc.write_case(root, "v3_nokeys", hf, cfg, "deepseek", H, I, E, [1], 1, True, "F32", [1, 9],
+                  seed=32)
+    # Kimi-K2: the V3 layout under its own model_type
+    hf = without(mc.deepseek_config("kimi_k2", H, I, E, 4, 2, 0, 2, 1, 1, 2.827, True,
+                                    "sigmoid", "noaux_tc"), "scoring_func", "topk_method")
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=2, topk_group=1, normalise=True, scale=2.827)
+    mc.write_case(root, "kimi_k2", hf, cfg, "deepseek", H, I, E, [0, 1], 1, True, "F32", [1, 9],
+                  seed=33)
 
 
 # ---- bad cases beyond make_cases.py ----------------------------------------------
@@ -255,6 +292,8 @@ def extra_bad(root):
     X = "model.layers.1.mlp."
     bad_config(root, "not_moe_family", "'model_type' 'llama' is not a MoE family",
                lambda c: [c.update(model_type="llama"), c.pop("n_routed_experts")])
+    bad_config(root, "unknown_family", "'model_type' 'deepseek_v9' is not a MoE family moed knows (deepseek_v2, deepseek_v3, kimi_k2, glm4_moe, qwen2_moe, qwen3_moe, olmoe, mixtral)",
+               lambda c: c.update(model_type="deepseek_v9"))
     bad_config(root, "k_too_big", "'num_experts_per_tok' 17 exceeds the 16 experts",
                lambda c: c.update(num_experts_per_tok=17))
     bad_config(root, "topk_group_too_big", "'topk_group' 5 exceeds 'n_group' 4",

@@ -297,17 +297,43 @@ static void test_hf_families(void **state)
 	assert_false(hfconfig_layer_is_moe(&c, 2));
 	assert_true(hfconfig_layer_is_moe(&c, 3));
 
-	/* defaults */
+	/* defaults: HF DeepseekV3Config's (no scoring_func key: the V3 router) */
 	c = parse_ok("{\"model_type\":\"deepseek_v3\"," DS_BASE "}");
+	assert_int_equal(c.n_group, 8);
+	assert_int_equal(c.topk_group, 4);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_int_equal(c.shared_intermediate_size, 32);
+	assert_int_equal(c.first_k_dense_replace, 3);
+	assert_int_equal(c.moe_layer_freq, 1);
+	assert_true(c.routed_scaling_factor == 2.5f);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	assert_true(c.norm_topk_prob);
+	c = parse_ok("{\"model_type\":\"kimi_k2\"," DS_BASE ",\"n_group\":1,\"topk_group\":1}");
+	assert_int_equal(c.family, HF_DEEPSEEK);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	/* GLM-4.5: DeepSeek-V3's router without the keys that say so */
+	c = parse_ok("{\"model_type\":\"glm4_moe\"," DS_BASE ",\"routed_scaling_factor\":2.5,"
+		     "\"moe_layer_freq\":2}");
+	assert_int_equal(c.family, HF_GLM);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	assert_true(c.norm_topk_prob);
 	assert_int_equal(c.n_group, 1);
-	assert_int_equal(c.topk_group, 1);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_true(c.routed_scaling_factor == 2.5f);
+	assert_false(hfconfig_layer_is_moe(&c, 0));
+	assert_true(hfconfig_layer_is_moe(&c, 1));      /* moe_layer_freq is not GLM's */
+	assert_true(hfconfig_layer_is_moe(&c, 2));
+	c = parse_ok("{\"model_type\":\"deepseek_v2\"," DS_BASE "}");
+	assert_int_equal(c.n_group, 1);
 	assert_int_equal(c.n_shared_experts, 0);
 	assert_int_equal(c.first_k_dense_replace, 0);
-	assert_int_equal(c.moe_layer_freq, 1);
 	assert_true(c.routed_scaling_factor == 1.0f);
 	assert_false(c.sigmoid);
 	assert_string_equal(c.topk_method, "greedy");
-	assert_true(c.norm_topk_prob);
+	assert_false(c.norm_topk_prob);
 	c = parse_ok("{\"model_type\":\"deepseek_v2\"," DS_BASE ",\"moe_layer_freq\":2}");
 	assert_false(c.norm_topk_prob);
 	assert_true(hfconfig_layer_is_moe(&c, 2));
@@ -339,6 +365,14 @@ static void test_hf_families(void **state)
 	assert_false(c.norm_topk_prob);
 	assert_false(hfconfig_layer_is_moe(&c, 0));
 	assert_true(hfconfig_layer_is_moe(&c, 1));
+	c = parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":8,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"decoder_sparse_step\":2,\"mlp_only_layers\":[3,4],\"norm_topk_prob\":true}");
+	assert_true(c.norm_topk_prob);
+	assert_true(hfconfig_layer_is_moe(&c, 1));
+	assert_false(hfconfig_layer_is_moe(&c, 3));
+	assert_false(hfconfig_layer_is_moe(&c, 4));
+	assert_true(hfconfig_layer_is_moe(&c, 5));
 
 	c = parse_ok("{\"model_type\":\"olmoe\",\"num_hidden_layers\":16,\"hidden_size\":2048,"
 		     "\"intermediate_size\":1024,\"num_experts\":64,\"num_experts_per_tok\":8}");
@@ -356,6 +390,14 @@ static const struct {
 	{ "{\"model_type\":\"llama\",\"hidden_size\":64}",
 	  "'model_type' 'llama' is not a MoE family" },
 	{ "{\"model_type\":7}", "'model_type' must be a short string" },
+	/* a family is never guessed from the keys present */
+	{ "{\"model_type\":\"deepseek_v9\"," DS_BASE "}",
+	  "'model_type' 'deepseek_v9' is not a MoE family moed knows (deepseek_v2, deepseek_v3, "
+	  "kimi_k2, glm4_moe, qwen2_moe, qwen3_moe, olmoe, mixtral)" },
+	{ "{" DS_BASE "}", "'model_type' '' is not a MoE family" },
+	{ "{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":2,\"hidden_size\":64,"
+	  "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+	  "\"mlp_only_layers\":[\"1\"]}", "'mlp_only_layers' must be a list" },
 	{ "{\"model_type\":\"deepseek_v3\",\"hidden_size\":64}", "'num_hidden_layers' missing" },
 	{ "{\"model_type\":\"deepseek_v3\",\"num_hidden_layers\":4,\"hidden_size\":64,"
 	  "\"num_experts_per_tok\":4,\"n_routed_experts\":16}", "'moe_intermediate_size' missing" },

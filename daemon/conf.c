@@ -36,7 +36,7 @@
 #define LIVE CONFIG_LIVE
 #define RESTART CONFIG_RESTART
 
-static const char *const weights_choices[] = { "bf16", "fp32", NULL };
+static const char *const weights_choices[] = { "bf16", "fp32", "fp8", NULL };
 
 static const struct config_key config_keys[] = {
 	STR("daemon", "socket", RESTART, socket_path, MOED_DEFAULT_SOCKET, NULL,

@@ -49,7 +49,7 @@ struct moed_config {
 	struct config_params router_params;
 	/* [expert] */
 	char *expert;
-	char *expert_weights;           /* "bf16", "fp32", NULL = as stored */
+	char *expert_weights;           /* "bf16", "fp32", "fp8", NULL = as stored */
 	struct config_params expert_params;
 	/* [limits] */
 	uint32_t max_frame_bytes;

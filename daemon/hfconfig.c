@@ -248,6 +248,42 @@ static int read_family_fields(struct reader *rd, const struct family_row *f, str
 	return -EINVAL;
 }
 
+/* quantization_config: only its FP8 block size matters (which tensors are FP8
+ * is read from the files); another fmt than e4m3 is refused. */
+static int read_quantization(struct reader *rd, struct hf_config *c)
+{
+	json_object *q, *o;
+	const char *fmt;
+
+	c->block_rows = c->block_cols = 128;
+	if (!json_object_object_get_ex(rd->root, "quantization_config", &q) ||
+	    !json_object_is_type(q, json_type_object))
+		return 0;
+	if (json_object_object_get_ex(q, "fmt", &o) && (fmt = json_object_get_string(o)) &&
+	    strcmp(fmt, "e4m3")) {
+		snprintf(rd->err, rd->errlen, "%s: 'quantization_config.fmt' '%s': only e4m3 FP8 is supported",
+			 rd->name, fmt);
+		return -ENOTSUP;
+	}
+	if (!json_object_object_get_ex(q, "weight_block_size", &o) ||
+	    json_object_is_type(o, json_type_null))
+		return 0;
+	if (json_object_is_type(o, json_type_array) && json_object_array_length(o) == 2) {
+		json_object *a = json_object_array_get_idx(o, 0), *b = json_object_array_get_idx(o, 1);
+		int64_t r = json_object_get_int64(a), k = json_object_get_int64(b);
+
+		if (json_object_is_type(a, json_type_int) && json_object_is_type(b, json_type_int) &&
+		    r > 0 && k > 0 && r <= HF_MAX_WIDTH && k <= HF_MAX_WIDTH) {
+			c->block_rows = (uint32_t)r;
+			c->block_cols = (uint32_t)k;
+			return 0;
+		}
+	}
+	snprintf(rd->err, rd->errlen, "%s: 'quantization_config.weight_block_size' must be [rows, cols], two positive integers",
+		 rd->name);
+	return -EINVAL;
+}
+
 static int check_limit(struct reader *rd, const char *field, uint64_t v, uint64_t max)
 {
 	if (v <= max)
@@ -364,7 +400,8 @@ int hfconfig_parse(const char *text, size_t len, const char *name, struct hf_con
 	r = get_uint(&rd, "num_hidden_layers", 1, 0, 0, &c.num_hidden_layers) ?:
 	    get_uint(&rd, "hidden_size", 1, 0, 0, &c.hidden_size) ?:
 	    get_uint(&rd, "num_experts_per_tok", 1, 0, 0, &c.num_experts_per_tok) ?:
-	    read_family_fields(&rd, fam, &c) ?: check_consistency(&rd, &c);
+	    read_family_fields(&rd, fam, &c) ?: read_quantization(&rd, &c) ?:
+	    check_consistency(&rd, &c);
 	if (r == 0)
 		*ret = c;
 out:

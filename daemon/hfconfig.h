@@ -54,6 +54,7 @@ struct hf_config {
 	char topk_method[32];
 	uint32_t shared_intermediate_size; /* n_shared_experts * I, or Qwen2's own width */
 	int shared_expert_gate;         /* Qwen2-MoE: shared expert scaled by sigmoid(g . x) */
+	uint32_t block_rows, block_cols; /* quantization_config.weight_block_size, 128 x 128 */
 	uint32_t n_mlp_only;            /* Qwen: mlp_only_layers */
 	uint32_t mlp_only[HF_MAX_MLP_ONLY];
 };

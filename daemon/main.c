@@ -536,7 +536,8 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
 	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
 	uint32_t want = !d->cfg.expert_weights ? 0
-			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
+			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16
+			: !strcmp(d->cfg.expert_weights, "fp8") ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
 	r = model_load_as(source, want, &model, err, errlen);
 	if (r < 0)
 		return r;
@@ -544,7 +545,8 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, "
 		 "%llu bytes (%llu served from the mapped files), peak RSS while loading %ld MiB",
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
-		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16" : "fp32",
+		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16"
+		 : model->dtype == MOED_DTYPE_F8_E4M3 ? "fp8" : "fp32",
 		 (unsigned long long)model->weight_bytes, (unsigned long long)model->mapped_bytes,
 		 ru.ru_maxrss / 1024);
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/checkpoint.h"
+#include "daemon/dtype.h"
 #include "daemon/hfconfig.h"
 #include "daemon/model_load.h"
 #include "daemon/synthetic.h"
@@ -18,7 +19,8 @@ int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_mode
 {
 	int r;
 
-	if (dtype && dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16)
+	if (dtype && dtype != MOED_DTYPE_F32 && dtype != MOED_DTYPE_BF16 &&
+	    dtype != MOED_DTYPE_F8_E4M3)
 		return -EINVAL;
 	if (strcmp(path, "synthetic") == 0)
 		r = synthetic_load("", ret_model, err, errlen);
@@ -30,7 +32,11 @@ int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_mode
 		return r;
 	r = model_set_expert_dtype(*ret_model, dtype);
 	if (r < 0) {
-		snprintf(err, errlen, "%s: out of memory converting the expert weights", path);
+		if (r == -EINVAL)
+			snprintf(err, errlen, "%s: expert weights cannot be held as %s (moed does not quantise to FP8, nor dequantise a generated model)",
+				 path, dtype_name(dtype));
+		else
+			snprintf(err, errlen, "%s: out of memory converting the expert weights", path);
 		model_free(*ret_model);
 		*ret_model = NULL;
 	}

@@ -13,8 +13,9 @@
 /* Load `path`: a directory, or "synthetic:NAME".  On failure returns -errno and
  * writes a one-line reason naming the file and field/tensor into err. */
 int model_load(const char *path, struct moed_model **ret_model, char *err, size_t errlen);
-/* The same, expert weights held in `dtype` (MOED_DTYPE_F32 or BF16; 0: as
- * the checkpoint stores them, F16 as fp32), converted while loading. */
+/* The same, expert weights held in `dtype` (MOED_DTYPE_F32, BF16 or F8_E4M3;
+ * 0: as the checkpoint stores them, F16 as fp32), converted while loading;
+ * FP8 stays FP8 with its block scales, or is dequantised to F32/BF16. */
 int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,
 		  size_t errlen);
 /* The router model_default_router() would pick for the model at `path`

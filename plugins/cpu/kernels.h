@@ -9,8 +9,13 @@
  * group path gathers the tokens and calls OpenBLAS sgemm on blocks of tokens
  * and weight rows (bf16 rows widened into scratch one block at a time).
  *
+ * FP8 E4M3 weights take the sgemm path at every group size: each block of
+ * rows is decoded (exactly, by table) and multiplied by its block scales
+ * into fp32 scratch, so memory holds one byte per weight.
+ *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
- * weights are widened exactly (bf16 is the top half of an fp32).  A token's
+ * weights are widened exactly (bf16 is the top half of an fp32); an FP8
+ * weight is fp8 * scale rounded once to fp32.  A token's
  * result does not depend on the other tokens of its group.
  */
 #ifndef MOED_CPU_KERNELS_H
@@ -33,6 +38,10 @@ struct expert_w {
 	const void *down;       /* [H][I] */
 	uint32_t H, inter;
 	int bf16;
+	/* FP8 E4M3 (bf16 == 0): fp32 block scales of each matrix, blocks of br x bc */
+	int fp8;
+	const float *gate_s, *up_s, *down_s;
+	uint32_t br, bc;
 };
 
 /*
@@ -82,9 +91,12 @@ extern const struct cpu_isa cpu_isas[];
 /* The best supported entry, or the one named (NULL if unknown or unsupported). */
 const struct cpu_isa *cpu_isa_pick(const char *name);
 
-/* The same two halves with sgemm, GEMM_TOKENS tokens and (for bf16, widened)
- * GEMM_ROWS rows at a time; scratch: expert_gemm_scratch() floats. */
-size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int bf16);
+/* The same two halves with sgemm, GEMM_TOKENS tokens and (for bf16 widened,
+ * for fp8 decoded) GEMM_ROWS rows at a time; scratch: expert_gemm_scratch()
+ * floats (convert: bf16 or fp8 weights). */
+size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int convert);
+/* FP8 E4M3 code -> fp32 (0x7F, 0xFF: NaN). */
+float fp8_e4m3_value(uint8_t v);
 void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
 		     uint32_t r0, uint32_t r1, float *scratch);
 void expert_gemm_down(const struct expert_w *e, const float *act, const struct group *g,

@@ -121,7 +121,10 @@ def write_expected(d, seed):
     layers = [int(v) for v in open(os.path.join(d, "layers")).read().split()]
     tensors = {}
     for p in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        tensors.update(ref.read_safetensors(p))
+        tensors.update(ref.read_safetensors(p, fp8_codes=True))
+    block = hf.get("quantization_config", {}).get("weight_block_size", [128, 128])
+    for n in [n for n in tensors if tensors[n].dtype == np.uint8]:
+        tensors[n] = ref.fp8_dequant(tensors[n], tensors[n + "_scale_inv"], block)
     rng = np.random.default_rng(seed)
     samples, bias, shared = [], False, False
     for L in layers:
@@ -214,6 +217,71 @@ def extra_good(root):
         extra["model.layers.%d.self_attn.q_proj.weight" % L] = (np.eye(H, dtype=F32), "F32")
     append_tensors(os.path.join(d, "model.safetensors"), extra)
     family_cases(root)
+    fp8_case(root, "v3_fp8", 200, 144, 8, [128, 128], 2, [1, 6, 50], seed=41)
+    fp8_case(root, "v3_fp8_block", 72, 40, 8, [32, 48], 1, [1, 9], seed=42)
+
+
+def fp8_case(root, name, H, I, E, block, shards, sizes, seed):
+    """DeepSeek-V3's release format: experts and shared experts F8_E4M3 with
+    fp32 <name>_scale_inv block scales, router BF16, bias F32.  H and I are not
+    multiples of the block (partial edge blocks); with shards > 1 every scale
+    lives in another shard than its weight.  The reference runs on the weights
+    dequantised here in numpy."""
+    rng = np.random.default_rng(seed)
+    d = os.path.join(root, "good", name)
+    os.makedirs(d)
+    hf = mc.deepseek_config("deepseek_v3", H, I, E, 4, 3, 1, 4, 2, 1, 2.5, True, "sigmoid",
+                            "noaux_tc")
+    hf["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                 "quant_method": "fp8", "weight_block_size": block}
+    if block == [128, 128]:
+        del hf["quantization_config"]["weight_block_size"]     # the default
+    json.dump(hf, open(os.path.join(d, "config.json"), "w"), indent=1)
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    weights, scales, seen = {}, {}, {}
+    for L in (1, 2):
+        lw = mc.make_layer(rng, H, I, E, 1, True, "F32")
+        p = "model.layers.%d.mlp." % L
+        weights[p + "gate.weight"] = (lw["gate"], "BF16")
+        weights[p + "gate.e_score_correction_bias"] = (lw["bias"], "F32")
+
+        def fp8(tname, w):
+            q, s = ref.fp8_quantise(w, rng, block)
+            weights[tname] = (q, "F8_E4M3")
+            scales[tname + "_scale_inv"] = (s, "F32")
+            return ref.fp8_dequant(q, s, block)
+        ex = [tuple(fp8(p + "experts.%d.%s.weight" % (e, n), a)
+                    for n, a in zip(("gate_proj", "up_proj", "down_proj"), mats))
+              for e, mats in enumerate(lw["experts"])]
+        sh = tuple(fp8(p + "shared_experts.%s.weight" % n, a)
+                   for n, a in zip(("gate_proj", "up_proj", "down_proj"), lw["shared"]))
+        seen[L] = {"gate": ref.as_stored(lw["gate"], "BF16"), "bias": lw["bias"],
+                   "experts": ex, "shared": sh}
+    if shards == 1:
+        ref.write_safetensors(os.path.join(d, "model.safetensors"), dict(weights, **scales))
+    else:
+        files = ["model-%05d-of-%05d.safetensors" % (s + 1, shards) for s in range(shards)]
+        ref.write_safetensors(os.path.join(d, files[0]), weights)
+        ref.write_safetensors(os.path.join(d, files[1]), scales)
+        wmap = dict({n: files[0] for n in weights}, **{n: files[1] for n in scales})
+        json.dump({"metadata": {}, "weight_map": wmap},
+                  open(os.path.join(d, "model.safetensors.index.json"), "w"))
+    with open(os.path.join(d, "layers"), "w") as f:
+        f.write("1 2\n")
+    for T in sizes:
+        x = mc.clear_inputs(rng, T, H, seen, cfg)
+        np.save(os.path.join(d, "x_%d.npy" % T), x)
+        for L, lw in seen.items():
+            y, idx, w = ref.moe_forward(x, lw, cfg)
+            np.save(os.path.join(d, "y_%d_%d.npy" % (L, T)), y)
+            np.save(os.path.join(d, "experts_%d_%d.npy" % (L, T)), idx)
+            np.save(os.path.join(d, "weights_%d_%d.npy" % (L, T)), w)
+    # what moed must hold as fp8: one byte per weight, the scales, the fp32 router
+    blocks = lambda r, c: -(-r // block[0]) * -(-c // block[1])  # noqa: E731
+    per = 2 * (I * H + 4 * blocks(I, H)) + H * I + 4 * blocks(H, I)
+    fp8_bytes = 2 * ((E + 1) * per + E * H * 4 + E * 4)
+    with open(os.path.join(d, "fp8_bytes"), "w") as f:
+        f.write("%d\n" % fp8_bytes)
 
 
 def family_cases(root):
@@ -294,6 +362,7 @@ def extra_bad(root):
                lambda c: [c.update(model_type="llama"), c.pop("n_routed_experts")])
     bad_config(root, "unknown_family", "'model_type' 'deepseek_v9' is not a MoE family moed knows (deepseek_v2, deepseek_v3, kimi_k2, glm4_moe, qwen2_moe, qwen3_moe, olmoe, mixtral)",
                lambda c: c.update(model_type="deepseek_v9"))
+    fp8_bad(root)
     bad_config(root, "k_too_big", "'num_experts_per_tok' 17 exceeds the 16 experts",
                lambda c: c.update(num_experts_per_tok=17))
     bad_config(root, "topk_group_too_big", "'topk_group' 5 exceeds 'n_group' 4",
@@ -363,6 +432,57 @@ def extra_bad(root):
     idx = json.load(open(p))
     idx["weight_map"][name] = "../model.safetensors"
     json.dump(idx, open(p, "w"))
+
+
+def fp8_bad(root):
+    """Broken FP8 checkpoints, from v3_fp8_block (one file, blocks 32 x 48)."""
+    X = "model.layers.1.mlp.experts.3."
+
+    def edit(name, expect, change):
+        d = clone(root, "v3_fp8_block", name, expect)
+        p = os.path.join(d, "model.safetensors")
+        header, data = read_raw(p)
+        data = bytearray(data)
+        change(header, data)
+        write_raw(p, header, bytes(data))
+        return d
+
+    def poke(tname, at, value):
+        def change(h, data):
+            data[h[tname]["data_offsets"][0] + at] = value
+        return change
+    edit("fp8_nan", "FP8 tensor '" + X + "up_proj.weight' element 5 is a NaN code (0x7F)",
+         poke(X + "up_proj.weight", 5, 0x7F))
+    edit("fp8_nan_neg", "FP8 tensor '" + X + "down_proj.weight' element 0 is a NaN code (0xFF)",
+         poke(X + "down_proj.weight", 0, 0xFF))
+
+    def rename(old, new):
+        def change(h, data):
+            h[new] = h.pop(old)
+        return change
+    edit("fp8_no_scale", "FP8 tensor '" + X + "gate_proj.weight' has no scale tensor '" + X +
+         "gate_proj.weight_scale_inv'",
+         rename(X + "gate_proj.weight_scale_inv", "unrelated.weight_scale_inv"))
+
+    def reshape(tname, shape):
+        def change(h, data):
+            h[tname]["shape"] = shape
+        return change
+    # down [72, 40] in 32 x 48 blocks has [3, 1] scales: [1, 3] (same bytes) is refused
+    edit("fp8_scale_shape", "tensor '" + X + "down_proj.weight_scale_inv' has shape [1, 3], expected [3, 1] (the scales of 32x48 blocks",
+         reshape(X + "down_proj.weight_scale_inv", [1, 3]))
+
+    def dtype(tname, dt):
+        def change(h, data):
+            h[tname]["dtype"] = dt
+        return change
+    edit("fp8_e5m2", "tensor '" + X + "gate_proj.weight' has dtype F8_E5M2; of the FP8 formats only block-scaled F8_E4M3",
+         dtype(X + "gate_proj.weight", "F8_E5M2"))
+    bad_config(root, "fp8_fmt", "'quantization_config.fmt' 'e5m2': only e4m3",
+               lambda c: c["quantization_config"].update(fmt="e5m2"), src="v3_fp8_block")
+    bad_config(root, "fp8_block", "'quantization_config.weight_block_size' must be [rows, cols]",
+               lambda c: c["quantization_config"].update(weight_block_size=[128]),
+               src="v3_fp8_block")
 
 
 # ---- synthetic:S0 from the documented generator ----------------------------------

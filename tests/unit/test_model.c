@@ -86,6 +86,36 @@ static void test_f16(void **state)
 #endif
 }
 
+/* FP8 E4M3 against values worked out by hand from the format (bias 7). */
+static void test_fp8(void **state)
+{
+	/* [2][3] codes in blocks of 1 row x 2 columns: scales [2][2] */
+	const uint8_t q[6] = { 0x38, 0xB8, 0x7E, 0x01, 0x00, 0x40 };
+	const float scale[4] = { 1.0f, 0.25f, 8.0f, 0.5f };
+	float w[6];
+	uint16_t b[6];
+
+	assert_true(dtype_f8e4m3_to_f32(0x38) == 1.0f);
+	assert_true(dtype_f8e4m3_to_f32(0xB8) == -1.0f);
+	assert_true(dtype_f8e4m3_to_f32(0x7E) == 448.0f);       /* the largest */
+	assert_true(dtype_f8e4m3_to_f32(0x08) == ldexpf(1.0f, -6));     /* smallest normal */
+	assert_true(dtype_f8e4m3_to_f32(0x07) == ldexpf(7.0f, -9));     /* largest subnormal */
+	assert_true(dtype_f8e4m3_to_f32(0x01) == ldexpf(1.0f, -9));
+	assert_true(dtype_f8e4m3_to_f32(0x3D) == 1.625f);
+	assert_int_equal(f32_bits(dtype_f8e4m3_to_f32(0x80)), 0x80000000u);
+	assert_true(isnan(dtype_f8e4m3_to_f32(0x7F)) && isnan(dtype_f8e4m3_to_f32(0xFF)));
+	assert_false(dtype_f8e4m3_is_nan(0x7E));
+	assert_int_equal(dtype_f8e4m3_find_nan(q, 6), 6);
+	assert_int_equal(dtype_f8e4m3_find_nan((const uint8_t *)"\x01\x02\xff", 3), 2);
+	assert_int_equal(dtype_size(MOED_DTYPE_F8_E4M3), 1);
+	assert_string_equal(dtype_name(MOED_DTYPE_F8_E4M3), "F8_E4M3");
+	dtype_f8_dequant(q, scale, 2, 3, 1, 2, MOED_DTYPE_F32, w);
+	assert_true(w[0] == 1.0f && w[1] == -1.0f && w[2] == 112.0f);
+	assert_true(w[3] == ldexpf(1.0f, -6) && w[4] == 0.0f && w[5] == 1.0f);
+	dtype_f8_dequant(q, scale, 2, 3, 1, 2, MOED_DTYPE_BF16, b);
+	assert_int_equal(b[2], 0x42e0);                         /* 112 */
+}
+
 static void test_dtype_bulk(void **state)
 {
 	/* unaligned sources, as tensors sit at any offset of a mapped file */
@@ -708,10 +738,22 @@ static int data_aligned(const char *dir, size_t es)
  * held as stored (and aligned), and equal (bf16 widened exactly) to the fp32
  * values. */
 static int same_matrix(const struct moed_model *as_stored, int may_map, const void *p,
-		       const float *f32, size_t n)
+		       const float *scale, uint32_t rows, const float *f32, size_t n)
 {
 	if (model_is_mapped(as_stored, p) != may_map)
 		return 0;
+	if (as_stored->dtype == MOED_DTYPE_F8_E4M3) {
+		float *w = malloc(n * sizeof(float));
+		int same;
+
+		if (!w || !scale)
+			return free(w), 0;
+		dtype_f8_dequant(p, scale, rows, n / rows, as_stored->scale_block_rows,
+				 as_stored->scale_block_cols, MOED_DTYPE_F32, w);
+		same = memcmp(w, f32, n * sizeof(float)) == 0;
+		free(w);
+		return same;
+	}
 	if (as_stored->dtype == MOED_DTYPE_F32)
 		return memcmp(p, f32, n * sizeof(float)) == 0;
 	for (size_t i = 0; i < n; i++)
@@ -726,6 +768,7 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 {
 	size_t e_n = (size_t)f->hidden_size * f->intermediate_size;
 	size_t s_n = (size_t)f->hidden_size * f->shared_intermediate_size;
+	uint32_t H = f->hidden_size, I = f->intermediate_size, Is = f->shared_intermediate_size;
 	struct moed_model *m;
 	uint64_t expect_mapped = 0;
 	char err[1024];
@@ -735,7 +778,8 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 		print_error("%s: refused as stored: %s\n", dir, err);
 		return 1;
 	}
-	EXPECT(m->dtype == (m->stored_dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32),
+	EXPECT(m->dtype == (m->stored_dtype == MOED_DTYPE_BF16 ||
+			    m->stored_dtype == MOED_DTYPE_F8_E4M3 ? m->stored_dtype : MOED_DTYPE_F32),
 	       "%s: stored %s held as %s\n", dir, dtype_name(m->stored_dtype),
 	       dtype_name(m->dtype));
 	may = m->dtype == m->stored_dtype && data_aligned(dir, dtype_size(m->dtype));
@@ -743,14 +787,20 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 		const struct moed_layer *a = &m->layers[i], *b = &f->layers[i];
 
 		for (uint32_t e = 0; e < m->n_experts; e++)
-			EXPECT(same_matrix(m, may, a->expert_gate[e], b->expert_gate[e], e_n) &&
-			       same_matrix(m, may, a->expert_up[e], b->expert_up[e], e_n) &&
-			       same_matrix(m, may, a->expert_down[e], b->expert_down[e], e_n),
+			EXPECT(same_matrix(m, may, a->expert_gate[e], a->gate_scale[e], I,
+					   b->expert_gate[e], e_n) &&
+			       same_matrix(m, may, a->expert_up[e], a->up_scale[e], I,
+					   b->expert_up[e], e_n) &&
+			       same_matrix(m, may, a->expert_down[e], a->down_scale[e], H,
+					   b->expert_down[e], e_n),
 			       "%s: layer %u expert %u as stored differs\n", dir, a->index, e);
 		if (a->shared_gate)
-			EXPECT(same_matrix(m, may, a->shared_gate, b->shared_gate, s_n) &&
-			       same_matrix(m, may, a->shared_up, b->shared_up, s_n) &&
-			       same_matrix(m, may, a->shared_down, b->shared_down, s_n),
+			EXPECT(same_matrix(m, may, a->shared_gate, a->shared_gate_scale, Is,
+					   b->shared_gate, s_n) &&
+			       same_matrix(m, may, a->shared_up, a->shared_up_scale, Is,
+					   b->shared_up, s_n) &&
+			       same_matrix(m, may, a->shared_down, a->shared_down_scale, H,
+					   b->shared_down, s_n),
 			       "%s: layer %u shared expert as stored differs\n", dir, a->index);
 		expect_mapped += (3 * (uint64_t)m->n_experts * e_n + (a->shared_gate ? 3 * s_n : 0)) *
 				 dtype_size(m->dtype);
@@ -866,6 +916,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_dtype_bulk),
+		cmocka_unit_test(test_fp8),
 		cmocka_unit_test(test_st_good),
 		cmocka_unit_test(test_st_bad),
 		cmocka_unit_test(test_st_lengths),

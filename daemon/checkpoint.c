@@ -367,6 +367,7 @@ static int load_expert(struct ckpt *c, struct moed_model *m, uint32_t L, uint32_
 static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct moed_layer *l)
 {
 	uint32_t H = m->hidden_size, E = m->n_experts, Is = m->shared_intermediate_size;
+	const char *shared;
 	char name[256];
 	int r;
 
@@ -396,15 +397,23 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	}
 	if (!Is)
 		return 0;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.gate_proj.weight", L);
+	/* Qwen2-MoE: one shared expert, scaled by sigmoid(shared_expert_gate . x) */
+	shared = c->cfg.shared_expert_gate ? "shared_expert" : "shared_experts";
+	if (c->cfg.shared_expert_gate) {
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_expert_gate.weight", L);
+		r = load_f32(c, name, 1, H, 0, &l->shared_expert_gate);
+		if (r < 0)
+			return r;
+	}
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.gate_proj.weight", L, shared);
 	r = load_weight(c, name, Is, H, &l->shared_gate, &l->shared_gate_scale);
 	if (r < 0)
 		return r;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.up_proj.weight", L);
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.up_proj.weight", L, shared);
 	r = load_weight(c, name, Is, H, &l->shared_up, &l->shared_up_scale);
 	if (r < 0)
 		return r;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.down_proj.weight", L);
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.down_proj.weight", L, shared);
 	return load_weight(c, name, H, Is, &l->shared_down, &l->shared_down_scale);
 }
 

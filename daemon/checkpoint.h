@@ -1,5 +1,6 @@
 /*
- * Loading a HuggingFace-layout checkpoint directory into a struct moed_model:
+ * Loading a HuggingFace-layout checkpoint directory into a struct moed_model
+ * (the families and the tensors read for each: moed-models(7)):
  * config.json (hfconfig.c) plus model.safetensors or the shards named by
  * model.safetensors.index.json (safetensors.c).  Three tensor naming families
  * are understood: DeepSeek-V2/V3/Moonlight, Mixtral and Qwen2-MoE/OLMoE.

@@ -234,10 +234,9 @@ static int read_family_fields(struct reader *rd, const struct family_row *f, str
 		if (r == 0 && !strcmp(c->model_type, "qwen2_moe"))
 			r = get_uint(rd, "shared_expert_intermediate_size", 0, 5632, 1, &shared_width);
 		if (r == 0 && shared_width) {
-			snprintf(rd->err, rd->errlen,
-				 "%s: 'shared_expert_intermediate_size' %u: Qwen2-MoE's gated shared expert is not supported",
-				 rd->name, shared_width);
-			return -ENOTSUP;
+			c->shared_intermediate_size = shared_width;
+			c->shared_expert_gate = 1;
+			c->n_shared_experts = 1;
 		}
 		return r;
 	case HF_OLMOE:

@@ -95,6 +95,9 @@ def expected_model(hf):
         m.update(intermediate_size=hf[key], n_experts=hf["num_experts"],
                  norm_topk_prob=hf.get("norm_topk_prob", False))
     m["shared_intermediate_size"] = m["n_shared_experts"] * m["intermediate_size"]
+    if mt == "qwen2_moe":       # one gated shared expert of its own width
+        m["n_shared_experts"] = 1
+        m["shared_intermediate_size"] = hf.get("shared_expert_intermediate_size", 5632)
     m["default_router"] = "sigmoid-norm" if m["scoring"] == "sigmoid" else "softmax-topk"
     m["dtype"] = "F32"
     return m
@@ -112,6 +115,7 @@ def layer_fields(fam, L, n_experts):
     for field, n in zip(("shared_gate", "shared_up", "shared_down"),
                         ("gate_proj", "up_proj", "down_proj")):
         f["model.layers.%d.mlp.shared_experts.%s.weight" % (L, n)] = (field, -1)
+        f["model.layers.%d.mlp.shared_expert.%s.weight" % (L, n)] = (field, -1)
     return f
 
 
@@ -284,8 +288,56 @@ def fp8_case(root, name, H, I, E, block, shards, sizes, seed):
         f.write("%d\n" % fp8_bytes)
 
 
+def qwen2_case(root):
+    """Qwen2-MoE: softmax top-k without renormalisation, one shared expert of
+    shared_expert_intermediate_size at mlp.shared_expert.*, scaled per token
+    by sigmoid(mlp.shared_expert_gate.weight . x); decoder_sparse_step 2 and
+    mlp_only_layers [3] leave layers 1 and 5 of 6 MoE."""
+    rng = np.random.default_rng(51)
+    Is, En = 48, 8
+    d = os.path.join(root, "good", "qwen2")
+    os.makedirs(d)
+    hf = {"model_type": "qwen2_moe", "num_hidden_layers": 6, "hidden_size": H,
+          "intermediate_size": 128, "moe_intermediate_size": I, "num_experts": En,
+          "num_experts_per_tok": 2, "shared_expert_intermediate_size": Is,
+          "decoder_sparse_step": 2, "mlp_only_layers": [3]}
+    json.dump(hf, open(os.path.join(d, "config.json"), "w"), indent=1)
+    cfg = dict(scoring="softmax", top_k=2, normalise=False, scale=1.0)
+    tensors, seen = {}, {}
+    for L in (1, 5):
+        lw = mc.make_layer(rng, H, I, En, 0, False, "F32")
+        p = "model.layers.%d.mlp." % L
+        tensors[p + "gate.weight"] = (lw["gate"], "F32")
+        for e, mats in enumerate(lw["experts"]):
+            for n, a in zip(("gate_proj", "up_proj", "down_proj"), mats):
+                tensors[p + "experts.%d.%s.weight" % (e, n)] = (a, "F32")
+        sh = ((rng.standard_normal((Is, H)) / np.sqrt(H)).astype(F32),
+              (rng.standard_normal((Is, H)) / np.sqrt(H)).astype(F32),
+              (rng.standard_normal((H, Is)) / np.sqrt(Is)).astype(F32))
+        for n, a in zip(("gate_proj", "up_proj", "down_proj"), sh):
+            tensors[p + "shared_expert.%s.weight" % n] = (a, "F32")
+        sg = (rng.standard_normal((1, H)) / np.sqrt(H)).astype(F32)
+        tensors[p + "shared_expert_gate.weight"] = (sg, "F32")
+        seen[L] = dict(lw, shared=sh, shared_gate=sg)
+    # the dense layers' MLPs (3 is in mlp_only_layers), which moed must not take for MoE
+    for L in (0, 3):
+        tensors["model.layers.%d.mlp.gate_proj.weight" % L] = (np.ones((128, H), F32), "F32")
+    ref.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    with open(os.path.join(d, "layers"), "w") as f:
+        f.write("1 5\n")
+    for T in (1, 13):
+        x = mc.clear_inputs(rng, T, H, seen, cfg)
+        np.save(os.path.join(d, "x_%d.npy" % T), x)
+        for L, lw in seen.items():
+            y, idx, w = ref.moe_forward(x, lw, cfg)
+            np.save(os.path.join(d, "y_%d_%d.npy" % (L, T)), y)
+            np.save(os.path.join(d, "experts_%d_%d.npy" % (L, T)), idx)
+            np.save(os.path.join(d, "weights_%d_%d.npy" % (L, T)), w)
+
+
 def family_cases(root):
     """Configs that leave the router keys to the family's defaults."""
+    qwen2_case(root)
     def without(hf, *keys):
         return {k: v for k, v in hf.items() if k not in keys}
     # GLM-4.5: no scoring_func/topk_method; sigmoid + bias + noaux_tc; groups used
@@ -377,9 +429,8 @@ def extra_bad(root):
                lambda c: c.update(topk_method="fastest"))
     bad_config(root, "huge_experts", "'n_routed_experts' 1048576 exceeds moed's limit",
                lambda c: c.update(n_routed_experts=1 << 20))
-    bad_config(root, "qwen2_shared", "'shared_expert_intermediate_size' 64: Qwen2-MoE's gated shared expert is not supported",
-               lambda c: c.update(model_type="qwen2_moe", shared_expert_intermediate_size=64),
-               src="qwen3")
+    bad_tensors(root, "qwen2_no_shared_gate", "missing tensor 'model.layers.1.mlp.shared_expert_gate.weight'",
+                lambda t: t.pop("model.layers.1.mlp.shared_expert_gate.weight"), src="qwen2")
     bad_tensors(root, "f64_dtype", "tensor 'model.layers.2.mlp.experts.7.gate_proj.weight' has dtype F64",
                 lambda t: t.update({"model.layers.2.mlp.experts.7.gate_proj.weight":
                                     (t["model.layers.2.mlp.experts.7.gate_proj.weight"][0], "F64")}))

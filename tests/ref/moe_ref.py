@@ -125,7 +125,10 @@ def moe_forward(x, layer, cfg):
         if len(rows):
             y[rows] += (w[rows, slots][:, None] * ffn(x[rows], g, u, d)).astype(F32)
     if layer.get("shared") is not None:
-        y += ffn(x, *layer["shared"])
+        sy = ffn(x, *layer["shared"])
+        if layer.get("shared_gate") is not None:      # Qwen2-MoE
+            sy = (sigmoid(x @ layer["shared_gate"].reshape(-1))[:, None] * sy).astype(F32)
+        y += sy
     return y.astype(F32), idx, w
 
 

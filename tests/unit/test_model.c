@@ -404,6 +404,23 @@ static void test_hf_families(void **state)
 	assert_false(hfconfig_layer_is_moe(&c, 4));
 	assert_true(hfconfig_layer_is_moe(&c, 5));
 
+	/* Qwen2-MoE: one gated shared expert of its own width (HF default 5632) */
+	c = parse_ok("{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"shared_expert_intermediate_size\":96}");
+	assert_true(c.shared_expert_gate);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_int_equal(c.shared_intermediate_size, 96);
+	assert_false(c.norm_topk_prob);
+	c = parse_ok("{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2}");
+	assert_int_equal(c.shared_intermediate_size, 5632);
+	c = parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"shared_expert_intermediate_size\":96}");
+	assert_false(c.shared_expert_gate);
+	assert_int_equal(c.shared_intermediate_size, 0);
+
 	c = parse_ok("{\"model_type\":\"olmoe\",\"num_hidden_layers\":16,\"hidden_size\":2048,"
 		     "\"intermediate_size\":1024,\"num_experts\":64,\"num_experts_per_tok\":8}");
 	assert_int_equal(c.family, HF_OLMOE);
@@ -473,7 +490,7 @@ static const struct {
 	  "\"num_local_experts\":8,\"num_experts_per_tok\":2}", "'intermediate_size' missing" },
 	{ "{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":2,\"hidden_size\":64,"
 	  "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
-	  "\"shared_expert_intermediate_size\":64}", "gated shared expert is not supported" },
+	  "\"shared_expert_intermediate_size\":2097152}", "'shared_expert_intermediate_size' 2097152 exceeds" },
 };
 
 static void test_hf_bad(void **state)

@@ -40,6 +40,8 @@ struct ckpt {
 	char *err;
 	size_t errlen;
 	uint32_t want;                  /* expert dtype to serve; 0 until the first */
+	const uint32_t *only;           /* layer subset (sorted), or NULL */
+	uint32_t n_only;
 	struct moed_model *m;           /* once made, owns the mapped files */
 };
 
@@ -436,6 +438,46 @@ static void fill_model(struct moed_model *m, const struct hf_config *h)
 	m->scale_block_cols = h->block_cols;
 }
 
+static int listed(const struct ckpt *c, uint32_t L)
+{
+	for (uint32_t i = 0; i < c->n_only; i++)
+		if (c->only[i] == L)
+			return 1;
+	return 0;
+}
+
+/* With a layer subset: each listed layer is a MoE layer of the model, and
+ * the model records every MoE layer it has (by the config's layout). */
+static int check_subset(struct ckpt *c, struct moed_model *m)
+{
+	uint32_t *all, n = 0;
+	int r;
+
+	for (uint32_t i = 0; i < c->n_only; i++) {
+		uint32_t L = c->only[i];
+		const struct st_file *f;
+		char name[256];
+
+		snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
+		if (L >= c->cfg.num_hidden_layers || (!hfconfig_layer_is_moe(&c->cfg, L) &&
+						     !lookup(c, name, &f))) {
+			snprintf(c->err, c->errlen, "%s: layers: layer %u is %s", c->dir, L,
+				 L >= c->cfg.num_hidden_layers ? "past the model's num_hidden_layers"
+							       : "a dense layer");
+			return -ENOENT;
+		}
+	}
+	all = malloc(c->cfg.num_hidden_layers * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint32_t L = 0; L < c->cfg.num_hidden_layers; L++)
+		if (hfconfig_layer_is_moe(&c->cfg, L) || listed(c, L))
+			all[n++] = L;
+	r = model_set_moe_layers(m, all, n) ?: model_set_served(m, c->only, c->n_only);
+	free(all);
+	return r;
+}
+
 static int load_layers(struct ckpt *c, struct moed_model *m)
 {
 	uint32_t n = 0;
@@ -444,10 +486,15 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 	r = model_alloc_layers(m, c->cfg.num_hidden_layers);
 	if (r < 0)
 		return r;
+	m->n_layers = 0;
+	if (c->only && (r = check_subset(c, m)) < 0)
+		return r;
 	for (uint32_t L = 0; L < c->cfg.num_hidden_layers; L++) {
 		const struct st_file *f;
 		char name[256];
 
+		if (c->only && !listed(c, L))
+			continue;       /* not served: its tensors are not needed */
 		snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
 		if (!lookup(c, name, &f) && !hfconfig_layer_is_moe(&c->cfg, L))
 			continue;       /* a dense layer */
@@ -466,10 +513,11 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 	return 0;
 }
 
-int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
-		    size_t errlen)
+int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
+		    struct moed_model **ret_model, char *err, size_t errlen)
 {
-	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype };
+	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype,
+			  .only = layers, .n_only = n_layers };
 	struct moed_model *m = NULL;
 	char path[PATH_MAX];
 	int r;

@@ -21,7 +21,9 @@
 
 #include "daemon/model.h"
 
-int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
-		    size_t errlen);
+/* layers (sorted, n_layers of them; NULL = all): load only those MoE layers,
+ * reading no other layer's tensors; each must be a MoE layer of the model. */
+int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
+		    struct moed_model **ret_model, char *err, size_t errlen);
 
 #endif

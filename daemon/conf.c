@@ -66,6 +66,8 @@ static const struct config_key config_keys[] = {
 	    "length of the recent window of moectl stats"),
 	STR("model", "path", RESTART, model_path, NULL, "synthetic:S0",
 	    "checkpoint directory or synthetic:S0..S4"),
+	STR("model", "layers", RESTART, model_layers, NULL, NULL,
+	    "serve only these MoE layers, e.g. 1-3,7 (the checkpoint needs only their tensors); unset = all"),
 	STR("router", "plugin", LIVE, router, NULL, NULL,
 	    "router plugin; unset = the one the model names"),
 	STR("expert", "plugin", LIVE, expert, "cpu", NULL, "expert backend plugin"),

@@ -96,49 +96,85 @@ static void free_weight(const struct moed_model *m, void *p)
 		free(p);
 }
 
+static void free_layer(const struct moed_model *m, struct moed_layer *l)
+{
+	free(l->gate);
+	free(l->bias);
+	for (uint32_t e = 0; e < m->n_experts; e++) {
+		if (l->expert_gate)
+			free_weight(m, l->expert_gate[e]);
+		if (l->expert_up)
+			free_weight(m, l->expert_up[e]);
+		if (l->expert_down)
+			free_weight(m, l->expert_down[e]);
+	}
+	for (uint32_t e = 0; e < m->n_experts; e++) {
+		if (l->gate_scale)
+			free(l->gate_scale[e]);
+		if (l->up_scale)
+			free(l->up_scale[e]);
+		if (l->down_scale)
+			free(l->down_scale[e]);
+	}
+	free(l->expert_gate);
+	free(l->expert_up);
+	free(l->expert_down);
+	free(l->gate_scale);
+	free(l->up_scale);
+	free(l->down_scale);
+	free(l->shared_gate_scale);
+	free(l->shared_up_scale);
+	free(l->shared_down_scale);
+	free(l->shared_expert_gate);
+	free_weight(m, l->shared_gate);
+	free_weight(m, l->shared_up);
+	free_weight(m, l->shared_down);
+}
+
+void model_drop_layers(struct moed_model *m, uint32_t n)
+{
+	for (uint32_t i = n; i < m->n_layers; i++)
+		free_layer(m, &m->layers[i]);
+	if (n < m->n_layers)
+		m->n_layers = n;
+	model_count_bytes(m);
+}
+
+static int copy_list(uint32_t **slot, uint32_t *ret_n, const uint32_t *v, uint32_t n)
+{
+	uint32_t *copy = malloc((n ? n : 1) * sizeof(*copy));
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, v, n * sizeof(*copy));
+	free(*slot);
+	*slot = copy;
+	*ret_n = n;
+	return 0;
+}
+
+int model_set_served(struct moed_model *m, const uint32_t *layers, uint32_t n)
+{
+	return copy_list(&m->served, &m->n_served, layers, n);
+}
+
+int model_set_moe_layers(struct moed_model *m, const uint32_t *layers, uint32_t n)
+{
+	return copy_list(&m->moe_all, &m->n_moe_all, layers, n);
+}
+
 void model_free(struct moed_model *m)
 {
 	if (!m)
 		return;
-	for (uint32_t i = 0; m->layers && i < m->n_layers; i++) {
-		struct moed_layer *l = &m->layers[i];
-		free(l->gate);
-		free(l->bias);
-		for (uint32_t e = 0; e < m->n_experts; e++) {
-			if (l->expert_gate)
-				free_weight(m, l->expert_gate[e]);
-			if (l->expert_up)
-				free_weight(m, l->expert_up[e]);
-			if (l->expert_down)
-				free_weight(m, l->expert_down[e]);
-		}
-		for (uint32_t e = 0; e < m->n_experts; e++) {
-			if (l->gate_scale)
-				free(l->gate_scale[e]);
-			if (l->up_scale)
-				free(l->up_scale[e]);
-			if (l->down_scale)
-				free(l->down_scale[e]);
-		}
-		free(l->expert_gate);
-		free(l->expert_up);
-		free(l->expert_down);
-		free(l->gate_scale);
-		free(l->up_scale);
-		free(l->down_scale);
-		free(l->shared_gate_scale);
-		free(l->shared_up_scale);
-		free(l->shared_down_scale);
-		free(l->shared_expert_gate);
-		free_weight(m, l->shared_gate);
-		free_weight(m, l->shared_up);
-		free_weight(m, l->shared_down);
-	}
+	for (uint32_t i = 0; m->layers && i < m->n_layers; i++)
+		free_layer(m, &m->layers[i]);
 	for (size_t i = 0; i < m->n_maps; i++)
 		st_close(m->maps[i]);
 	free(m->maps);
 	free(m->layers);
 	free(m->served);
+	free(m->moe_all);
 	free(m->source);
 	free(m->model_type);
 	free(m->topk_method);

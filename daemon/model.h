@@ -68,6 +68,8 @@ struct moed_model {
 	uint32_t scale_block_cols;
 	uint32_t *served;               /* [model] layers / --layers (sorted), or NULL: all */
 	uint32_t n_served;
+	uint32_t *moe_all;              /* with a subset: every MoE layer of the model, else NULL */
+	uint32_t n_moe_all;
 };
 
 /* Does p point into one of the model's mapped files (not to be freed)? */
@@ -82,6 +84,13 @@ int model_new(const char *source, const char *model_type, struct moed_model **re
 int model_set_string(char **slot, const char *value);
 /* Allocate n zeroed MoE layers (sets n_layers). */
 int model_alloc_layers(struct moed_model *model, uint32_t n);
+/* Free layers n.. (they must hold no mapped pointers the kept ones share)
+ * and keep the first n. */
+void model_drop_layers(struct moed_model *model, uint32_t n);
+/* Record the served layer subset (copied); -ENOMEM. */
+int model_set_served(struct moed_model *model, const uint32_t *layers, uint32_t n);
+/* Record every MoE layer of the model when only some are held (copied). */
+int model_set_moe_layers(struct moed_model *model, const uint32_t *layers, uint32_t n);
 /* Compute weight_bytes from the shapes, dtype and which tensors exist. */
 void model_count_bytes(struct moed_model *model);
 

@@ -87,6 +87,37 @@ expect_fail 1 "FP8 weights (weights = fp8) need an FP8 checkpoint" "$MOED" --soc
 printf '[expert]\nweights = fp16\n' >"$TMP/w.conf"
 expect_fail 1 "weights must be bf16, fp32 or fp8" "$MOED" --config "$TMP/w.conf" --check-config
 
+# layer subsets: a checkpoint holding layer 1 only, served with --layers 1
+sub="$CASES/subset/v3_layer1"
+mkdir -p "$TMP/out-subset"
+if start_moed --model "$sub" --layers 1; then
+	for x in "$sub"/x_*.npy; do
+		T=$(basename "$x" .npy); T=${T#x_}
+		"$MOECTL" infer --layer 1 --input "$x" --output "$TMP/out-subset/got_y_1_$T.npy" >/dev/null ||
+			fail "subset: infer layer 1 T=$T"
+		"$MOECTL" --json route --layer 1 --input "$x" >"$TMP/out-subset/route_1_$T.json" ||
+			fail "subset: route layer 1 T=$T"
+	done
+	"$MOECTL" --json model | $PY -c 'import json,sys; m=json.load(sys.stdin); assert m["served_layers"] == [1] and m["moe_layers"] == [1, 2], m' &&
+		ok "subset: served_layers [1] of moe_layers [1, 2]" || fail "subset: model --json"
+	expect_fail 1 "layer 2 is not served here; served layers: 1" "$MOECTL" infer --layer 2 --input "$sub/x_1.npy"
+	expect_fail 1 "layer 0 is a dense layer; served layers: 1" "$MOECTL" infer --layer 0 --input "$sub/x_1.npy"
+	stop_moed
+	$PY "$top_srcdir/tests/ref/compare.py" "$sub" "$TMP/out-subset" && ok "subset matches the reference" ||
+		fail "subset differs from the reference"
+else
+	fail "moed --layers 1 did not start on a one-layer checkpoint"
+fi
+printf '[model]\nlayers = 2\n' >"$TMP/l.conf"
+start_moed --model "$CASES/good/v3" --config "$TMP/l.conf" &&
+	"$MOECTL" --json model | $PY -c 'import json,sys; assert json.load(sys.stdin)["served_layers"] == [2]' &&
+	ok "[model] layers = 2 serves layer 2 only" || fail "[model] layers = 2"
+stop_moed
+expect_fail 1 "layers: layer 0 is a dense layer" "$MOED" --socket "$SOCK" --config /dev/null \
+	--plugin-dir "$MOED_TEST_PLUGIN_DIR" --model "$CASES/good/v3" --layers 0-1
+expect_fail 1 "layers '1-x': want layer indices and ranges" "$MOED" --config /dev/null \
+	--model "$CASES/good/v3" --layers 1-x --check-config
+
 for case in "$CASES"/bad/*; do
 	name=$(basename "$case")
 	expect_fail 1 "$(cat "$case/expect.txt")" "$MOED" --socket "$SOCK" --config /dev/null \

@@ -582,6 +582,26 @@ def write_synthetic(root):
     dump_expected(os.path.join(root, "synthetic.json"), exp)
 
 
+def subset_case(root):
+    """OUTDIR/subset/v3_layer1: v3 holding only layer 1's tensors (served with
+    --layers 1; refused without it, naming layer 2's router weight)."""
+    d = os.path.join(root, "subset", "v3_layer1")
+    shutil.copytree(os.path.join(root, "good", "v3"), d)
+    t = read_f32(d)
+    ref.write_safetensors(os.path.join(d, "model.safetensors"),
+                          {n: v for n, v in t.items() if not n.startswith("model.layers.2.")})
+    for f in os.listdir(d):
+        if f.startswith(("y_2_", "experts_2_", "weights_2_")) or f == "expected.json":
+            os.remove(os.path.join(d, f))
+    open(os.path.join(d, "layers"), "w").write("1\n")
+    b = os.path.join(root, "bad", "subset_without_option")
+    shutil.copytree(d, b)
+    for f in os.listdir(b):
+        if f.endswith(".npy") or f == "layers":
+            os.remove(os.path.join(b, f))
+    open(os.path.join(b, "expect.txt"), "w").write("missing tensor 'model.layers.2.mlp.gate.weight'")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -589,6 +609,7 @@ def main():
     extra_good(out)
     mc.bad_cases(out, os.path.join(out, "good"))
     extra_bad(out)
+    subset_case(out)
     for i, d in enumerate(sorted(glob.glob(os.path.join(out, "good", "*")))):
         write_expected(d, 100 + i)
     write_synthetic(out)

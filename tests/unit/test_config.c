@@ -65,7 +65,8 @@ static void test_defaults(void **state)
 		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	}
 	config_release(&c);
-	assert_int_equal(config_key_count(), 33);       /* a new row needs a line above */
+	assert_null(c.model_layers);
+	assert_int_equal(config_key_count(), 34);       /* a new row needs a line above */
 }
 
 /* The rows themselves: findable, named "section.name", unique, printable. */

@@ -116,6 +116,29 @@ static void test_fp8(void **state)
 	assert_int_equal(b[2], 0x42e0);                         /* 112 */
 }
 
+static void test_parse_layers(void **state)
+{
+	static const char *bad[] = { "", "a", "3-1", "1,", "1-", ",1", "1,,2", "-1", "65536",
+				     "1 2", "0x3" };
+	uint32_t *v = NULL, n = 0;
+	char err[256];
+
+	assert_int_equal(model_parse_layers("1-3,7", &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 4);
+	assert_true(v[0] == 1 && v[1] == 2 && v[2] == 3 && v[3] == 7);
+	free(v);
+	assert_int_equal(model_parse_layers("7,2-3,1,2,65535", &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 5);
+	assert_true(v[0] == 1 && v[1] == 2 && v[2] == 3 && v[3] == 7 && v[4] == 65535);
+	free(v);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = (uint32_t *)&v;
+		if (model_parse_layers(bad[i], &v, &n, err, sizeof(err)) != -EINVAL ||
+		    v != (uint32_t *)&v || !strstr(err, "want layer indices"))
+			fail_msg("'%s' accepted or wrong message '%s'", bad[i], err);
+	}
+}
+
 static void test_dtype_bulk(void **state)
 {
 	/* unaligned sources, as tensors sit at any offset of a mapped file */
@@ -934,6 +957,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_dtype_bulk),
 		cmocka_unit_test(test_fp8),
+		cmocka_unit_test(test_parse_layers),
 		cmocka_unit_test(test_st_good),
 		cmocka_unit_test(test_st_bad),
 		cmocka_unit_test(test_st_lengths),

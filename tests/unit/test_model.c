@@ -733,7 +733,7 @@ static void test_synthetic(void **state)
 
 	assert_int_equal(model_load("synthetic:S9", &keep, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "unknown synthetic model 'S9'"));
-	assert_non_null(strstr(err, "synthetic:S0, S1, S2, S3 or S4"));
+	assert_non_null(strstr(err, "synthetic:S0, S1, S2, S3, S4 or V3"));
 	assert_ptr_equal(keep, (struct moed_model *)&keep);
 }
 

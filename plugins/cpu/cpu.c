@@ -25,7 +25,9 @@
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
  * takes the best the CPU has).
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
- * scales (always the sgemm path, rows decoded into scratch); F16 is refused.
+ * scales (decoded with them: a row at a time for small groups, fp8.c; into
+ * sgemm scratch for large ones, default from 48 tokens as for BF16, not
+ * tuned); F16 is refused.
  * Qwen2-MoE's shared-expert gate: the shared unit's tokens are weighted by
  * sigmoid(x . g) instead of 1, computed per pass into the pass buffer.
  */
@@ -198,7 +200,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	if (r < 0)
 		goto fail;
 	if (!l->gemm_min)
-		l->gemm_min = spec->dtype == MOED_DTYPE_BF16 ? GEMM_MIN_BF16 : GEMM_MIN_F32;
+		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32 : GEMM_MIN_BF16;
 	l->task_bytes = expert_gemm_scratch(spec->hidden_size,
 					    spec->intermediate_size > spec->shared_intermediate_size
 						    ? spec->intermediate_size
@@ -292,7 +294,7 @@ static size_t div_up(size_t a, size_t b)
 
 static int use_gemm(const struct cpu_layer *l, size_t n)
 {
-	return l->fp8 || l->mode == PATH_GEMM || (l->mode == PATH_AUTO && n >= l->gemm_min);
+	return l->mode == PATH_GEMM || (l->mode == PATH_AUTO && n >= l->gemm_min);
 }
 
 /* fn(arg, i) for i < n on the host's workers (if worth it), or here. */
@@ -322,7 +324,7 @@ static void act_task(void *arg, size_t i)
 	float *act = u->act + t->j0 * u->w.inter;
 	struct scratch *s;
 
-	if (!u->gemm) {
+	if (!u->gemm && !u->w.fp8) {
 		p->l->isa->act(&u->w, p->x, &g, act, t->r0, t->r1);
 		return;
 	}
@@ -331,7 +333,10 @@ static void act_task(void *arg, size_t i)
 		atomic_store(&p->failed, 1);
 		return;
 	}
-	expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+	if (u->gemm)
+		expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+	else
+		expert_fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	scratch_put(&p->l->tasks, s);
 }
 
@@ -346,7 +351,7 @@ static void down_task(void *arg, size_t i)
 	for (size_t k = 0; k < p->n_units; k++) {
 		const struct unit *u = &p->units[k];
 
-		if (!u->gemm) {
+		if (!u->gemm && !u->w.fp8) {
 			p->l->isa->down(&u->w, u->act, &u->g, p->y, h0, h1);
 			continue;
 		}
@@ -356,7 +361,10 @@ static void down_task(void *arg, size_t i)
 			atomic_store(&p->failed, 1);
 			return;
 		}
-		expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		if (u->gemm)
+			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		else
+			expert_fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 	}
 	if (s)
 		scratch_put(&p->l->tasks, s);

@@ -13,8 +13,6 @@
  * business, never set here.
  */
 #include <cblas.h>
-#include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "plugins/cpu/kernels.h"
@@ -36,87 +34,6 @@ static void widen_bf16(const uint16_t *restrict src, size_t n, float *restrict d
 		d[i] = (uint32_t)src[i] << 16;
 }
 
-float fp8_e4m3_value(uint8_t v)
-{
-	int exp = (v >> 3) & 0xf, man = v & 7;
-	float f;
-
-	if ((v & 0x7f) == 0x7f)
-		return NAN;
-	/* bias 7; exponent 0 is subnormal: man * 2^-9 */
-	f = exp ? ldexpf((float)(8 + man), exp - 10) : ldexpf((float)man, -9);
-	return v & 0x80 ? -f : f;
-}
-
-static float fp8_lut[256];
-static pthread_once_t fp8_once = PTHREAD_ONCE_INIT;
-
-static void fp8_lut_init(void)
-{
-	for (unsigned i = 0; i < 256; i++)
-		fp8_lut[i] = fp8_e4m3_value((uint8_t)i);
-}
-
-typedef uint8_t v8b __attribute__((vector_size(8)));
-typedef uint32_t v8u __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef float v8f __attribute__((vector_size(32)));
-
-/*
- * Eight e4m3 codes to fp32 times s, exactly, without a table: the 7 bits
- * below the sign shifted into an fp32's exponent and mantissa and the bias
- * moved from 7 to 127 are the value for a normal code; a subnormal code
- * (exponent 0, value man * 2^-9) comes out as 2^-7 * (1 + man/8), so it is
- * corrected to 2 * (that - 2^-7).  NaN codes never get here (the loader
- * refuses them).
- */
-static inline __attribute__((always_inline)) void fp8x8(const uint8_t *q, float s, float *d)
-{
-	v8b b;
-	v8u u, bits, sub, sign;
-	v8f f, fs;
-
-	memcpy(&b, q, sizeof(b));
-	u = __builtin_convertvector(b, v8u);
-	sign = (u & 0x80) << 24;
-	bits = ((u & 0x7f) << 20) + (120u << 23);
-	memcpy(&f, &bits, sizeof(f));
-	fs = (f - 0x1p-7f) * 2.0f;
-	sub = (v8u)((u & 0x78) == 0);
-	memcpy(&u, &fs, sizeof(u));
-	bits = (sub & u) | (~sub & bits);
-	bits |= sign;
-	memcpy(&f, &bits, sizeof(f));
-	f *= s;
-	memcpy(d, &f, sizeof(f));
-}
-
-/* Rows r..r+nr of an FP8 matrix with K columns, times their block scales. */
-static void decode_fp8(const uint8_t *q, const float *scale, uint32_t br, uint32_t bc,
-		       uint32_t r, uint32_t nr, uint32_t K, float *restrict dst)
-{
-	uint32_t scols = (K + bc - 1) / bc;
-
-	pthread_once(&fp8_once, fp8_lut_init);
-	for (uint32_t i = 0; i < nr; i++) {
-		const uint8_t *row = q + (size_t)(r + i) * K;
-		const float *srow = scale + (size_t)((r + i) / br) * scols;
-		float *d = dst + (size_t)i * K;
-
-		for (uint32_t c0 = 0, b = 0; c0 < K; c0 += bc, b++) {
-			uint32_t c1 = K - c0 < bc ? K : c0 + bc;
-			float s = srow[b];
-
-			uint32_t c = c0;
-
-			for (; c + 8 <= c1; c += 8)
-				fp8x8(row + c, s, d + c);
-			for (; c < c1; c++)
-				d[c] = fp8_lut[row[c]] * s;
-		}
-	}
-}
-
 /* c[i][0:nr] = a[i] · w[r:r+nr]^T for i < m; rows of w and a have K elements;
  * scale: w's block scales when e is FP8. */
 static void rows_nt(const struct expert_w *e, const void *w, const float *scale, uint32_t r,
@@ -127,7 +44,7 @@ static void rows_nt(const struct expert_w *e, const void *w, const float *scale,
 	int bf16 = e->bf16;
 
 	if (e->fp8) {
-		decode_fp8(w, scale, e->br, e->bc, r, nr, K, wconv);
+		fp8_decode_rows(w, scale, e->br, e->bc, r, nr, K, wconv);
 		wf = wconv;
 	} else if (bf16) {
 		widen_bf16((const uint16_t *)w + (size_t)r * K, (size_t)nr * K, wconv);

@@ -87,7 +87,7 @@ static void usage(FILE *f)
 		"Serve Mixture-of-Experts layer inference on a Unix socket.\n\n"
 		"  -c, --config FILE      read FILE (default " DEFAULT_CONFIG " if present)\n"
 		"  -s, --socket PATH      listen on PATH (default " MOED_DEFAULT_SOCKET ")\n"
-		"  -m, --model PATH       HuggingFace checkpoint directory or synthetic:S0..S4\n"
+		"  -m, --model PATH       HuggingFace checkpoint directory, synthetic:S0..S4 or :V3\n"
 		"      --layers LIST      serve only these MoE layers (e.g. 1-3,7)\n"
 		"  -r, --router NAME      router plugin (default: the model's)\n"
 		"  -e, --expert NAME      expert backend plugin (default: cpu)\n"

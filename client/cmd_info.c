@@ -20,9 +20,14 @@ static int no_args(const char *cmd, int argc, char **argv)
 static json_object *model_json(const Moed__ModelInfo *m)
 {
 	json_object *o = json_object_new_object(), *layers = json_object_new_array();
+	json_object *served = json_object_new_array();
 
 	for (size_t i = 0; i < m->n_moe_layers; i++)
 		json_object_array_add(layers, json_object_new_int64(m->moe_layers[i]));
+	/* an older daemon does not say: it serves every MoE layer */
+	for (size_t i = 0; i < (m->n_served_layers ? m->n_served_layers : m->n_moe_layers); i++)
+		json_object_array_add(served, json_object_new_int64(
+			m->n_served_layers ? m->served_layers[i] : m->moe_layers[i]));
 	json_object_object_add(o, "source", json_object_new_string(m->source));
 	json_object_object_add(o, "model_type", json_object_new_string(m->model_type));
 	json_object_object_add(o, "num_hidden_layers", json_object_new_int64(m->num_hidden_layers));
@@ -44,6 +49,7 @@ static json_object *model_json(const Moed__ModelInfo *m)
 	json_object_object_add(o, "e_score_correction_bias", json_object_new_boolean(m->has_bias));
 	json_object_object_add(o, "dtype", json_object_new_string(tensor_dtype_name(m->dtype)));
 	json_object_object_add(o, "weight_bytes", json_object_new_uint64(m->weight_bytes));
+	json_object_object_add(o, "served_layers", served);
 	return o;
 }
 
@@ -55,6 +61,11 @@ static void model_print(const Moed__ModelInfo *m)
 	printf("layers:    %u, MoE:", m->num_hidden_layers);
 	for (size_t i = 0; i < m->n_moe_layers; i++)
 		printf(" %u", m->moe_layers[i]);
+	if (m->n_served_layers && m->n_served_layers != m->n_moe_layers) {
+		printf(", served:");
+		for (size_t i = 0; i < m->n_served_layers; i++)
+			printf(" %u", m->served_layers[i]);
+	}
 	printf("\nshape:     H %u, I %u, %u experts, top-%u", m->hidden_size,
 	       m->moe_intermediate_size, m->n_routed_experts, m->num_experts_per_tok);
 	if (m->n_group > 1)

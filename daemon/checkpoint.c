@@ -40,6 +40,8 @@ struct ckpt {
 	char *err;
 	size_t errlen;
 	uint32_t want;                  /* expert dtype to serve; 0 until the first */
+	const uint32_t *only;           /* layer subset (sorted), or NULL */
+	uint32_t n_only;
 	struct moed_model *m;           /* once made, owns the mapped files */
 };
 
@@ -164,8 +166,13 @@ static int find_checked(struct ckpt *c, const char *name, uint64_t d0, uint64_t 
 			snprintf(c->err, c->errlen, "%s: missing tensor '%s'", c->dir, name);
 		return -ENOENT;
 	}
+	if (!strcmp(t->dtype_name, "F8_E5M2")) {
+		snprintf(c->err, c->errlen, "%s: tensor '%s' has dtype F8_E5M2; of the FP8 formats only block-scaled F8_E4M3 is supported",
+			 f->path, name);
+		return -ENOTSUP;
+	}
 	if (!t->dtype) {
-		snprintf(c->err, c->errlen, "%s: tensor '%s' has dtype %s; supported: F32, BF16, F16",
+		snprintf(c->err, c->errlen, "%s: tensor '%s' has dtype %s; supported: F32, BF16, F16, F8_E4M3",
 			 f->path, name, t->dtype_name);
 		return -ENOTSUP;
 	}
@@ -199,6 +206,11 @@ static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, 
 
 	if (r <= 0)
 		return r;
+	if (t->dtype == MOED_DTYPE_F8_E4M3) {
+		snprintf(c->err, c->errlen, "%s: tensor '%s' is FP8; moed reads router weights, biases and scales in F32, BF16 or F16",
+			 f->path, name);
+		return -ENOTSUP;
+	}
 	*ret = malloc(n * sizeof(float));
 	if (!*ret)
 		return -ENOMEM;
@@ -206,9 +218,92 @@ static int load_f32(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, 
 	return 0;
 }
 
+/* The block scales of FP8 weight `name` [d0][d1]: "<name>_scale_inv", fp32
+ * [ceil(d0 / br)][ceil(d1 / bc)], finite and positive, into owned memory. */
+static int load_scale(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, float **ret)
+{
+	uint64_t br = c->cfg.block_rows, bc = c->cfg.block_cols;
+	uint64_t s0 = (d0 + br - 1) / br, s1 = (d1 + bc - 1) / bc;
+	char sname[300];
+	float *s = NULL;
+	int r;
+
+	snprintf(sname, sizeof(sname), "%s_scale_inv", name);
+	r = load_f32(c, sname, s0, s1, 0, &s);
+	if (r == -ENOENT && !strstr(c->err, "index.json"))
+		snprintf(c->err, c->errlen, "%s: FP8 tensor '%s' has no scale tensor '%s' ([%llu, %llu] fp32 for %llux%llu blocks)",
+			 c->dir, name, sname, (unsigned long long)s0, (unsigned long long)s1,
+			 (unsigned long long)br, (unsigned long long)bc);
+	if (r == -EINVAL)
+		snprintf(c->err + strlen(c->err), c->errlen - strlen(c->err),
+			 " (the scales of %llux%llu blocks of [%llu, %llu], quantization_config.weight_block_size)",
+			 (unsigned long long)br, (unsigned long long)bc, (unsigned long long)d0,
+			 (unsigned long long)d1);
+	if (r < 0)
+		return r;
+	for (uint64_t i = 0; i < s0 * s1; i++)
+		if (!(s[i] > 0) || s[i] > 3.0e38f) {
+			snprintf(c->err, c->errlen, "%s: scale tensor '%s' element %llu is %g, not a positive finite number",
+				 c->dir, sname, (unsigned long long)i, (double)s[i]);
+			free(s);
+			return -EINVAL;
+		}
+	*ret = s;
+	return 0;
+}
+
+/* The served dtype, decided by the first expert matrix unless asked for. */
+static void decide_dtype(struct ckpt *c, uint32_t stored)
+{
+	if (c->want)
+		return;
+	c->want = stored == MOED_DTYPE_BF16 || stored == MOED_DTYPE_F8_E4M3 ? stored
+									     : MOED_DTYPE_F32;
+	c->m->stored_dtype = stored;
+	c->m->dtype = c->want;
+}
+
+/* An FP8 matrix: checked for NaN codes, its scales loaded; held as FP8 in
+ * place in the mapping (one byte per weight, scales in *ret_scale), or
+ * dequantised into the served dtype. */
+static int load_fp8(struct ckpt *c, const char *name, const struct st_tensor *t,
+		    const struct st_file *f, uint64_t d0, uint64_t d1, void **ret, float **ret_scale)
+{
+	const uint8_t *q = st_data(f, t);
+	size_t n = (size_t)d0 * d1, bad = dtype_f8e4m3_find_nan(q, n);
+	float *scale = NULL;
+	int r;
+
+	if (bad < n) {
+		snprintf(c->err, c->errlen, "%s: FP8 tensor '%s' element %zu is a NaN code (0x%02X)",
+			 f->path, name, bad, q[bad]);
+		return -EINVAL;
+	}
+	r = load_scale(c, name, d0, d1, &scale);
+	if (r < 0)
+		return r;
+	if (c->want == MOED_DTYPE_F8_E4M3) {
+		uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)q & ~(page - 1);
+
+		madvise((void *)lo, (uintptr_t)q + n - lo, MADV_WILLNEED);
+		*ret = (void *)q;
+		*ret_scale = scale;
+		c->m->mapped_bytes += n;
+		return 0;
+	}
+	*ret = malloc(n * dtype_size(c->want));
+	if (*ret)
+		dtype_f8_dequant(q, scale, d0, d1, c->cfg.block_rows, c->cfg.block_cols, c->want,
+				 *ret);
+	free(scale);
+	return *ret ? 0 : -ENOMEM;
+}
+
 /* An expert matrix [d0][d1] in the served dtype: in place in the mapping when
- * it is stored that way (and aligned for it), else converted. */
-static int load_weight(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, void **ret)
+ * it is stored that way (and aligned for it), else converted.  ret_scale gets
+ * the block scales when the matrix is held as FP8. */
+static int load_weight(struct ckpt *c, const char *name, uint64_t d0, uint64_t d1, void **ret,
+		       float **ret_scale)
 {
 	const struct st_tensor *t;
 	const struct st_file *f;
@@ -218,10 +313,13 @@ static int load_weight(struct ckpt *c, const char *name, uint64_t d0, uint64_t d
 
 	if (r < 0)
 		return r;
-	if (!c->want) {
-		c->want = t->dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
-		c->m->stored_dtype = t->dtype;
-		c->m->dtype = c->want;
+	decide_dtype(c, t->dtype);
+	if (t->dtype == MOED_DTYPE_F8_E4M3)
+		return load_fp8(c, name, t, f, d0, d1, ret, ret_scale);
+	if (c->want == MOED_DTYPE_F8_E4M3) {
+		snprintf(c->err, c->errlen, "%s: tensor '%s' is stored as %s; FP8 weights (weights = fp8) need an FP8 checkpoint, moed does not quantise",
+			 f->path, name, t->dtype_name);
+		return -ENOTSUP;
 	}
 	es = dtype_size(c->want);
 	src = st_data(f, t);
@@ -257,20 +355,21 @@ static int load_expert(struct ckpt *c, struct moed_model *m, uint32_t L, uint32_
 	int r;
 
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[0]);
-	r = load_weight(c, name, I, H, &l->expert_gate[e]);
+	r = load_weight(c, name, I, H, &l->expert_gate[e], &l->gate_scale[e]);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[1]);
-	r = load_weight(c, name, I, H, &l->expert_up[e]);
+	r = load_weight(c, name, I, H, &l->expert_up[e], &l->up_scale[e]);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "model.layers.%u.%s.experts.%u.%s.weight", L, mlp(c), e, p[2]);
-	return load_weight(c, name, H, I, &l->expert_down[e]);
+	return load_weight(c, name, H, I, &l->expert_down[e], &l->down_scale[e]);
 }
 
 static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct moed_layer *l)
 {
 	uint32_t H = m->hidden_size, E = m->n_experts, Is = m->shared_intermediate_size;
+	const char *shared;
 	char name[256];
 	int r;
 
@@ -287,7 +386,11 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	l->expert_gate = calloc(E, sizeof(void *));
 	l->expert_up = calloc(E, sizeof(void *));
 	l->expert_down = calloc(E, sizeof(void *));
-	if (!l->expert_gate || !l->expert_up || !l->expert_down)
+	l->gate_scale = calloc(E, sizeof(float *));
+	l->up_scale = calloc(E, sizeof(float *));
+	l->down_scale = calloc(E, sizeof(float *));
+	if (!l->expert_gate || !l->expert_up || !l->expert_down || !l->gate_scale ||
+	    !l->up_scale || !l->down_scale)
 		return -ENOMEM;
 	for (uint32_t e = 0; e < E; e++) {
 		r = load_expert(c, m, L, e, l);
@@ -296,16 +399,24 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	}
 	if (!Is)
 		return 0;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.gate_proj.weight", L);
-	r = load_weight(c, name, Is, H, &l->shared_gate);
+	/* Qwen2-MoE: one shared expert, scaled by sigmoid(shared_expert_gate . x) */
+	shared = c->cfg.shared_expert_gate ? "shared_expert" : "shared_experts";
+	if (c->cfg.shared_expert_gate) {
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_expert_gate.weight", L);
+		r = load_f32(c, name, 1, H, 0, &l->shared_expert_gate);
+		if (r < 0)
+			return r;
+	}
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.gate_proj.weight", L, shared);
+	r = load_weight(c, name, Is, H, &l->shared_gate, &l->shared_gate_scale);
 	if (r < 0)
 		return r;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.up_proj.weight", L);
-	r = load_weight(c, name, Is, H, &l->shared_up);
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.up_proj.weight", L, shared);
+	r = load_weight(c, name, Is, H, &l->shared_up, &l->shared_up_scale);
 	if (r < 0)
 		return r;
-	snprintf(name, sizeof(name), "model.layers.%u.mlp.shared_experts.down_proj.weight", L);
-	return load_weight(c, name, H, Is, &l->shared_down);
+	snprintf(name, sizeof(name), "model.layers.%u.mlp.%s.down_proj.weight", L, shared);
+	return load_weight(c, name, H, Is, &l->shared_down, &l->shared_down_scale);
 }
 
 static void fill_model(struct moed_model *m, const struct hf_config *h)
@@ -318,11 +429,53 @@ static void fill_model(struct moed_model *m, const struct hf_config *h)
 	m->n_group = h->n_group;
 	m->topk_group = h->topk_group;
 	m->n_shared_experts = h->n_shared_experts;
-	m->shared_intermediate_size = h->n_shared_experts * h->moe_intermediate_size;
+	m->shared_intermediate_size = h->shared_intermediate_size;
 	m->scoring = h->sigmoid ? MOED_SCORING_SIGMOID : MOED_SCORING_SOFTMAX;
 	m->norm_topk_prob = (uint32_t)h->norm_topk_prob;
 	m->routed_scaling_factor = h->routed_scaling_factor;
 	m->dtype = MOED_DTYPE_F32;      /* until the first expert matrix says */
+	m->scale_block_rows = h->block_rows;
+	m->scale_block_cols = h->block_cols;
+}
+
+static int listed(const struct ckpt *c, uint32_t L)
+{
+	for (uint32_t i = 0; i < c->n_only; i++)
+		if (c->only[i] == L)
+			return 1;
+	return 0;
+}
+
+/* With a layer subset: each listed layer is a MoE layer of the model, and
+ * the model records every MoE layer it has (by the config's layout). */
+static int check_subset(struct ckpt *c, struct moed_model *m)
+{
+	uint32_t *all, n = 0;
+	int r;
+
+	for (uint32_t i = 0; i < c->n_only; i++) {
+		uint32_t L = c->only[i];
+		const struct st_file *f;
+		char name[256];
+
+		snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
+		if (L >= c->cfg.num_hidden_layers || (!hfconfig_layer_is_moe(&c->cfg, L) &&
+						     !lookup(c, name, &f))) {
+			snprintf(c->err, c->errlen, "%s: layers: layer %u is %s", c->dir, L,
+				 L >= c->cfg.num_hidden_layers ? "past the model's num_hidden_layers"
+							       : "a dense layer");
+			return -ENOENT;
+		}
+	}
+	all = malloc(c->cfg.num_hidden_layers * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint32_t L = 0; L < c->cfg.num_hidden_layers; L++)
+		if (hfconfig_layer_is_moe(&c->cfg, L) || listed(c, L))
+			all[n++] = L;
+	r = model_set_moe_layers(m, all, n) ?: model_set_served(m, c->only, c->n_only);
+	free(all);
+	return r;
 }
 
 static int load_layers(struct ckpt *c, struct moed_model *m)
@@ -333,10 +486,15 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 	r = model_alloc_layers(m, c->cfg.num_hidden_layers);
 	if (r < 0)
 		return r;
+	m->n_layers = 0;
+	if (c->only && (r = check_subset(c, m)) < 0)
+		return r;
 	for (uint32_t L = 0; L < c->cfg.num_hidden_layers; L++) {
 		const struct st_file *f;
 		char name[256];
 
+		if (c->only && !listed(c, L))
+			continue;       /* not served: its tensors are not needed */
 		snprintf(name, sizeof(name), "model.layers.%u.%s.gate.weight", L, mlp(c));
 		if (!lookup(c, name, &f) && !hfconfig_layer_is_moe(&c->cfg, L))
 			continue;       /* a dense layer */
@@ -355,10 +513,11 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 	return 0;
 }
 
-int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
-		    size_t errlen)
+int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
+		    struct moed_model **ret_model, char *err, size_t errlen)
 {
-	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype };
+	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype,
+			  .only = layers, .n_only = n_layers };
 	struct moed_model *m = NULL;
 	char path[PATH_MAX];
 	int r;

@@ -1,5 +1,6 @@
 /*
- * Loading a HuggingFace-layout checkpoint directory into a struct moed_model:
+ * Loading a HuggingFace-layout checkpoint directory into a struct moed_model
+ * (the families and the tensors read for each: moed-models(7)):
  * config.json (hfconfig.c) plus model.safetensors or the shards named by
  * model.safetensors.index.json (safetensors.c).  Three tensor naming families
  * are understood: DeepSeek-V2/V3/Moonlight, Mixtral and Qwen2-MoE/OLMoE.
@@ -20,7 +21,9 @@
 
 #include "daemon/model.h"
 
-int checkpoint_load(const char *dir, uint32_t dtype, struct moed_model **ret_model, char *err,
-		    size_t errlen);
+/* layers (sorted, n_layers of them; NULL = all): load only those MoE layers,
+ * reading no other layer's tensors; each must be a MoE layer of the model. */
+int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
+		    struct moed_model **ret_model, char *err, size_t errlen);
 
 #endif

@@ -36,7 +36,7 @@
 #define LIVE CONFIG_LIVE
 #define RESTART CONFIG_RESTART
 
-static const char *const weights_choices[] = { "bf16", "fp32", NULL };
+static const char *const weights_choices[] = { "bf16", "fp32", "fp8", NULL };
 
 static const struct config_key config_keys[] = {
 	STR("daemon", "socket", RESTART, socket_path, MOED_DEFAULT_SOCKET, NULL,
@@ -65,7 +65,9 @@ static const struct config_key config_keys[] = {
 	U32("daemon", "stats_window_s", RESTART, stats_window_s, 1, 86400, "60",
 	    "length of the recent window of moectl stats"),
 	STR("model", "path", RESTART, model_path, NULL, "synthetic:S0",
-	    "checkpoint directory or synthetic:S0..S4"),
+	    "checkpoint directory, synthetic:S0..S4 or synthetic:V3"),
+	STR("model", "layers", RESTART, model_layers, NULL, NULL,
+	    "serve only these MoE layers, e.g. 1-3,7 (the checkpoint needs only their tensors); unset = all"),
 	STR("router", "plugin", LIVE, router, NULL, NULL,
 	    "router plugin; unset = the one the model names"),
 	STR("expert", "plugin", LIVE, expert, "cpu", NULL, "expert backend plugin"),

@@ -44,12 +44,13 @@ struct moed_config {
 	uint32_t stats_window_s;        /* the "recent" window of moectl stats */
 	/* [model] */
 	char *model_path;               /* NULL = embedded synthetic S0 */
+	char *model_layers;             /* [model] layers "1-3,7", NULL = all */
 	/* [router] */
 	char *router;                   /* NULL = what the model's config names */
 	struct config_params router_params;
 	/* [expert] */
 	char *expert;
-	char *expert_weights;           /* "bf16", "fp32", NULL = as stored */
+	char *expert_weights;           /* "bf16", "fp32", "fp8", NULL = as stored */
 	struct config_params expert_params;
 	/* [limits] */
 	uint32_t max_frame_bytes;

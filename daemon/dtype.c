@@ -40,6 +40,48 @@ float dtype_f16_to_f32(uint16_t v)
 	return f;
 }
 
+float dtype_f8e4m3_to_f32(uint8_t v)
+{
+	uint32_t exp = (v >> 3) & 0xf, man = v & 7;
+	float f;
+
+	if (dtype_f8e4m3_is_nan(v))
+		return NAN;
+	/* exponent bias 7; exp 0 is subnormal: man * 2^-9 */
+	f = exp ? ldexpf((float)(8 + man), (int)exp - 10) : ldexpf((float)man, -9);
+	return v & 0x80 ? -f : f;
+}
+
+size_t dtype_f8e4m3_find_nan(const uint8_t *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (dtype_f8e4m3_is_nan(q[i]))
+			return i;
+	return n;
+}
+
+void dtype_f8_dequant(const uint8_t *q, const float *scale, size_t rows, size_t cols, uint32_t br,
+		      uint32_t bc, uint32_t to, void *dst)
+{
+	size_t scols = (cols + bc - 1) / bc;
+	float lut[256];
+
+	for (unsigned i = 0; i < 256; i++)
+		lut[i] = dtype_f8e4m3_to_f32((uint8_t)i);
+	for (size_t r = 0; r < rows; r++) {
+		const float *srow = scale + (r / br) * scols;
+
+		for (size_t c = 0; c < cols; c++) {
+			float w = lut[q[r * cols + c]] * srow[c / bc];
+
+			if (to == MOED_DTYPE_BF16)
+				((uint16_t *)dst)[r * cols + c] = dtype_f32_to_bf16(w);
+			else
+				((float *)dst)[r * cols + c] = w;
+		}
+	}
+}
+
 uint16_t dtype_f32_to_bf16(float f)
 {
 	uint32_t u;
@@ -56,6 +98,7 @@ size_t dtype_size(uint32_t dtype)
 	case MOED_DTYPE_F32: return 4;
 	case MOED_DTYPE_BF16:
 	case MOED_DTYPE_F16: return 2;
+	case MOED_DTYPE_F8_E4M3: return 1;
 	default: return 0;
 	}
 }
@@ -66,6 +109,7 @@ Moed__DType dtype_wire(uint32_t dtype)
 	case MOED_DTYPE_F32: return MOED__DTYPE__F32;
 	case MOED_DTYPE_BF16: return MOED__DTYPE__BF16;
 	case MOED_DTYPE_F16: return MOED__DTYPE__F16;
+	case MOED_DTYPE_F8_E4M3: return MOED__DTYPE__F8_E4M3;
 	default: return MOED__DTYPE__DTYPE_INVALID;
 	}
 }

@@ -57,6 +57,7 @@ static void fill_specs(const struct moed_model *m, const struct moed_layer *w,
 		.shared_up = w->shared_up,
 		.shared_down = w->shared_down,
 	};
+	model_fill_expert_spec(m, w, &l->espec);
 }
 
 int engine_new(struct moed_model *model, const char *plugin_dir, struct engine **ret_engine)

@@ -1,6 +1,6 @@
 /*
- * config.json reading.  The family comes from model_type (or, failing that,
- * from which expert-count field exists).  Each numeric field is read through
+ * config.json reading.  The family comes from model_type alone, and a key
+ * the file leaves out takes that family's default (the table below).  Each numeric field is read through
  * one helper that reports "config.json: 'field' ..." so every refusal names the
  * field; the cross-field checks at the end name both fields involved.
  */
@@ -99,56 +99,126 @@ static int get_string(struct reader *rd, const char *field, const char *def, cha
 	return 0;
 }
 
-static int has(struct reader *rd, const char *field)
+/*
+ * The families moed knows, one row each: tensor naming (family) and the
+ * defaults HF's config class for that model_type gives a key config.json
+ * leaves out.  A model_type not listed here is refused: guessing the family
+ * from which keys exist served GLM-4.5 with softmax routing.
+ */
+struct family_row {
+	const char *model_type;
+	enum hf_family family;
+	const char *scoring;            /* scoring_func default */
+	const char *topk_method;        /* topk_method default */
+	int norm;                       /* norm_topk_prob default; -1: always true */
+	float scale;                    /* routed_scaling_factor default */
+	uint32_t n_group, topk_group, n_shared, first_dense;
+};
+
+static const struct family_row families[] = {
+	/* HF DeepseekV2Config */
+	{ "deepseek_v2", HF_DEEPSEEK, "softmax", "greedy", 0, 1.0f, 1, 1, 0, 0 },
+	/* HF DeepseekV3Config (no scoring_func key: the V3 router is sigmoid) */
+	{ "deepseek_v3", HF_DEEPSEEK, "sigmoid", "noaux_tc", 1, 2.5f, 8, 4, 1, 3 },
+	{ "kimi_k2", HF_DEEPSEEK, "sigmoid", "noaux_tc", 1, 2.5f, 8, 4, 1, 3 },
+	/* HF Glm4MoeConfig: DeepSeek-V3's router, no scoring_func/topk_method keys */
+	{ "glm4_moe", HF_GLM, "sigmoid", "noaux_tc", 1, 1.0f, 1, 1, 1, 1 },
+	{ "qwen2_moe", HF_QWEN, "softmax", "greedy", 0, 1.0f, 1, 1, 0, 0 },
+	{ "qwen3_moe", HF_QWEN, "softmax", "greedy", 0, 1.0f, 1, 1, 0, 0 },
+	{ "olmoe", HF_OLMOE, "softmax", "greedy", 0, 1.0f, 1, 1, 0, 0 },
+	{ "mixtral", HF_MIXTRAL, "softmax", "greedy", -1, 1.0f, 1, 1, 0, 0 },
+};
+
+#define N_FAMILIES (sizeof(families) / sizeof(families[0]))
+
+static const struct family_row *family_of(const char *model_type)
 {
-	return json_object_object_get_ex(rd->root, field, NULL);
+	for (size_t i = 0; i < N_FAMILIES; i++)
+		if (!strcmp(model_type, families[i].model_type))
+			return &families[i];
+	return NULL;
 }
 
-static enum hf_family family_of(struct reader *rd, const char *model_type)
+size_t hfconfig_known_families(char *buf, size_t n)
 {
-	if (!strncmp(model_type, "deepseek", 8) || !strcmp(model_type, "kimi_k2"))
-		return HF_DEEPSEEK;
-	if (!strcmp(model_type, "mixtral"))
-		return HF_MIXTRAL;
-	if (!strcmp(model_type, "qwen2_moe") || !strcmp(model_type, "qwen3_moe"))
-		return HF_QWEN;
-	if (!strcmp(model_type, "olmoe"))
-		return HF_OLMOE;
-	if (has(rd, "n_routed_experts"))
-		return HF_DEEPSEEK;
-	if (has(rd, "num_local_experts"))
-		return HF_MIXTRAL;
-	if (has(rd, "num_experts"))
-		return HF_QWEN;
+	size_t off = 0;
+
+	if (n)
+		buf[0] = '\0';
+	for (size_t i = 0; i < N_FAMILIES && off < n; i++)
+		off += (size_t)snprintf(buf + off, n - off, "%s%s", i ? ", " : "",
+					families[i].model_type);
+	return off;
+}
+
+/* DeepSeek-style routing keys, with the family's defaults. */
+static int read_router_fields(struct reader *rd, const struct family_row *f, struct hf_config *c)
+{
+	char scoring[16];
+	int r;
+
+	r = get_uint(rd, "n_group", 0, f->n_group, 0, &c->n_group) ?:
+	    get_uint(rd, "topk_group", 0, f->topk_group, 0, &c->topk_group) ?:
+	    get_uint(rd, "n_shared_experts", 0, f->n_shared, 1, &c->n_shared_experts) ?:
+	    get_uint(rd, "first_k_dense_replace", 0, f->first_dense, 1,
+		     &c->first_k_dense_replace) ?:
+	    get_float(rd, "routed_scaling_factor", f->scale, &c->routed_scaling_factor) ?:
+	    get_bool(rd, "norm_topk_prob", f->norm, &c->norm_topk_prob) ?:
+	    get_string(rd, "scoring_func", f->scoring, scoring, sizeof(scoring)) ?:
+	    get_string(rd, "topk_method", f->topk_method, c->topk_method, sizeof(c->topk_method));
+	if (r < 0)
+		return r;
+	if (strcmp(scoring, "softmax") && strcmp(scoring, "sigmoid")) {
+		snprintf(rd->err, rd->errlen, "%s: 'scoring_func' must be softmax or sigmoid, got '%s'",
+			 rd->name, scoring);
+		return -EINVAL;
+	}
+	c->sigmoid = !strcmp(scoring, "sigmoid");
 	return 0;
 }
 
-static int read_family_fields(struct reader *rd, struct hf_config *c)
+/* mlp_only_layers: a list of layer indices that stay dense. */
+static int read_mlp_only(struct reader *rd, struct hf_config *c)
 {
-	char scoring[16];
+	json_object *o;
+	size_t n;
+
+	if (!json_object_object_get_ex(rd->root, "mlp_only_layers", &o) ||
+	    json_object_is_type(o, json_type_null))
+		return 0;
+	if (!json_object_is_type(o, json_type_array) ||
+	    (n = json_object_array_length(o)) > HF_MAX_MLP_ONLY)
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(o, i);
+		int64_t L = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || L < 0 || L >= HF_MAX_LAYERS)
+			goto bad;
+		c->mlp_only[c->n_mlp_only++] = (uint32_t)L;
+	}
+	return 0;
+bad:
+	snprintf(rd->err, rd->errlen, "%s: 'mlp_only_layers' must be a list of at most %u layer indices",
+		 rd->name, HF_MAX_MLP_ONLY);
+	return -EINVAL;
+}
+
+static int read_family_fields(struct reader *rd, const struct family_row *f, struct hf_config *c)
+{
 	uint32_t shared_width = 0;
 	int r = 0;
 
 	switch (c->family) {
 	case HF_DEEPSEEK:
+	case HF_GLM:
 		r = get_uint(rd, "moe_intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
 		    get_uint(rd, "n_routed_experts", 1, 0, 0, &c->n_routed_experts) ?:
-		    get_uint(rd, "n_group", 0, 1, 0, &c->n_group) ?:
-		    get_uint(rd, "topk_group", 0, 1, 0, &c->topk_group) ?:
-		    get_uint(rd, "n_shared_experts", 0, 0, 1, &c->n_shared_experts) ?:
-		    get_uint(rd, "first_k_dense_replace", 0, 0, 1, &c->first_k_dense_replace) ?:
-		    get_uint(rd, "moe_layer_freq", 0, 1, 0, &c->moe_layer_freq) ?:
-		    get_float(rd, "routed_scaling_factor", 1.0f, &c->routed_scaling_factor) ?:
-		    get_bool(rd, "norm_topk_prob", !strcmp(c->model_type, "deepseek_v3"),
-			     &c->norm_topk_prob) ?:
-		    get_string(rd, "scoring_func", "softmax", scoring, sizeof(scoring)) ?:
-		    get_string(rd, "topk_method", "greedy", c->topk_method, sizeof(c->topk_method));
-		if (r == 0 && strcmp(scoring, "softmax") && strcmp(scoring, "sigmoid")) {
-			snprintf(rd->err, rd->errlen, "%s: 'scoring_func' must be softmax or sigmoid, got '%s'",
-				 rd->name, scoring);
-			return -EINVAL;
-		}
-		c->sigmoid = r == 0 && !strcmp(scoring, "sigmoid");
+		    read_router_fields(rd, f, c);
+		/* GLM's config class has no moe_layer_freq: every layer from the first */
+		if (r == 0 && c->family == HF_DEEPSEEK)
+			r = get_uint(rd, "moe_layer_freq", 0, 1, 0, &c->moe_layer_freq);
+		c->shared_intermediate_size = c->n_shared_experts * c->moe_intermediate_size;
 		return r;
 	case HF_MIXTRAL:
 		c->norm_topk_prob = 1;
@@ -158,20 +228,58 @@ static int read_family_fields(struct reader *rd, struct hf_config *c)
 		r = get_uint(rd, "moe_intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
 		    get_uint(rd, "num_experts", 1, 0, 0, &c->n_routed_experts) ?:
 		    get_uint(rd, "decoder_sparse_step", 0, 1, 0, &c->moe_layer_freq) ?:
-		    get_uint(rd, "shared_expert_intermediate_size", 0, 0, 1, &shared_width) ?:
-		    get_bool(rd, "norm_topk_prob", 0, &c->norm_topk_prob);
+		    get_bool(rd, "norm_topk_prob", f->norm, &c->norm_topk_prob) ?:
+		    read_mlp_only(rd, c);
+		/* Qwen3-MoE has no shared expert; Qwen2-MoE one, gated (HF default 5632) */
+		if (r == 0 && !strcmp(c->model_type, "qwen2_moe"))
+			r = get_uint(rd, "shared_expert_intermediate_size", 0, 5632, 1, &shared_width);
 		if (r == 0 && shared_width) {
-			snprintf(rd->err, rd->errlen,
-				 "%s: 'shared_expert_intermediate_size' %u: Qwen2-MoE's gated shared expert is not supported",
-				 rd->name, shared_width);
-			return -ENOTSUP;
+			c->shared_intermediate_size = shared_width;
+			c->shared_expert_gate = 1;
+			c->n_shared_experts = 1;
 		}
 		return r;
 	case HF_OLMOE:
 		return get_uint(rd, "intermediate_size", 1, 0, 0, &c->moe_intermediate_size) ?:
 		       get_uint(rd, "num_experts", 1, 0, 0, &c->n_routed_experts) ?:
-		       get_bool(rd, "norm_topk_prob", 0, &c->norm_topk_prob);
+		       get_bool(rd, "norm_topk_prob", f->norm, &c->norm_topk_prob);
 	}
+	return -EINVAL;
+}
+
+/* quantization_config: only its FP8 block size matters (which tensors are FP8
+ * is read from the files); another fmt than e4m3 is refused. */
+static int read_quantization(struct reader *rd, struct hf_config *c)
+{
+	json_object *q, *o;
+	const char *fmt;
+
+	c->block_rows = c->block_cols = 128;
+	if (!json_object_object_get_ex(rd->root, "quantization_config", &q) ||
+	    !json_object_is_type(q, json_type_object))
+		return 0;
+	if (json_object_object_get_ex(q, "fmt", &o) && (fmt = json_object_get_string(o)) &&
+	    strcmp(fmt, "e4m3")) {
+		snprintf(rd->err, rd->errlen, "%s: 'quantization_config.fmt' '%s': only e4m3 FP8 is supported",
+			 rd->name, fmt);
+		return -ENOTSUP;
+	}
+	if (!json_object_object_get_ex(q, "weight_block_size", &o) ||
+	    json_object_is_type(o, json_type_null))
+		return 0;
+	if (json_object_is_type(o, json_type_array) && json_object_array_length(o) == 2) {
+		json_object *a = json_object_array_get_idx(o, 0), *b = json_object_array_get_idx(o, 1);
+		int64_t r = json_object_get_int64(a), k = json_object_get_int64(b);
+
+		if (json_object_is_type(a, json_type_int) && json_object_is_type(b, json_type_int) &&
+		    r > 0 && k > 0 && r <= HF_MAX_WIDTH && k <= HF_MAX_WIDTH) {
+			c->block_rows = (uint32_t)r;
+			c->block_cols = (uint32_t)k;
+			return 0;
+		}
+	}
+	snprintf(rd->err, rd->errlen, "%s: 'quantization_config.weight_block_size' must be [rows, cols], two positive integers",
+		 rd->name);
 	return -EINVAL;
 }
 
@@ -211,8 +319,10 @@ static int check_consistency(struct reader *rd, struct hf_config *c)
 	    check_limit(rd, "hidden_size", c->hidden_size, HF_MAX_WIDTH) ?:
 	    check_limit(rd, "moe_intermediate_size", c->moe_intermediate_size, HF_MAX_WIDTH) ?:
 	    check_limit(rd, "n_routed_experts", c->n_routed_experts, HF_MAX_EXPERTS) ?:
-	    check_limit(rd, "n_shared_experts x moe_intermediate_size",
-			(uint64_t)c->n_shared_experts * c->moe_intermediate_size, HF_MAX_WIDTH) ?:
+	    check_limit(rd, c->shared_expert_gate ? "shared_expert_intermediate_size"
+				  : "n_shared_experts x moe_intermediate_size",
+			c->family == HF_QWEN ? c->shared_intermediate_size
+			: (uint64_t)c->n_shared_experts * c->moe_intermediate_size, HF_MAX_WIDTH) ?:
 	    check_topk_method(rd, c);
 	if (r < 0)
 		return r;
@@ -253,6 +363,7 @@ int hfconfig_parse(const char *text, size_t len, const char *name, struct hf_con
 {
 	struct json_tokener *tok = json_tokener_new_ex(32);
 	struct reader rd = { NULL, name, err, errlen };
+	const struct family_row *fam;
 	struct hf_config c;
 	int r = -EINVAL;
 
@@ -274,17 +385,22 @@ int hfconfig_parse(const char *text, size_t len, const char *name, struct hf_con
 	r = get_string(&rd, "model_type", "", c.model_type, sizeof(c.model_type));
 	if (r < 0)
 		goto out;
-	c.family = family_of(&rd, c.model_type);
-	if (!c.family) {
-		snprintf(err, errlen, "%s: 'model_type' '%s' is not a MoE family moed knows (deepseek_v2, deepseek_v3, mixtral, qwen2_moe, qwen3_moe, olmoe)",
-			 name, c.model_type);
+	fam = family_of(c.model_type);
+	if (!fam) {
+		char known[256];
+
+		hfconfig_known_families(known, sizeof(known));
+		snprintf(err, errlen, "%s: 'model_type' '%s' is not a MoE family moed knows (%s)",
+			 name, c.model_type, known);
 		r = -ENOTSUP;
 		goto out;
 	}
+	c.family = fam->family;
 	r = get_uint(&rd, "num_hidden_layers", 1, 0, 0, &c.num_hidden_layers) ?:
 	    get_uint(&rd, "hidden_size", 1, 0, 0, &c.hidden_size) ?:
 	    get_uint(&rd, "num_experts_per_tok", 1, 0, 0, &c.num_experts_per_tok) ?:
-	    read_family_fields(&rd, &c) ?: check_consistency(&rd, &c);
+	    read_family_fields(&rd, fam, &c) ?: read_quantization(&rd, &c) ?:
+	    check_consistency(&rd, &c);
 	if (r == 0)
 		*ret = c;
 out:
@@ -329,7 +445,13 @@ int hfconfig_layer_is_moe(const struct hf_config *c, uint32_t layer)
 {
 	if (c->family == HF_DEEPSEEK)
 		return layer >= c->first_k_dense_replace && layer % c->moe_layer_freq == 0;
-	if (c->family == HF_QWEN)
+	if (c->family == HF_GLM)
+		return layer >= c->first_k_dense_replace;
+	if (c->family == HF_QWEN) {
+		for (uint32_t i = 0; i < c->n_mlp_only; i++)
+			if (c->mlp_only[i] == layer)
+				return 0;
 		return (layer + 1) % c->moe_layer_freq == 0;
+	}
 	return 1;
 }

@@ -2,10 +2,16 @@
  * HuggingFace config.json for the MoE families moed serves, normalised to one
  * set of fields.  Field names differ by family (n_routed_experts /
  * num_local_experts / num_experts, moe_intermediate_size / intermediate_size);
- * absent fields default to n_group = topk_group = 1, n_shared_experts = 0,
- * routed_scaling_factor = 1.0, scoring_func softmax, topk_method greedy,
- * first_k_dense_replace = 0, moe_layer_freq = 1, and norm_topk_prob true for
- * deepseek_v3 (always for Mixtral), false for the others.
+ * an absent field takes the default of HF's config class for the model_type:
+ *   deepseek_v3, kimi_k2: sigmoid, noaux_tc, norm_topk_prob true, scale 2.5,
+ *     n_group 8, topk_group 4, n_shared_experts 1, first_k_dense_replace 3;
+ *   glm4_moe: sigmoid, noaux_tc, norm true, scale 1.0, groups 1/1, 1 shared,
+ *     first_k_dense_replace 1 (no moe_layer_freq);
+ *   deepseek_v2: softmax, greedy, norm false, scale 1.0, groups 1/1, no shared;
+ *   qwen2_moe: softmax, norm false, one gated shared expert of
+ *     shared_expert_intermediate_size (5632); qwen3_moe, olmoe: softmax, norm
+ *     false, no shared expert; mixtral: softmax, always renormalised.
+ * Any other model_type is refused with the list of known ones.
  */
 #ifndef MOED_HFCONFIG_H
 #define MOED_HFCONFIG_H
@@ -18,6 +24,7 @@ enum hf_family {
 	HF_MIXTRAL = 2,
 	HF_QWEN = 3,            /* qwen2_moe, qwen3_moe: mlp.experts.N.*_proj */
 	HF_OLMOE = 4,
+	HF_GLM = 5,             /* glm4_moe: DeepSeek naming and router, no moe_layer_freq */
 };
 
 /* Sanity limits: far above any released model, low enough that sizes derived
@@ -25,6 +32,7 @@ enum hf_family {
 #define HF_MAX_LAYERS 65536u
 #define HF_MAX_EXPERTS 65536u
 #define HF_MAX_WIDTH (1u << 20)         /* hidden, intermediate and shared widths */
+#define HF_MAX_MLP_ONLY 256u
 
 /* n_group/topk_group are the effective values: 1/1 for a deepseek_v2 config with
  * topk_method "greedy", whose HF code ignores the groups. */
@@ -44,12 +52,19 @@ struct hf_config {
 	int norm_topk_prob;
 	int sigmoid;                    /* scoring_func == "sigmoid" */
 	char topk_method[32];
+	uint32_t shared_intermediate_size; /* n_shared_experts * I, or Qwen2's own width */
+	int shared_expert_gate;         /* Qwen2-MoE: shared expert scaled by sigmoid(g . x) */
+	uint32_t block_rows, block_cols; /* quantization_config.weight_block_size, 128 x 128 */
+	uint32_t n_mlp_only;            /* Qwen: mlp_only_layers */
+	uint32_t mlp_only[HF_MAX_MLP_ONLY];
 };
 
 /* Parse config.json text; `name` is used in messages.  -EINVAL + err naming the field. */
 int hfconfig_parse(const char *text, size_t len, const char *name, struct hf_config *ret,
 		   char *err, size_t errlen);
 int hfconfig_load(const char *path, struct hf_config *ret, char *err, size_t errlen);
+/* The known model_types, comma separated, into buf; returns the length. */
+size_t hfconfig_known_families(char *buf, size_t n);
 /* Is layer L expected to be an MoE layer by the config's layout fields? */
 int hfconfig_layer_is_moe(const struct hf_config *c, uint32_t layer);
 

@@ -45,10 +45,19 @@ static struct engine_layer *check_tensor_request(struct service *svc, const stru
 	char why[256], layers[256];
 
 	if (!l) {
+		const struct moed_model *m = e->model;
+		int moe = 0;
+
+		for (uint32_t i = 0; m->moe_all && i < m->n_moe_all; i++)
+			moe |= m->moe_all[i] == index;
 		describe_moe_layers(e, layers, sizeof(layers));
-		reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is %s; MoE layers are: %s", index,
-			    index < e->model->num_hidden_layers ? "a dense layer" : "not in this model",
-			    layers);
+		if (moe)        /* [model] layers / --layers left it out */
+			reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is not served here; "
+				    "served layers: %s", index, layers);
+		else
+			reply_error(to, MOED__STATUS__NOT_FOUND, "layer %u is %s; %s: %s", index,
+				    index < m->num_hidden_layers ? "a dense layer" : "not in this model",
+				    m->moe_all ? "served layers" : "MoE layers are", layers);
 		return NULL;
 	}
 	Moed__DType dt = hidden && hidden->dtype == MOED__DTYPE__BF16 ? MOED__DTYPE__BF16

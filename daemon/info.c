@@ -35,11 +35,14 @@ static int model_info(const struct engine *e, Moed__ModelInfo *ret, struct arena
 	moed__model_info__init(ret);
 	for (uint32_t i = 0; i < m->n_layers; i++)
 		layers[i] = m->layers[i].index;
+	/* the layers held; moe_layers: all the model has when that is a subset */
+	ret->n_served_layers = m->n_layers;
+	ret->served_layers = layers;
 	ret->source = m->source;
 	ret->model_type = m->model_type ? m->model_type : (char *)"";
 	ret->num_hidden_layers = m->num_hidden_layers;
-	ret->n_moe_layers = m->n_layers;
-	ret->moe_layers = layers;
+	ret->n_moe_layers = m->moe_all ? m->n_moe_all : m->n_layers;
+	ret->moe_layers = m->moe_all ? m->moe_all : layers;
 	ret->hidden_size = m->hidden_size;
 	ret->moe_intermediate_size = m->intermediate_size;
 	ret->n_routed_experts = m->n_experts;

@@ -40,7 +40,7 @@
 struct cli {
 	const char *config;
 	const char *socket, *model, *router, *expert, *plugin_dir, *state_dir, *workers;
-	const char *log_level;
+	const char *log_level, *layers;
 	int verbose, check_config, list_keys;
 };
 
@@ -87,7 +87,8 @@ static void usage(FILE *f)
 		"Serve Mixture-of-Experts layer inference on a Unix socket.\n\n"
 		"  -c, --config FILE      read FILE (default " DEFAULT_CONFIG " if present)\n"
 		"  -s, --socket PATH      listen on PATH (default " MOED_DEFAULT_SOCKET ")\n"
-		"  -m, --model PATH       HuggingFace checkpoint directory or synthetic:S0..S4\n"
+		"  -m, --model PATH       HuggingFace checkpoint directory, synthetic:S0..S4 or :V3\n"
+		"      --layers LIST      serve only these MoE layers (e.g. 1-3,7)\n"
 		"  -r, --router NAME      router plugin (default: the model's)\n"
 		"  -e, --expert NAME      expert backend plugin (default: cpu)\n"
 		"  -P, --plugin-dir DIR   plugin directory (default " MOED_PLUGIN_DIR ")\n"
@@ -117,6 +118,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "list-config-keys", no_argument, NULL, 'K' },
+		{ "layers", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -137,6 +139,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
 		case 'v': cli->verbose = 1; break;
 		case 'C': cli->check_config = 1; break;
 		case 'K': cli->list_keys = 1; break;
+		case 'L': cli->layers = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("moed %s\n", PACKAGE_VERSION); exit(0);
 		default: usage(stderr); return -EINVAL;
@@ -163,6 +166,7 @@ static int build_config(const struct cli *cli, struct moed_config *cfg, char *er
 		return r;
 	if ((cli->socket && config_set_string(&cfg->socket_path, cli->socket) < 0) ||
 	    (cli->model && config_set_string(&cfg->model_path, cli->model) < 0) ||
+	    (cli->layers && config_set_string(&cfg->model_layers, cli->layers) < 0) ||
 	    (cli->router && config_set_string(&cfg->router, cli->router) < 0) ||
 	    (cli->expert && config_set_string(&cfg->expert, cli->expert) < 0) ||
 	    (cli->plugin_dir && config_set_string(&cfg->plugin_dir, cli->plugin_dir) < 0) ||
@@ -194,6 +198,13 @@ static int build_config(const struct cli *cli, struct moed_config *cfg, char *er
 	if (!loader_name_valid(cfg->expert)) {
 		snprintf(err, errlen, "expert plugin name '%s' is not valid", cfg->expert);
 		return -EINVAL;
+	}
+	if (cfg->model_layers) {
+		uint32_t *layers, n;
+
+		if ((r = model_parse_layers(cfg->model_layers, &layers, &n, err, errlen)) < 0)
+			return r;
+		free(layers);
 	}
 	return config_validate(cfg, err, errlen);
 }
@@ -527,6 +538,7 @@ static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
 
 static int load_model(struct daemon_ctx *d, const char *source, char *err, size_t errlen)
 {
+	struct model_load_opts opts = { 0 };
 	struct moed_model *model;
 	struct rusage ru;
 	int r;
@@ -536,15 +548,23 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
 	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
 	uint32_t want = !d->cfg.expert_weights ? 0
-			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16 : MOED_DTYPE_F32;
-	r = model_load_as(source, want, &model, err, errlen);
+			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16
+			: !strcmp(d->cfg.expert_weights, "fp8") ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
+	opts.dtype = want;
+	if (d->cfg.model_layers &&
+	    (r = model_parse_layers(d->cfg.model_layers, &opts.layers, &opts.n_layers, err,
+				    errlen)) < 0)
+		return r;
+	r = model_load_with(source, &opts, &model, err, errlen);
+	free(opts.layers);
 	if (r < 0)
 		return r;
 	getrusage(RUSAGE_SELF, &ru);
 	log_info("model: '%s' loaded: %u MoE layers, H %u, I %u, %u experts, top-%u, %s experts, "
 		 "%llu bytes (%llu served from the mapped files), peak RSS while loading %ld MiB",
 		 source, model->n_layers, model->hidden_size, model->intermediate_size,
-		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16" : "fp32",
+		 model->n_experts, model->top_k, model->dtype == MOED_DTYPE_BF16 ? "bf16"
+		 : model->dtype == MOED_DTYPE_F8_E4M3 ? "fp8" : "fp32",
 		 (unsigned long long)model->weight_bytes, (unsigned long long)model->mapped_bytes,
 		 ru.ru_maxrss / 1024);
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);

@@ -4,6 +4,8 @@
  * directory (config.json + safetensors, see checkpoint.c) or from the embedded
  * synthetic generator ("synthetic:S0".."synthetic:S4", see synthetic.c).
  *
+ * FP8 E4M3 expert weights stay one byte per weight (mapped) with their fp32
+ * block scales beside them, decoded by the expert backend.
  * Only MoE layers are kept (layers that have router weights); dense layers are
  * listed nowhere but counted in num_hidden_layers.  Router weights and biases are
  * always fp32.  Expert weights are held in `dtype`.  A checkpoint's expert
@@ -31,6 +33,11 @@ struct moed_layer {
 	void *shared_gate;              /* [Is][H] or NULL */
 	void *shared_up;                /* [Is][H] or NULL */
 	void *shared_down;              /* [H][Is] or NULL */
+	/* FP8 (dtype MOED_DTYPE_F8_E4M3) only: fp32 block scales of each matrix
+	 * above, [ceil(rows / br)][ceil(cols / bc)], owned; NULL otherwise */
+	float **gate_scale, **up_scale, **down_scale;   /* E pointers */
+	float *shared_gate_scale, *shared_up_scale, *shared_down_scale;
+	float *shared_expert_gate;      /* Qwen2-MoE: [H], owned, or NULL */
 };
 
 struct moed_model {
@@ -57,6 +64,12 @@ struct moed_model {
 	struct st_file **maps;          /* safetensors files expert weights point into */
 	size_t n_maps;
 	uint64_t mapped_bytes;          /* expert weight bytes served from the maps */
+	uint32_t scale_block_rows;      /* FP8 block size (quantization_config.weight_block_size) */
+	uint32_t scale_block_cols;
+	uint32_t *served;               /* [model] layers / --layers (sorted), or NULL: all */
+	uint32_t n_served;
+	uint32_t *moe_all;              /* with a subset: every MoE layer of the model, else NULL */
+	uint32_t n_moe_all;
 };
 
 /* Does p point into one of the model's mapped files (not to be freed)? */
@@ -71,12 +84,24 @@ int model_new(const char *source, const char *model_type, struct moed_model **re
 int model_set_string(char **slot, const char *value);
 /* Allocate n zeroed MoE layers (sets n_layers). */
 int model_alloc_layers(struct moed_model *model, uint32_t n);
+/* Free layers n.. (they must hold no mapped pointers the kept ones share)
+ * and keep the first n. */
+void model_drop_layers(struct moed_model *model, uint32_t n);
+/* Record the served layer subset (copied); -ENOMEM. */
+int model_set_served(struct moed_model *model, const uint32_t *layers, uint32_t n);
+/* Record every MoE layer of the model when only some are held (copied). */
+int model_set_moe_layers(struct moed_model *model, const uint32_t *layers, uint32_t n);
 /* Compute weight_bytes from the shapes, dtype and which tensors exist. */
 void model_count_bytes(struct moed_model *model);
 
 /* Hold every expert and shared-expert matrix in `dtype` (MOED_DTYPE_F32 or
  * BF16; fp32 -> bf16 rounds to nearest even).  Router weights stay fp32. */
 int model_set_expert_dtype(struct moed_model *model, uint32_t dtype);
+
+/* The ABI-2 fields of an expert spec (block scales, shared-expert gate) for
+ * layer w; the engine's spec builder calls it after the ABI-1 fields. */
+void model_fill_expert_spec(const struct moed_model *model, const struct moed_layer *w,
+			    struct moed_expert_spec *spec);
 
 /* Name of the router plugin the model's config asks for ("sigmoid-norm" or "softmax-topk"). */
 const char *model_default_router(const struct moed_model *model);

@@ -28,7 +28,7 @@ static const struct {
 	{ "F64", 8, 0 }, { "F32", 4, MOED_DTYPE_F32 }, { "F16", 2, MOED_DTYPE_F16 },
 	{ "BF16", 2, MOED_DTYPE_BF16 }, { "I64", 8, 0 }, { "I32", 4, 0 }, { "I16", 2, 0 },
 	{ "I8", 1, 0 }, { "U64", 8, 0 }, { "U32", 4, 0 }, { "U16", 2, 0 }, { "U8", 1, 0 },
-	{ "BOOL", 1, 0 }, { "F8_E4M3", 1, 0 }, { "F8_E5M2", 1, 0 },
+	{ "BOOL", 1, 0 }, { "F8_E4M3", 1, MOED_DTYPE_F8_E4M3 }, { "F8_E5M2", 1, 0 },
 };
 
 uint64_t st_elements(const struct st_tensor *t)

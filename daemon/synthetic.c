@@ -11,7 +11,15 @@
  *	S2    2048  768   128  8  0       8/4                 1-2         ~4.8 GB
  *	S3    1792  512   256  8  1       8/4                 1-2         ~5.7 GB
  *	S4    1024  3584  8    2  0       1/1                 1-2         ~0.7 GB
+ *	V3    7168  2048  256  8  1       8/4                 1           ~11.3 GB fp8
  *
+ * V3 has DeepSeek-V3's dimensions and its release format: FP8 E4M3 experts
+ * with fp32 scales of 128x128 blocks, generated straight into one byte per
+ * weight (in fp32 it would be 45 GB).  Its codes are the bytes of the same
+ * splitmix64 stream (eight per draw; the NaN codes 0x7F/0xFF become 0x7E/0xFE),
+ * so values spread over e4m3's exponents rather than uniformly; block (i, j)
+ * of a matrix with fan-in n has scale 1/(448 sqrt(n)) / 2^((i + j) % 3), so
+ * |w| <= 1/sqrt(n) and neighbouring blocks differ by powers of two.
  * Values: splitmix64 seeded by (0x6d6f6564 "moed", layer, tensor, expert) gives
  * uniform floats; a weight with fan-in n is uniform in [-1/sqrt(n), 1/sqrt(n)),
  * the bias uniform in [-0.05, 0.05).  Same name, same bits, on every machine.
@@ -33,14 +41,18 @@
 struct shape {
 	const char *name;
 	uint32_t H, I, E, k, shared, groups, keep, moe_layers;
+	int fp8;
 };
 
+#define FP8_BLOCK 128u
+
 static const struct shape shapes[] = {
-	{ "S0", 256, 128, 16, 4, 1, 4, 2, 3 },
-	{ "S1", 2048, 1408, 64, 6, 2, 8, 4, 2 },
-	{ "S2", 2048, 768, 128, 8, 0, 8, 4, 2 },
-	{ "S3", 1792, 512, 256, 8, 1, 8, 4, 2 },
-	{ "S4", 1024, 3584, 8, 2, 0, 1, 1, 2 },
+	{ "S0", 256, 128, 16, 4, 1, 4, 2, 3, 0 },
+	{ "S1", 2048, 1408, 64, 6, 2, 8, 4, 2, 0 },
+	{ "S2", 2048, 768, 128, 8, 0, 8, 4, 2, 0 },
+	{ "S3", 1792, 512, 256, 8, 1, 8, 4, 2, 0 },
+	{ "S4", 1024, 3584, 8, 2, 0, 1, 1, 2, 0 },
+	{ "V3", 7168, 2048, 256, 8, 1, 8, 4, 1, 1 },
 };
 
 /* n floats uniform in [-a, a), from the stream named by (layer, tensor, expert). */
@@ -58,6 +70,73 @@ static float *fill(size_t n, float a, uint32_t layer, uint32_t tensor, uint32_t 
 		v[i] = (2.0f * u - 1.0f) * a;
 	}
 	return v;
+}
+
+/* An FP8 matrix [R][C] with fan-in C: codes from the stream, block scales. */
+static void *fill_fp8(uint32_t R, uint32_t C, uint32_t layer, uint32_t tensor, uint32_t expert,
+		      float **ret_scale)
+{
+	uint32_t sr = (R + FP8_BLOCK - 1) / FP8_BLOCK, sc = (C + FP8_BLOCK - 1) / FP8_BLOCK;
+	size_t n = (size_t)R * C;
+	uint8_t *q = malloc(n);
+	float *s = malloc((size_t)sr * sc * sizeof(float));
+	uint64_t st = SYNTH_SEED ^ ((uint64_t)layer << 48) ^ ((uint64_t)tensor << 40) ^
+		      ((uint64_t)expert << 8);
+	float base = 1.0f / (448.0f * sqrtf((float)C));
+
+	if (!q || !s) {
+		free(q);
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t z = splitmix64_next(&st);
+
+		for (size_t b = 0; b < 8 && i + b < n; b++, z >>= 8) {
+			uint8_t c = (uint8_t)z;
+
+			q[i + b] = (c & 0x7f) == 0x7f ? c ^ 1 : c;
+		}
+	}
+	for (uint32_t i = 0; i < sr; i++)
+		for (uint32_t j = 0; j < sc; j++)
+			s[(size_t)i * sc + j] = ldexpf(base, -(int)((i + j) % 3));
+	*ret_scale = s;
+	return q;
+}
+
+static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t index)
+{
+	uint32_t H = m->hidden_size, I = m->intermediate_size, E = m->n_experts;
+	uint32_t Is = m->shared_intermediate_size;
+
+	l->index = index;
+	l->gate = fill((size_t)E * H, 1.0f / sqrtf((float)H), index, 1, 0);
+	l->bias = fill(E, 0.05f, index, 2, 0);
+	l->expert_gate = calloc(E, sizeof(void *));
+	l->expert_up = calloc(E, sizeof(void *));
+	l->expert_down = calloc(E, sizeof(void *));
+	l->gate_scale = calloc(E, sizeof(float *));
+	l->up_scale = calloc(E, sizeof(float *));
+	l->down_scale = calloc(E, sizeof(float *));
+	if (!l->gate || !l->bias || !l->expert_gate || !l->expert_up || !l->expert_down ||
+	    !l->gate_scale || !l->up_scale || !l->down_scale)
+		return -ENOMEM;
+	for (uint32_t e = 0; e < E; e++) {
+		l->expert_gate[e] = fill_fp8(I, H, index, 3, e, &l->gate_scale[e]);
+		l->expert_up[e] = fill_fp8(I, H, index, 4, e, &l->up_scale[e]);
+		l->expert_down[e] = fill_fp8(H, I, index, 5, e, &l->down_scale[e]);
+		if (!l->expert_gate[e] || !l->expert_up[e] || !l->expert_down[e])
+			return -ENOMEM;
+	}
+	if (Is) {
+		l->shared_gate = fill_fp8(Is, H, index, 6, 0, &l->shared_gate_scale);
+		l->shared_up = fill_fp8(Is, H, index, 7, 0, &l->shared_up_scale);
+		l->shared_down = fill_fp8(H, Is, index, 8, 0, &l->shared_down_scale);
+		if (!l->shared_gate || !l->shared_up || !l->shared_down)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int make_layer(struct moed_model *m, struct moed_layer *l, uint32_t index)
@@ -105,7 +184,7 @@ int synthetic_load(const char *name, struct moed_model **ret_model, char *err, s
 		if (strcmp(shapes[i].name, name) == 0)
 			sh = &shapes[i];
 	if (!sh) {
-		snprintf(err, errlen, "unknown synthetic model '%s'; choose synthetic:S0, S1, S2, S3 or S4",
+		snprintf(err, errlen, "unknown synthetic model '%s'; choose synthetic:S0, S1, S2, S3, S4 or V3",
 			 name);
 		return -EINVAL;
 	}
@@ -125,12 +204,14 @@ int synthetic_load(const char *name, struct moed_model **ret_model, char *err, s
 	m->scoring = MOED_SCORING_SIGMOID;
 	m->norm_topk_prob = 1;
 	m->routed_scaling_factor = 2.5f;
-	m->dtype = MOED_DTYPE_F32;
+	m->dtype = m->stored_dtype = sh->fp8 ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
+	m->scale_block_rows = m->scale_block_cols = sh->fp8 ? FP8_BLOCK : 0;
 	r = model_set_string(&m->topk_method, "noaux_tc");
 	if (r < 0 || (r = model_alloc_layers(m, sh->moe_layers)) < 0)
 		goto nomem;
 	for (uint32_t i = 0; i < sh->moe_layers; i++) {
-		r = make_layer(m, &m->layers[i], i + 1);
+		r = sh->fp8 ? make_fp8_layer(m, &m->layers[i], i + 1)
+			    : make_layer(m, &m->layers[i], i + 1);
 		if (r < 0)
 			goto nomem;
 	}

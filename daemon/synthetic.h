@@ -10,7 +10,7 @@
 
 #include "daemon/model.h"
 
-/* name: "S0".."S4" (what follows "synthetic:"); "" means S0. */
+/* name: "S0".."S4" or "V3" (what follows "synthetic:"); "" means S0. */
 int synthetic_load(const char *name, struct moed_model **ret_model, char *err, size_t errlen);
 
 #endif

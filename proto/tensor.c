@@ -31,6 +31,7 @@ const char *tensor_dtype_name(Moed__DType dtype)
 	case MOED__DTYPE__I32: return "I32";
 	case MOED__DTYPE__BF16: return "BF16";
 	case MOED__DTYPE__F16: return "F16";
+	case MOED__DTYPE__F8_E4M3: return "F8_E4M3";
 	default: return "invalid";
 	}
 }

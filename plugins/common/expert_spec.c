@@ -8,9 +8,36 @@
 
 #include "plugins/common/expert_spec.h"
 
+/* FP8 weights: a block size and a scale for every matrix. */
+static int check_scales(const struct moed_host *host, const char *plugin,
+			const struct moed_expert_spec *s)
+{
+	if (!s->scale_block_rows || !s->scale_block_cols || !s->gate_scale || !s->up_scale ||
+	    !s->down_scale ||
+	    (s->shared_intermediate_size &&
+	     (!s->shared_gate_scale || !s->shared_up_scale || !s->shared_down_scale)))
+		goto bad;
+	for (uint32_t e = 0; e < s->n_experts; e++)
+		if (!s->gate_scale[e] || !s->up_scale[e] || !s->down_scale[e])
+			goto bad;
+	return 0;
+bad:
+	host->log(MOED_LOG_ERR, plugin, "layer %u: FP8 weights without a block size or a scale "
+		  "for every matrix", s->layer);
+	return -EINVAL;
+}
+
 int expert_spec_check(const struct moed_host *host, const char *plugin,
 		      const struct moed_expert_spec *s)
 {
+	return expert_spec_check_caps(host, plugin, s, 0);
+}
+
+int expert_spec_check_caps(const struct moed_host *host, const char *plugin,
+			   const struct moed_expert_spec *s, unsigned caps)
+{
+	int fp8 = 0;
+
 	const uint32_t max = EXPERT_SPEC_MAX_DIM;
 
 	if (!MOED_STRUCT_HAS(s, struct moed_expert_spec, shared_down)) {
@@ -21,20 +48,27 @@ int expert_spec_check(const struct moed_host *host, const char *plugin,
 	/* ABI 2 features these backends do not compute with yet: say so rather
 	 * than compute something else */
 	if (MOED_STRUCT_HAS(s, struct moed_expert_spec, local)) {
-		const char *what = s->dtype == MOED_DTYPE_F8_E4M3 ? "FP8 (E4M3) weights"
-				   : s->gate_scale || s->up_scale || s->down_scale ||
-				     s->shared_gate_scale || s->shared_up_scale || s->shared_down_scale
-				   ? "per-block weight scales"
-				   : s->shared_expert_gate ? "a shared-expert gate (Qwen2-MoE)"
-				   : s->local ? "a subset of the experts (expert parallelism)"
-				   : NULL;
+		int scales = s->gate_scale || s->up_scale || s->down_scale || s->shared_gate_scale ||
+			     s->shared_up_scale || s->shared_down_scale;
+		const char *what;
+
+		fp8 = s->dtype == MOED_DTYPE_F8_E4M3 && (caps & EXPERT_CAP_FP8);
+		what = s->dtype == MOED_DTYPE_F8_E4M3 && !fp8
+			       ? "FP8 (E4M3) weights (hold them as bf16: [expert] weights = bf16)"
+		       : scales && !fp8 ? "per-block weight scales"
+		       : s->shared_expert_gate && !(caps & EXPERT_CAP_SHARED_GATE)
+			       ? "a shared-expert gate (Qwen2-MoE)"
+		       : s->local ? "a subset of the experts (expert parallelism)"
+		       : NULL;
 		if (what) {
 			host->log(MOED_LOG_ERR, plugin, "layer %u: %s not supported by this "
-				  "backend yet", s->layer, what);
+				  "backend", s->layer, what);
 			return -ENOTSUP;
 		}
+		if (fp8 && check_scales(host, plugin, s) < 0)
+			return -EINVAL;
 	}
-	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16) {
+	if (s->dtype != MOED_DTYPE_F32 && s->dtype != MOED_DTYPE_BF16 && !fp8) {
 		host->log(MOED_LOG_ERR, plugin, "layer %u: weight dtype %u not supported (F32 or "
 			  "BF16; convert F16 weights when loading)", s->layer, s->dtype);
 		return -ENOTSUP;

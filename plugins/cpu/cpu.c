@@ -24,9 +24,15 @@
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
  * takes the best the CPU has).
- * Weights: F32 or BF16 (BF16 widened on the fly); F16 is refused.
+ * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
+ * scales (decoded with them: a row at a time for small groups, fp8.c; into
+ * sgemm scratch for large ones, default from 48 tokens as for BF16, not
+ * tuned); F16 is refused.
+ * Qwen2-MoE's shared-expert gate: the shared unit's tokens are weighted by
+ * sigmoid(x . g) instead of 1, computed per pass into the pass buffer.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -75,6 +81,7 @@ struct cpu_layer {
 	uint32_t gemm_min;
 	uint32_t split_min;     /* kB of work (SPLIT_MIN_COST) before splitting */
 	enum path_mode mode;
+	int fp8;                /* FP8 weights: every unit takes sgemm */
 	size_t task_bytes;      /* sgemm scratch of one task */
 	struct scratch_pool passes, tasks;
 };
@@ -166,7 +173,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 
 static int check_spec(const struct moed_expert_spec *s)
 {
-	return expert_spec_check(host, PLUGIN, s);
+	return expert_spec_check_caps(host, PLUGIN, s, EXPERT_CAP_FP8 | EXPERT_CAP_SHARED_GATE);
 }
 
 static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
@@ -182,18 +189,23 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	if (!l)
 		return -ENOMEM;
 	l->spec = *spec;
+	/* the ABI-2 fields of an older host's smaller spec read as absent */
+	if (spec->struct_size < sizeof(*spec))
+		memset((char *)&l->spec + spec->struct_size, 0, sizeof(*spec) - spec->struct_size);
+	l->fp8 = MOED_STRUCT_HAS(spec, struct moed_expert_spec, local) &&
+		 spec->dtype == MOED_DTYPE_F8_E4M3;
 	l->mode = PATH_AUTO;
 	l->split_min = SPLIT_MIN_KB;
 	r = parse_params(l, params, n_params);
 	if (r < 0)
 		goto fail;
 	if (!l->gemm_min)
-		l->gemm_min = spec->dtype == MOED_DTYPE_BF16 ? GEMM_MIN_BF16 : GEMM_MIN_F32;
+		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32 : GEMM_MIN_BF16;
 	l->task_bytes = expert_gemm_scratch(spec->hidden_size,
 					    spec->intermediate_size > spec->shared_intermediate_size
 						    ? spec->intermediate_size
 						    : spec->shared_intermediate_size,
-					    spec->dtype == MOED_DTYPE_BF16) *
+					    spec->dtype == MOED_DTYPE_BF16 || l->fp8) *
 			sizeof(float);
 	r = -pthread_mutex_init(&l->passes.lock, NULL);
 	if (r < 0)
@@ -312,7 +324,7 @@ static void act_task(void *arg, size_t i)
 	float *act = u->act + t->j0 * u->w.inter;
 	struct scratch *s;
 
-	if (!u->gemm) {
+	if (!u->gemm && !u->w.fp8) {
 		p->l->isa->act(&u->w, p->x, &g, act, t->r0, t->r1);
 		return;
 	}
@@ -321,7 +333,10 @@ static void act_task(void *arg, size_t i)
 		atomic_store(&p->failed, 1);
 		return;
 	}
-	expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+	if (u->gemm)
+		expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+	else
+		expert_fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	scratch_put(&p->l->tasks, s);
 }
 
@@ -336,7 +351,7 @@ static void down_task(void *arg, size_t i)
 	for (size_t k = 0; k < p->n_units; k++) {
 		const struct unit *u = &p->units[k];
 
-		if (!u->gemm) {
+		if (!u->gemm && !u->w.fp8) {
 			p->l->isa->down(&u->w, u->act, &u->g, p->y, h0, h1);
 			continue;
 		}
@@ -346,7 +361,10 @@ static void down_task(void *arg, size_t i)
 			atomic_store(&p->failed, 1);
 			return;
 		}
-		expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		if (u->gemm)
+			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		else
+			expert_fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 	}
 	if (s)
 		scratch_put(&p->l->tasks, s);
@@ -380,7 +398,7 @@ static double pass_cost(const struct pass *p)
 		const struct unit *u = &p->units[i];
 		double w = 3.0 * u->w.H * u->w.inter;
 
-		cost += w * (u->w.bf16 ? 2 : 4) + w * 2.0 * (double)u->g.n / 4;
+		cost += w * (u->w.fp8 ? 1 : u->w.bf16 ? 2 : 4) + w * 2.0 * (double)u->g.n / 4;
 	}
 	return cost;
 }
@@ -396,6 +414,19 @@ static size_t max_tasks(const struct moed_expert_spec *s, size_t T, size_t n)
 	       div_up(I, GEMM_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
 }
 
+/* w[t] = sigmoid(g . x[t]), the Qwen2-MoE shared expert's weight. */
+static void shared_gate_weights(const float *g, const float *x, size_t T, uint32_t H, float *w)
+{
+	for (size_t t = 0; t < T; t++) {
+		const float *xt = x + t * H;
+		float dot = 0;
+
+		for (uint32_t h = 0; h < H; h++)
+			dot += g[h] * xt[h];
+		w[t] = 1.0f / (1.0f + expf(-dot));
+	}
+}
+
 /* y += the experts' outputs for T tokens (T <= PASS_TOKENS). */
 static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 			const int32_t *experts, const float *weights, float *y)
@@ -409,12 +440,12 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	struct scratch *sc;
 	size_t *start;
 	uint32_t *tok;
-	float *wt, *act;
+	float *wt, *act, *shw;
 	char *at;
 
 	bytes = align64(((size_t)E + 1) * sizeof(size_t)) + align64(n * sizeof(uint32_t)) +
 		align64(n * sizeof(float)) + align64(((size_t)E + 1) * sizeof(struct unit)) +
-		align64(n_tasks * sizeof(struct task)) +
+		align64(n_tasks * sizeof(struct task)) + align64(T * sizeof(float)) +
 		(n * In + T * (size_t)s->shared_intermediate_size) * sizeof(float);
 	sc = scratch_get(&l->passes, bytes);
 	if (!sc)
@@ -430,6 +461,8 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	at += align64(((size_t)E + 1) * sizeof(struct unit));
 	p.tasks = (struct task *)at;
 	at += align64(n_tasks * sizeof(struct task));
+	shw = (float *)at;
+	at += align64(T * sizeof(float));
 	act = (float *)at;
 
 	memset(start, 0, ((size_t)E + 1) * sizeof(size_t));
@@ -449,7 +482,11 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 
 		if (start[e] == begin)
 			continue;
-		*u = (struct unit){ .w = { s->gate[e], s->up[e], s->down[e], H, In, bf16 },
+		*u = (struct unit){ .w = { s->gate[e], s->up[e], s->down[e], H, In, bf16, l->fp8,
+					   l->fp8 ? s->gate_scale[e] : NULL,
+					   l->fp8 ? s->up_scale[e] : NULL,
+					   l->fp8 ? s->down_scale[e] : NULL, s->scale_block_rows,
+					   s->scale_block_cols },
 				    .g = { .n = start[e] - begin, .tok = tok + begin,
 					   .w = wt + begin },
 				    .act = act + (size_t)begin * In };
@@ -462,8 +499,15 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 		struct unit *u = &p.units[p.n_units];
 
 		*u = (struct unit){ .w = { s->shared_gate, s->shared_up, s->shared_down, H,
-					   s->shared_intermediate_size, bf16 },
+					   s->shared_intermediate_size, bf16, l->fp8,
+					   s->shared_gate_scale, s->shared_up_scale,
+					   s->shared_down_scale, s->scale_block_rows,
+					   s->scale_block_cols },
 				    .g = { .n = T }, .act = act + n * In, .gemm = use_gemm(l, T) };
+		if (s->shared_expert_gate) {
+			shared_gate_weights(s->shared_expert_gate, x, T, H, shw);
+			u->g.w = shw;
+		}
 		if (u->gemm)
 			p.down_rows = DOWN_TASK_ROWS_GEMM;
 		add_tasks(&p, (uint32_t)p.n_units++);
@@ -512,6 +556,6 @@ static const struct moed_expert_ops ops = {
 
 MOED_PLUGIN_DECLARE(.name = PLUGIN,
 		    .description = "SwiGLU experts on the CPU: row-reading kernel for small groups, "
-				   "sgemm for large; F32 and BF16 weights",
+				   "sgemm for large; F32, BF16 and block-scaled FP8 E4M3 weights",
 		    .kind = MOED_PLUGIN_EXPERT, .init = cpu_init, .fini = cpu_fini, .expert = &ops,
 		    .params = decls, .n_params = PARAMS_COUNT(decls));

@@ -17,11 +17,11 @@
 
 #include "plugins/cpu/kernels.h"
 
-size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int bf16)
+size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int convert)
 {
 	size_t n = (size_t)GEMM_TOKENS * H + (size_t)GEMM_TOKENS * GEMM_SLICE_MAX;
 
-	if (bf16)
+	if (convert)
 		n += (size_t)GEMM_ROWS * (H > inter ? H : inter);
 	return n;
 }
@@ -34,13 +34,19 @@ static void widen_bf16(const uint16_t *restrict src, size_t n, float *restrict d
 		d[i] = (uint32_t)src[i] << 16;
 }
 
-/* c[i][0:nr] = a[i] · w[r:r+nr]^T for i < m; rows of w and a have K elements. */
-static void rows_nt(const void *w, int bf16, uint32_t r, uint32_t nr, uint32_t K, const float *a,
-		    size_t m, float *c, uint32_t ldc, float *wconv)
+/* c[i][0:nr] = a[i] · w[r:r+nr]^T for i < m; rows of w and a have K elements;
+ * scale: w's block scales when e is FP8. */
+static void rows_nt(const struct expert_w *e, const void *w, const float *scale, uint32_t r,
+		    uint32_t nr, uint32_t K, const float *a, size_t m, float *c, uint32_t ldc,
+		    float *wconv)
 {
 	const float *wf = (const float *)w + (size_t)r * K;
+	int bf16 = e->bf16;
 
-	if (bf16) {
+	if (e->fp8) {
+		fp8_decode_rows(w, scale, e->br, e->bc, r, nr, K, wconv);
+		wf = wconv;
+	} else if (bf16) {
 		widen_bf16((const uint16_t *)w + (size_t)r * K, (size_t)nr * K, wconv);
 		wf = wconv;
 	}
@@ -52,7 +58,7 @@ static void rows_nt(const void *w, int bf16, uint32_t r, uint32_t nr, uint32_t K
  * once per call), GEMM_ROWS for bf16 (the widened block in scratch). */
 static uint32_t block_rows(const struct expert_w *e, uint32_t left)
 {
-	return e->bf16 && left > GEMM_ROWS ? GEMM_ROWS : left;
+	return (e->bf16 || e->fp8) && left > GEMM_ROWS ? GEMM_ROWS : left;
 }
 
 void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
@@ -77,8 +83,8 @@ void expert_gemm_act(const struct expert_w *e, const float *x, const struct grou
 			float *a = act + j0 * In + r;
 
 			nr = block_rows(e, r1 - r);
-			rows_nt(e->gate, e->bf16, r, nr, H, xa, nt, a, In, wconv);
-			rows_nt(e->up, e->bf16, r, nr, H, xa, nt, up, nr, wconv);
+			rows_nt(e, e->gate, e->gate_s, r, nr, H, xa, nt, a, In, wconv);
+			rows_nt(e, e->up, e->up_s, r, nr, H, xa, nt, up, nr, wconv);
 			for (size_t j = 0; j < nt; j++)
 				for (uint32_t i = 0; i < nr; i++)
 					a[j * In + i] = silu(a[j * In + i]) * up[j * nr + i];
@@ -97,7 +103,7 @@ void expert_gemm_down(const struct expert_w *e, const float *act, const struct g
 
 		for (uint32_t h = h0, nr; h < h1; h += nr) {
 			nr = block_rows(e, h1 - h);
-			rows_nt(e->down, e->bf16, h, nr, In, act + j0 * In, nt, out, nr, wconv);
+			rows_nt(e, e->down, e->down_s, h, nr, In, act + j0 * In, nt, out, nr, wconv);
 			for (size_t j = 0; j < nt; j++) {
 				float *yj = y + group_tok(g, j0 + j) * H + h, w = group_w(g, j0 + j);
 				const float *oj = out + j * nr;

@@ -9,8 +9,14 @@
  * group path gathers the tokens and calls OpenBLAS sgemm on blocks of tokens
  * and weight rows (bf16 rows widened into scratch one block at a time).
  *
+ * FP8 E4M3 weights: large groups take the sgemm path, each block of rows
+ * decoded (exactly) and multiplied by its block scales into fp32 scratch;
+ * small groups decode one row at a time and take its dot products there
+ * (fp8.c).  Memory holds one byte per weight either way.
+ *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
- * weights are widened exactly (bf16 is the top half of an fp32).  A token's
+ * weights are widened exactly (bf16 is the top half of an fp32); an FP8
+ * weight is fp8 * scale rounded once to fp32.  A token's
  * result does not depend on the other tokens of its group.
  */
 #ifndef MOED_CPU_KERNELS_H
@@ -33,6 +39,10 @@ struct expert_w {
 	const void *down;       /* [H][I] */
 	uint32_t H, inter;
 	int bf16;
+	/* FP8 E4M3 (bf16 == 0): fp32 block scales of each matrix, blocks of br x bc */
+	int fp8;
+	const float *gate_s, *up_s, *down_s;
+	uint32_t br, bc;
 };
 
 /*
@@ -82,9 +92,22 @@ extern const struct cpu_isa cpu_isas[];
 /* The best supported entry, or the one named (NULL if unknown or unsupported). */
 const struct cpu_isa *cpu_isa_pick(const char *name);
 
-/* The same two halves with sgemm, GEMM_TOKENS tokens and (for bf16, widened)
- * GEMM_ROWS rows at a time; scratch: expert_gemm_scratch() floats. */
-size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int bf16);
+/* The same two halves with sgemm, GEMM_TOKENS tokens and (for bf16 widened,
+ * for fp8 decoded) GEMM_ROWS rows at a time; scratch: expert_gemm_scratch()
+ * floats (convert: bf16 or fp8 weights). */
+size_t expert_gemm_scratch(uint32_t H, uint32_t inter, int convert);
+/* FP8 E4M3 code -> fp32 (0x7F, 0xFF: NaN). */
+float fp8_e4m3_value(uint8_t v);
+/* Rows r..r+nr of an FP8 matrix with K columns times their block scales
+ * (blocks br x bc) into dst [nr][K] fp32. */
+void fp8_decode_rows(const uint8_t *q, const float *scale, uint32_t br, uint32_t bc, uint32_t r,
+		     uint32_t nr, uint32_t K, float *dst);
+/* The two halves for an FP8 expert and a small group, a row at a time;
+ * scratch: 2 * max(H, inter) floats (expert_gemm_scratch() has room). */
+void expert_fp8_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
+		    uint32_t r0, uint32_t r1, float *scratch);
+void expert_fp8_down(const struct expert_w *e, const float *act, const struct group *g,
+		     float *y, uint32_t h0, uint32_t h1, float *scratch);
 void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
 		     uint32_t r0, uint32_t r1, float *scratch);
 void expert_gemm_down(const struct expert_w *e, const float *act, const struct group *g,

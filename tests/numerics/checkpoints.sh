@@ -2,7 +2,9 @@
 # Numerics end to end: small HF checkpoints written by tests/ref/make_checkpoint.py
 # (the cases of make_cases.py: DeepSeek-V3 with groups and bias, V2 softmax
 # groups, Moonlight one group, Mixtral, OLMoE, exact ties, BF16/F16 weights,
-# shards, T = 1..1000; plus Qwen3-MoE, V2-Lite greedy, dense layers present)
+# shards, T = 1..1000; plus Qwen3-MoE, V2-Lite greedy, dense layers present,
+# GLM-4.5 and DeepSeek-V3/Kimi-K2 configs without the router keys, FP8 e4m3
+# block-scaled experts with scales in another shard)
 # are first loaded in-process by tests/unit/test_model, which compares config
 # values and tensor elements with expected.json; then each is served by the
 # real moed and queried with the real moectl, and outputs and routes must equal
@@ -63,17 +65,58 @@ PY
 done
 
 # [expert] weights: bf16 checkpoints are held as stored (bf16), others on request
-for pair in "v3_bf16:none:BF16" "v3:bf16:BF16" "v3_bf16:fp32:F32"; do
+for pair in "v3_bf16:none:BF16" "v3:bf16:BF16" "v3_bf16:fp32:F32" "v3_fp8:none:F8_E4M3" \
+	    "v3_fp8:fp8:F8_E4M3" "v3_fp8:bf16:BF16" "v3_fp8_block:fp32:F32"; do
 	IFS=: read -r name weights want <<<"$pair"
 	if [ "$weights" = none ]; then : >"$TMP/w.conf"; else printf '[expert]\nweights = %s\n' "$weights" >"$TMP/w.conf"; fi
 	start_moed --model "$CASES/good/$name" --config "$TMP/w.conf" || { fail "$name weights=$weights"; continue; }
 	got=$("$MOECTL" --json model | $PY -c 'import json,sys; print(json.load(sys.stdin)["dtype"])')
 	[ "$got" = "$want" ] && ok "$name with weights=$weights held as $got" || fail "$name weights=$weights: $got, want $want"
+	if [ "$want" = F8_E4M3 ]; then
+		# one byte per weight plus the scales: not 2x or 4x
+		held=$("$MOECTL" --json model | $PY -c 'import json,sys; print(json.load(sys.stdin)["weight_bytes"])')
+		[ "$held" = "$(cat "$CASES/good/$name/fp8_bytes")" ] && ok "$name: $held bytes held (fp8 + scales + fp32 router)" ||
+			fail "$name: $held bytes held, want $(cat "$CASES/good/$name/fp8_bytes")"
+	fi
 	"$MOECTL" infer --layer 1 --random 3 >/dev/null || fail "$name weights=$weights: infer"
 	stop_moed
 done
+printf '[expert]\nweights = fp8\n' >"$TMP/w.conf"
+expect_fail 1 "FP8 weights (weights = fp8) need an FP8 checkpoint" "$MOED" --socket "$SOCK" \
+	--config "$TMP/w.conf" --plugin-dir "$MOED_TEST_PLUGIN_DIR" --model "$CASES/good/v3_bf16"
 printf '[expert]\nweights = fp16\n' >"$TMP/w.conf"
-expect_fail 1 "weights must be bf16 or fp32" "$MOED" --config "$TMP/w.conf" --check-config
+expect_fail 1 "weights must be bf16, fp32 or fp8" "$MOED" --config "$TMP/w.conf" --check-config
+
+# layer subsets: a checkpoint holding layer 1 only, served with --layers 1
+sub="$CASES/subset/v3_layer1"
+mkdir -p "$TMP/out-subset"
+if start_moed --model "$sub" --layers 1; then
+	for x in "$sub"/x_*.npy; do
+		T=$(basename "$x" .npy); T=${T#x_}
+		"$MOECTL" infer --layer 1 --input "$x" --output "$TMP/out-subset/got_y_1_$T.npy" >/dev/null ||
+			fail "subset: infer layer 1 T=$T"
+		"$MOECTL" --json route --layer 1 --input "$x" >"$TMP/out-subset/route_1_$T.json" ||
+			fail "subset: route layer 1 T=$T"
+	done
+	"$MOECTL" --json model | $PY -c 'import json,sys; m=json.load(sys.stdin); assert m["served_layers"] == [1] and m["moe_layers"] == [1, 2], m' &&
+		ok "subset: served_layers [1] of moe_layers [1, 2]" || fail "subset: model --json"
+	expect_fail 1 "layer 2 is not served here; served layers: 1" "$MOECTL" infer --layer 2 --input "$sub/x_1.npy"
+	expect_fail 1 "layer 0 is a dense layer; served layers: 1" "$MOECTL" infer --layer 0 --input "$sub/x_1.npy"
+	stop_moed
+	$PY "$top_srcdir/tests/ref/compare.py" "$sub" "$TMP/out-subset" && ok "subset matches the reference" ||
+		fail "subset differs from the reference"
+else
+	fail "moed --layers 1 did not start on a one-layer checkpoint"
+fi
+printf '[model]\nlayers = 2\n' >"$TMP/l.conf"
+start_moed --model "$CASES/good/v3" --config "$TMP/l.conf" &&
+	"$MOECTL" --json model | $PY -c 'import json,sys; assert json.load(sys.stdin)["served_layers"] == [2]' &&
+	ok "[model] layers = 2 serves layer 2 only" || fail "[model] layers = 2"
+stop_moed
+expect_fail 1 "layers: layer 0 is a dense layer" "$MOED" --socket "$SOCK" --config /dev/null \
+	--plugin-dir "$MOED_TEST_PLUGIN_DIR" --model "$CASES/good/v3" --layers 0-1
+expect_fail 1 "layers '1-x': want layer indices and ranges" "$MOED" --config /dev/null \
+	--model "$CASES/good/v3" --layers 1-x --check-config
 
 for case in "$CASES"/bad/*; do
 	name=$(basename "$case")

@@ -61,6 +61,14 @@ def family(mtype):
     return "deepseek"
 
 
+# HF's config-class defaults per model_type, written again from hfconfig.h's
+# comment: (scoring, topk_method, norm, scale, n_group, topk_group, shared, first_dense)
+DEFAULTS = {"deepseek_v2": ("softmax", "greedy", False, 1.0, 1, 1, 0, 0),
+            "deepseek_v3": ("sigmoid", "noaux_tc", True, 2.5, 8, 4, 1, 3),
+            "kimi_k2": ("sigmoid", "noaux_tc", True, 2.5, 8, 4, 1, 3),
+            "glm4_moe": ("sigmoid", "noaux_tc", True, 1.0, 1, 1, 1, 1)}
+
+
 def expected_model(hf):
     """The documented config rules (hfconfig.h), written again here."""
     mt, fam = hf["model_type"], family(hf["model_type"])
@@ -69,13 +77,14 @@ def expected_model(hf):
          "n_group": 1, "topk_group": 1, "n_shared_experts": 0, "scoring": "softmax",
          "topk_method": "greedy", "routed_scaling_factor": 1.0}
     if fam == "deepseek":
+        sc, tm, norm, scale, g, tg, sh, _ = DEFAULTS[mt]
         m.update(intermediate_size=hf["moe_intermediate_size"], n_experts=hf["n_routed_experts"],
-                 n_group=hf.get("n_group", 1), topk_group=hf.get("topk_group", 1),
-                 n_shared_experts=hf.get("n_shared_experts", 0),
-                 scoring=hf.get("scoring_func", "softmax"),
-                 topk_method=hf.get("topk_method", "greedy"),
-                 routed_scaling_factor=hf.get("routed_scaling_factor", 1.0),
-                 norm_topk_prob=hf.get("norm_topk_prob", mt == "deepseek_v3"))
+                 n_group=hf.get("n_group", g), topk_group=hf.get("topk_group", tg),
+                 n_shared_experts=hf.get("n_shared_experts", sh),
+                 scoring=hf.get("scoring_func", sc),
+                 topk_method=hf.get("topk_method", tm),
+                 routed_scaling_factor=hf.get("routed_scaling_factor", scale),
+                 norm_topk_prob=hf.get("norm_topk_prob", norm))
         if mt == "deepseek_v2" and m["topk_method"] == "greedy":
             m["n_group"] = m["topk_group"] = 1
     elif fam == "mixtral":
@@ -86,6 +95,9 @@ def expected_model(hf):
         m.update(intermediate_size=hf[key], n_experts=hf["num_experts"],
                  norm_topk_prob=hf.get("norm_topk_prob", False))
     m["shared_intermediate_size"] = m["n_shared_experts"] * m["intermediate_size"]
+    if mt == "qwen2_moe":       # one gated shared expert of its own width
+        m["n_shared_experts"] = 1
+        m["shared_intermediate_size"] = hf.get("shared_expert_intermediate_size", 5632)
     m["default_router"] = "sigmoid-norm" if m["scoring"] == "sigmoid" else "softmax-topk"
     m["dtype"] = "F32"
     return m
@@ -103,6 +115,7 @@ def layer_fields(fam, L, n_experts):
     for field, n in zip(("shared_gate", "shared_up", "shared_down"),
                         ("gate_proj", "up_proj", "down_proj")):
         f["model.layers.%d.mlp.shared_experts.%s.weight" % (L, n)] = (field, -1)
+        f["model.layers.%d.mlp.shared_expert.%s.weight" % (L, n)] = (field, -1)
     return f
 
 
@@ -112,7 +125,10 @@ def write_expected(d, seed):
     layers = [int(v) for v in open(os.path.join(d, "layers")).read().split()]
     tensors = {}
     for p in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        tensors.update(ref.read_safetensors(p))
+        tensors.update(ref.read_safetensors(p, fp8_codes=True))
+    block = hf.get("quantization_config", {}).get("weight_block_size", [128, 128])
+    for n in [n for n in tensors if tensors[n].dtype == np.uint8]:
+        tensors[n] = ref.fp8_dequant(tensors[n], tensors[n + "_scale_inv"], block)
     rng = np.random.default_rng(seed)
     samples, bias, shared = [], False, False
     for L in layers:
@@ -204,6 +220,147 @@ def extra_good(root):
         extra[p + "down_proj.weight"] = (rng.standard_normal((H, 4 * I)).astype(F32), "F64")
         extra["model.layers.%d.self_attn.q_proj.weight" % L] = (np.eye(H, dtype=F32), "F32")
     append_tensors(os.path.join(d, "model.safetensors"), extra)
+    family_cases(root)
+    fp8_case(root, "v3_fp8", 200, 144, 8, [128, 128], 2, [1, 6, 50], seed=41)
+    fp8_case(root, "v3_fp8_block", 72, 40, 8, [32, 48], 1, [1, 9], seed=42)
+
+
+def fp8_case(root, name, H, I, E, block, shards, sizes, seed):
+    """DeepSeek-V3's release format: experts and shared experts F8_E4M3 with
+    fp32 <name>_scale_inv block scales, router BF16, bias F32.  H and I are not
+    multiples of the block (partial edge blocks); with shards > 1 every scale
+    lives in another shard than its weight.  The reference runs on the weights
+    dequantised here in numpy."""
+    rng = np.random.default_rng(seed)
+    d = os.path.join(root, "good", name)
+    os.makedirs(d)
+    hf = mc.deepseek_config("deepseek_v3", H, I, E, 4, 3, 1, 4, 2, 1, 2.5, True, "sigmoid",
+                            "noaux_tc")
+    hf["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                 "quant_method": "fp8", "weight_block_size": block}
+    if block == [128, 128]:
+        del hf["quantization_config"]["weight_block_size"]     # the default
+    json.dump(hf, open(os.path.join(d, "config.json"), "w"), indent=1)
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    weights, scales, seen = {}, {}, {}
+    for L in (1, 2):
+        lw = mc.make_layer(rng, H, I, E, 1, True, "F32")
+        p = "model.layers.%d.mlp." % L
+        weights[p + "gate.weight"] = (lw["gate"], "BF16")
+        weights[p + "gate.e_score_correction_bias"] = (lw["bias"], "F32")
+
+        def fp8(tname, w):
+            q, s = ref.fp8_quantise(w, rng, block)
+            weights[tname] = (q, "F8_E4M3")
+            scales[tname + "_scale_inv"] = (s, "F32")
+            return ref.fp8_dequant(q, s, block)
+        ex = [tuple(fp8(p + "experts.%d.%s.weight" % (e, n), a)
+                    for n, a in zip(("gate_proj", "up_proj", "down_proj"), mats))
+              for e, mats in enumerate(lw["experts"])]
+        sh = tuple(fp8(p + "shared_experts.%s.weight" % n, a)
+                   for n, a in zip(("gate_proj", "up_proj", "down_proj"), lw["shared"]))
+        seen[L] = {"gate": ref.as_stored(lw["gate"], "BF16"), "bias": lw["bias"],
+                   "experts": ex, "shared": sh}
+    if shards == 1:
+        ref.write_safetensors(os.path.join(d, "model.safetensors"), dict(weights, **scales))
+    else:
+        files = ["model-%05d-of-%05d.safetensors" % (s + 1, shards) for s in range(shards)]
+        ref.write_safetensors(os.path.join(d, files[0]), weights)
+        ref.write_safetensors(os.path.join(d, files[1]), scales)
+        wmap = dict({n: files[0] for n in weights}, **{n: files[1] for n in scales})
+        json.dump({"metadata": {}, "weight_map": wmap},
+                  open(os.path.join(d, "model.safetensors.index.json"), "w"))
+    with open(os.path.join(d, "layers"), "w") as f:
+        f.write("1 2\n")
+    for T in sizes:
+        x = mc.clear_inputs(rng, T, H, seen, cfg)
+        np.save(os.path.join(d, "x_%d.npy" % T), x)
+        for L, lw in seen.items():
+            y, idx, w = ref.moe_forward(x, lw, cfg)
+            np.save(os.path.join(d, "y_%d_%d.npy" % (L, T)), y)
+            np.save(os.path.join(d, "experts_%d_%d.npy" % (L, T)), idx)
+            np.save(os.path.join(d, "weights_%d_%d.npy" % (L, T)), w)
+    # what moed must hold as fp8: one byte per weight, the scales, the fp32 router
+    blocks = lambda r, c: -(-r // block[0]) * -(-c // block[1])  # noqa: E731
+    per = 2 * (I * H + 4 * blocks(I, H)) + H * I + 4 * blocks(H, I)
+    fp8_bytes = 2 * ((E + 1) * per + E * H * 4 + E * 4)
+    with open(os.path.join(d, "fp8_bytes"), "w") as f:
+        f.write("%d\n" % fp8_bytes)
+
+
+def qwen2_case(root):
+    """Qwen2-MoE: softmax top-k without renormalisation, one shared expert of
+    shared_expert_intermediate_size at mlp.shared_expert.*, scaled per token
+    by sigmoid(mlp.shared_expert_gate.weight . x); decoder_sparse_step 2 and
+    mlp_only_layers [3] leave layers 1 and 5 of 6 MoE."""
+    rng = np.random.default_rng(51)
+    Is, En = 48, 8
+    d = os.path.join(root, "good", "qwen2")
+    os.makedirs(d)
+    hf = {"model_type": "qwen2_moe", "num_hidden_layers": 6, "hidden_size": H,
+          "intermediate_size": 128, "moe_intermediate_size": I, "num_experts": En,
+          "num_experts_per_tok": 2, "shared_expert_intermediate_size": Is,
+          "decoder_sparse_step": 2, "mlp_only_layers": [3]}
+    json.dump(hf, open(os.path.join(d, "config.json"), "w"), indent=1)
+    cfg = dict(scoring="softmax", top_k=2, normalise=False, scale=1.0)
+    tensors, seen = {}, {}
+    for L in (1, 5):
+        lw = mc.make_layer(rng, H, I, En, 0, False, "F32")
+        p = "model.layers.%d.mlp." % L
+        tensors[p + "gate.weight"] = (lw["gate"], "F32")
+        for e, mats in enumerate(lw["experts"]):
+            for n, a in zip(("gate_proj", "up_proj", "down_proj"), mats):
+                tensors[p + "experts.%d.%s.weight" % (e, n)] = (a, "F32")
+        sh = ((rng.standard_normal((Is, H)) / np.sqrt(H)).astype(F32),
+              (rng.standard_normal((Is, H)) / np.sqrt(H)).astype(F32),
+              (rng.standard_normal((H, Is)) / np.sqrt(Is)).astype(F32))
+        for n, a in zip(("gate_proj", "up_proj", "down_proj"), sh):
+            tensors[p + "shared_expert.%s.weight" % n] = (a, "F32")
+        sg = (rng.standard_normal((1, H)) / np.sqrt(H)).astype(F32)
+        tensors[p + "shared_expert_gate.weight"] = (sg, "F32")
+        seen[L] = dict(lw, shared=sh, shared_gate=sg)
+    # the dense layers' MLPs (3 is in mlp_only_layers), which moed must not take for MoE
+    for L in (0, 3):
+        tensors["model.layers.%d.mlp.gate_proj.weight" % L] = (np.ones((128, H), F32), "F32")
+    ref.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    with open(os.path.join(d, "layers"), "w") as f:
+        f.write("1 5\n")
+    for T in (1, 13):
+        x = mc.clear_inputs(rng, T, H, seen, cfg)
+        np.save(os.path.join(d, "x_%d.npy" % T), x)
+        for L, lw in seen.items():
+            y, idx, w = ref.moe_forward(x, lw, cfg)
+            np.save(os.path.join(d, "y_%d_%d.npy" % (L, T)), y)
+            np.save(os.path.join(d, "experts_%d_%d.npy" % (L, T)), idx)
+            np.save(os.path.join(d, "weights_%d_%d.npy" % (L, T)), w)
+
+
+def family_cases(root):
+    """Configs that leave the router keys to the family's defaults."""
+    qwen2_case(root)
+    def without(hf, *keys):
+        return {k: v for k, v in hf.items() if k not in keys}
+    # GLM-4.5: no scoring_func/topk_method; sigmoid + bias + noaux_tc; groups used
+    hf = without(mc.deepseek_config("glm4_moe", H, I, E, 4, 3, 1, 4, 2, 1, 2.5, True, "sigmoid",
+                                    "noaux_tc"), "scoring_func", "topk_method", "moe_layer_freq")
+    hf["architectures"] = ["Glm4MoeForCausalLM"]
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    mc.write_case(root, "glm45", hf, cfg, "deepseek", H, I, E, [1, 2], 1, True, "F32", [1, 9],
+                  seed=31)
+    # deepseek_v3 as HF's DeepseekV3Config writes it: no scoring_func, no topk_method,
+    # no norm_topk_prob, no routed_scaling_factor (2.5)
+    hf = without(mc.deepseek_config("deepseek_v3", H, I, E, 4, 2, 1, 4, 2, 1, 2.5, True,
+                                    "sigmoid", "noaux_tc"),
+                 "scoring_func", "topk_method", "norm_topk_prob", "routed_scaling_factor")
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=4, topk_group=2, normalise=True, scale=2.5)
+    mc.write_case(root, "v3_nokeys", hf, cfg, "deepseek", H, I, E, [1], 1, True, "F32", [1, 9],
+                  seed=32)
+    # Kimi-K2: the V3 layout under its own model_type
+    hf = without(mc.deepseek_config("kimi_k2", H, I, E, 4, 2, 0, 2, 1, 1, 2.827, True,
+                                    "sigmoid", "noaux_tc"), "scoring_func", "topk_method")
+    cfg = dict(scoring="sigmoid", top_k=4, n_group=2, topk_group=1, normalise=True, scale=2.827)
+    mc.write_case(root, "kimi_k2", hf, cfg, "deepseek", H, I, E, [0, 1], 1, True, "F32", [1, 9],
+                  seed=33)
 
 
 # ---- bad cases beyond make_cases.py ----------------------------------------------
@@ -255,6 +412,9 @@ def extra_bad(root):
     X = "model.layers.1.mlp."
     bad_config(root, "not_moe_family", "'model_type' 'llama' is not a MoE family",
                lambda c: [c.update(model_type="llama"), c.pop("n_routed_experts")])
+    bad_config(root, "unknown_family", "'model_type' 'deepseek_v9' is not a MoE family moed knows (deepseek_v2, deepseek_v3, kimi_k2, glm4_moe, qwen2_moe, qwen3_moe, olmoe, mixtral)",
+               lambda c: c.update(model_type="deepseek_v9"))
+    fp8_bad(root)
     bad_config(root, "k_too_big", "'num_experts_per_tok' 17 exceeds the 16 experts",
                lambda c: c.update(num_experts_per_tok=17))
     bad_config(root, "topk_group_too_big", "'topk_group' 5 exceeds 'n_group' 4",
@@ -269,9 +429,8 @@ def extra_bad(root):
                lambda c: c.update(topk_method="fastest"))
     bad_config(root, "huge_experts", "'n_routed_experts' 1048576 exceeds moed's limit",
                lambda c: c.update(n_routed_experts=1 << 20))
-    bad_config(root, "qwen2_shared", "'shared_expert_intermediate_size' 64: Qwen2-MoE's gated shared expert is not supported",
-               lambda c: c.update(model_type="qwen2_moe", shared_expert_intermediate_size=64),
-               src="qwen3")
+    bad_tensors(root, "qwen2_no_shared_gate", "missing tensor 'model.layers.1.mlp.shared_expert_gate.weight'",
+                lambda t: t.pop("model.layers.1.mlp.shared_expert_gate.weight"), src="qwen2")
     bad_tensors(root, "f64_dtype", "tensor 'model.layers.2.mlp.experts.7.gate_proj.weight' has dtype F64",
                 lambda t: t.update({"model.layers.2.mlp.experts.7.gate_proj.weight":
                                     (t["model.layers.2.mlp.experts.7.gate_proj.weight"][0], "F64")}))
@@ -326,6 +485,57 @@ def extra_bad(root):
     json.dump(idx, open(p, "w"))
 
 
+def fp8_bad(root):
+    """Broken FP8 checkpoints, from v3_fp8_block (one file, blocks 32 x 48)."""
+    X = "model.layers.1.mlp.experts.3."
+
+    def edit(name, expect, change):
+        d = clone(root, "v3_fp8_block", name, expect)
+        p = os.path.join(d, "model.safetensors")
+        header, data = read_raw(p)
+        data = bytearray(data)
+        change(header, data)
+        write_raw(p, header, bytes(data))
+        return d
+
+    def poke(tname, at, value):
+        def change(h, data):
+            data[h[tname]["data_offsets"][0] + at] = value
+        return change
+    edit("fp8_nan", "FP8 tensor '" + X + "up_proj.weight' element 5 is a NaN code (0x7F)",
+         poke(X + "up_proj.weight", 5, 0x7F))
+    edit("fp8_nan_neg", "FP8 tensor '" + X + "down_proj.weight' element 0 is a NaN code (0xFF)",
+         poke(X + "down_proj.weight", 0, 0xFF))
+
+    def rename(old, new):
+        def change(h, data):
+            h[new] = h.pop(old)
+        return change
+    edit("fp8_no_scale", "FP8 tensor '" + X + "gate_proj.weight' has no scale tensor '" + X +
+         "gate_proj.weight_scale_inv'",
+         rename(X + "gate_proj.weight_scale_inv", "unrelated.weight_scale_inv"))
+
+    def reshape(tname, shape):
+        def change(h, data):
+            h[tname]["shape"] = shape
+        return change
+    # down [72, 40] in 32 x 48 blocks has [3, 1] scales: [1, 3] (same bytes) is refused
+    edit("fp8_scale_shape", "tensor '" + X + "down_proj.weight_scale_inv' has shape [1, 3], expected [3, 1] (the scales of 32x48 blocks",
+         reshape(X + "down_proj.weight_scale_inv", [1, 3]))
+
+    def dtype(tname, dt):
+        def change(h, data):
+            h[tname]["dtype"] = dt
+        return change
+    edit("fp8_e5m2", "tensor '" + X + "gate_proj.weight' has dtype F8_E5M2; of the FP8 formats only block-scaled F8_E4M3",
+         dtype(X + "gate_proj.weight", "F8_E5M2"))
+    bad_config(root, "fp8_fmt", "'quantization_config.fmt' 'e5m2': only e4m3",
+               lambda c: c["quantization_config"].update(fmt="e5m2"), src="v3_fp8_block")
+    bad_config(root, "fp8_block", "'quantization_config.weight_block_size' must be [rows, cols]",
+               lambda c: c["quantization_config"].update(weight_block_size=[128]),
+               src="v3_fp8_block")
+
+
 # ---- synthetic:S0 from the documented generator ----------------------------------
 
 M64 = (1 << 64) - 1
@@ -372,6 +582,26 @@ def write_synthetic(root):
     dump_expected(os.path.join(root, "synthetic.json"), exp)
 
 
+def subset_case(root):
+    """OUTDIR/subset/v3_layer1: v3 holding only layer 1's tensors (served with
+    --layers 1; refused without it, naming layer 2's router weight)."""
+    d = os.path.join(root, "subset", "v3_layer1")
+    shutil.copytree(os.path.join(root, "good", "v3"), d)
+    t = read_f32(d)
+    ref.write_safetensors(os.path.join(d, "model.safetensors"),
+                          {n: v for n, v in t.items() if not n.startswith("model.layers.2.")})
+    for f in os.listdir(d):
+        if f.startswith(("y_2_", "experts_2_", "weights_2_")) or f == "expected.json":
+            os.remove(os.path.join(d, f))
+    open(os.path.join(d, "layers"), "w").write("1\n")
+    b = os.path.join(root, "bad", "subset_without_option")
+    shutil.copytree(d, b)
+    for f in os.listdir(b):
+        if f.endswith(".npy") or f == "layers":
+            os.remove(os.path.join(b, f))
+    open(os.path.join(b, "expect.txt"), "w").write("missing tensor 'model.layers.2.mlp.gate.weight'")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -379,6 +609,7 @@ def main():
     extra_good(out)
     mc.bad_cases(out, os.path.join(out, "good"))
     extra_bad(out)
+    subset_case(out)
     for i, d in enumerate(sorted(glob.glob(os.path.join(out, "good", "*")))):
         write_expected(d, 100 + i)
     write_synthetic(out)

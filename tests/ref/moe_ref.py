@@ -125,7 +125,10 @@ def moe_forward(x, layer, cfg):
         if len(rows):
             y[rows] += (w[rows, slots][:, None] * ffn(x[rows], g, u, d)).astype(F32)
     if layer.get("shared") is not None:
-        y += ffn(x, *layer["shared"])
+        sy = ffn(x, *layer["shared"])
+        if layer.get("shared_gate") is not None:      # Qwen2-MoE
+            sy = (sigmoid(x @ layer["shared_gate"].reshape(-1))[:, None] * sy).astype(F32)
+        y += sy
     return y.astype(F32), idx, w
 
 
@@ -149,6 +152,54 @@ def as_stored(a, dtype):
     return a.astype(F32)
 
 
+# ---- FP8 E4M3 ("e4m3fn"), decoded from its definition: sign, 4 exponent bits
+# (bias 7), 3 mantissa bits; exponent 0 is subnormal; 0x7F/0xFF are NaN.
+
+def fp8_table():
+    v = np.arange(256)
+    e, m = (v >> 3) & 15, v & 7
+    mag = np.where(e == 0, m * 2.0 ** -9, (8 + m) * 2.0 ** (e - 10))
+    t = np.where(v & 0x80, -mag, mag)
+    t[(v & 0x7F) == 0x7F] = np.nan
+    return t.astype(F32)
+
+
+FP8 = fp8_table()
+
+
+def fp8_encode(a):
+    """float32 -> nearest e4m3 codes (uint8), saturating at 448."""
+    pos = FP8[:0x7F]                        # codes 0..0x7E, increasing
+    mag = np.minimum(np.abs(a), 448.0)
+    hi = np.clip(np.searchsorted(pos, mag), 1, 0x7E)
+    lo = hi - 1
+    code = np.where(mag - pos[lo] <= pos[hi] - mag, lo, hi).astype(np.uint8)
+    return np.where((a < 0) & (code != 0), code | 0x80, code).astype(np.uint8)
+
+
+def fp8_dequant(codes, scale, block):
+    """w[r][c] = fp8(codes[r][c]) * scale[r // br][c // bc] in float32."""
+    br, bc = block
+    s = np.repeat(np.repeat(scale, br, axis=0), bc, axis=1)[:codes.shape[0], :codes.shape[1]]
+    return (FP8[codes] * s).astype(F32)
+
+
+def fp8_quantise(w, rng, block):
+    """Block-scaled codes of w: each block's scale is amax/448 times 2^j, j in
+    0..4 drawn per block, so neighbouring blocks' scales differ by powers of
+    two (a scale applied to the wrong block is off by up to 16x)."""
+    br, bc = block
+    R, C = w.shape
+    sr, sc = -(-R // br), -(-C // bc)
+    scale = np.zeros((sr, sc), F32)
+    for i in range(sr):
+        for j in range(sc):
+            amax = np.abs(w[i * br:(i + 1) * br, j * bc:(j + 1) * bc]).max()
+            scale[i, j] = F32(amax / 448.0 * 2.0 ** int(rng.integers(0, 5)))
+    s = np.repeat(np.repeat(scale, br, axis=0), bc, axis=1)[:R, :C]
+    return fp8_encode((w / s).astype(F32)), scale
+
+
 def tensor_bytes(a, dtype):
     if dtype == "BF16":
         return to_bf16_bits(a).tobytes()
@@ -160,6 +211,8 @@ def tensor_bytes(a, dtype):
         return a.astype("<f8").tobytes()
     if dtype == "I64":
         return a.astype("<i8").tobytes()
+    if dtype in ("F8_E4M3", "F8_E5M2"):
+        return a.astype(np.uint8).tobytes()
     raise ValueError(dtype)
 
 
@@ -181,8 +234,9 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
-def read_safetensors(path):
-    """{name: float32 array} from an F32/BF16/F16 safetensors file."""
+def read_safetensors(path, fp8_codes=False):
+    """{name: float32 array} from an F32/BF16/F16 safetensors file (with
+    fp8_codes, F8_E4M3 tensors too, as their uint8 codes)."""
     data = open(path, "rb").read()
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + n])
@@ -197,6 +251,9 @@ def read_safetensors(path):
             a = np.frombuffer(b, "<f2").astype(F32)
         elif t["dtype"] == "BF16":
             a = from_bf16_bits(np.frombuffer(b, "<u2"))
+        elif t["dtype"] == "F8_E4M3" and fp8_codes:
+            out[name] = np.frombuffer(b, np.uint8).reshape(t["shape"])
+            continue
         else:
             continue
         out[name] = a.reshape(t["shape"]).astype(F32)

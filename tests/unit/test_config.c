@@ -65,7 +65,8 @@ static void test_defaults(void **state)
 		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	}
 	config_release(&c);
-	assert_int_equal(config_key_count(), 33);       /* a new row needs a line above */
+	assert_null(c.model_layers);
+	assert_int_equal(config_key_count(), 34);       /* a new row needs a line above */
 }
 
 /* The rows themselves: findable, named "section.name", unique, printable. */
@@ -95,7 +96,7 @@ static void test_table(void **state)
 	assert_int_equal(lines, config_key_count());
 	assert_non_null(strstr(dump, "\nlimits max_buffered_bytes u64[0|1048576..1099511627776] 0 live "));
 	assert_non_null(strstr(dump, "\nlimits queue_depth u32[1..1048576] 1024 restart "));
-	assert_non_null(strstr(dump, "\nexpert weights enum[bf16|fp32] - restart "));
+	assert_non_null(strstr(dump, "\nexpert weights enum[bf16|fp32|fp8] - restart "));
 	assert_non_null(strstr(dump, "\ndaemon log_level loglevel info live "));
 	assert_non_null(strstr(dump, "\ndaemon allow_group_writable_plugins bool 0 live "));
 	assert_non_null(strstr(dump, "\ndaemon plugin_dir string lib/moed/plugins restart "));
@@ -228,7 +229,7 @@ static void test_errors(void **state)
 	expect_error("[daemon]\nsocket =\n", "socket", "empty");
 	expect_error("[daemon\nsocket = /x\n", "bad.conf:1:", NULL);
 	expect_error("[daemon]\nallow_group_writable_plugins = maybe\n", "bad.conf:2:", "yes, no");
-	expect_error("[expert]\nplugin = cpu\nweights = fp16\n", "bad.conf:3:", "[expert] weights must be bf16 or fp32");
+	expect_error("[expert]\nplugin = cpu\nweights = fp16\n", "bad.conf:3:", "[expert] weights must be bf16, fp32 or fp8");
 	expect_error("[limits]\nmax_buffered_bytes = 1048575\n", "max_buffered_bytes",
 		     "0 or an integer in 1048576..1099511627776");
 	expect_error("[limits]\nmax_buffered_bytes = 1099511627777\n", "max_buffered_bytes", NULL);

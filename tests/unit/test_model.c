@@ -86,6 +86,59 @@ static void test_f16(void **state)
 #endif
 }
 
+/* FP8 E4M3 against values worked out by hand from the format (bias 7). */
+static void test_fp8(void **state)
+{
+	/* [2][3] codes in blocks of 1 row x 2 columns: scales [2][2] */
+	const uint8_t q[6] = { 0x38, 0xB8, 0x7E, 0x01, 0x00, 0x40 };
+	const float scale[4] = { 1.0f, 0.25f, 8.0f, 0.5f };
+	float w[6];
+	uint16_t b[6];
+
+	assert_true(dtype_f8e4m3_to_f32(0x38) == 1.0f);
+	assert_true(dtype_f8e4m3_to_f32(0xB8) == -1.0f);
+	assert_true(dtype_f8e4m3_to_f32(0x7E) == 448.0f);       /* the largest */
+	assert_true(dtype_f8e4m3_to_f32(0x08) == ldexpf(1.0f, -6));     /* smallest normal */
+	assert_true(dtype_f8e4m3_to_f32(0x07) == ldexpf(7.0f, -9));     /* largest subnormal */
+	assert_true(dtype_f8e4m3_to_f32(0x01) == ldexpf(1.0f, -9));
+	assert_true(dtype_f8e4m3_to_f32(0x3D) == 1.625f);
+	assert_int_equal(f32_bits(dtype_f8e4m3_to_f32(0x80)), 0x80000000u);
+	assert_true(isnan(dtype_f8e4m3_to_f32(0x7F)) && isnan(dtype_f8e4m3_to_f32(0xFF)));
+	assert_false(dtype_f8e4m3_is_nan(0x7E));
+	assert_int_equal(dtype_f8e4m3_find_nan(q, 6), 6);
+	assert_int_equal(dtype_f8e4m3_find_nan((const uint8_t *)"\x01\x02\xff", 3), 2);
+	assert_int_equal(dtype_size(MOED_DTYPE_F8_E4M3), 1);
+	assert_string_equal(dtype_name(MOED_DTYPE_F8_E4M3), "F8_E4M3");
+	dtype_f8_dequant(q, scale, 2, 3, 1, 2, MOED_DTYPE_F32, w);
+	assert_true(w[0] == 1.0f && w[1] == -1.0f && w[2] == 112.0f);
+	assert_true(w[3] == ldexpf(1.0f, -6) && w[4] == 0.0f && w[5] == 1.0f);
+	dtype_f8_dequant(q, scale, 2, 3, 1, 2, MOED_DTYPE_BF16, b);
+	assert_int_equal(b[2], 0x42e0);                         /* 112 */
+}
+
+static void test_parse_layers(void **state)
+{
+	static const char *bad[] = { "", "a", "3-1", "1,", "1-", ",1", "1,,2", "-1", "65536",
+				     "1 2", "0x3" };
+	uint32_t *v = NULL, n = 0;
+	char err[256];
+
+	assert_int_equal(model_parse_layers("1-3,7", &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 4);
+	assert_true(v[0] == 1 && v[1] == 2 && v[2] == 3 && v[3] == 7);
+	free(v);
+	assert_int_equal(model_parse_layers("7,2-3,1,2,65535", &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 5);
+	assert_true(v[0] == 1 && v[1] == 2 && v[2] == 3 && v[3] == 7 && v[4] == 65535);
+	free(v);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = (uint32_t *)&v;
+		if (model_parse_layers(bad[i], &v, &n, err, sizeof(err)) != -EINVAL ||
+		    v != (uint32_t *)&v || !strstr(err, "want layer indices"))
+			fail_msg("'%s' accepted or wrong message '%s'", bad[i], err);
+	}
+}
+
 static void test_dtype_bulk(void **state)
 {
 	/* unaligned sources, as tensors sit at any offset of a mapped file */
@@ -297,17 +350,43 @@ static void test_hf_families(void **state)
 	assert_false(hfconfig_layer_is_moe(&c, 2));
 	assert_true(hfconfig_layer_is_moe(&c, 3));
 
-	/* defaults */
+	/* defaults: HF DeepseekV3Config's (no scoring_func key: the V3 router) */
 	c = parse_ok("{\"model_type\":\"deepseek_v3\"," DS_BASE "}");
+	assert_int_equal(c.n_group, 8);
+	assert_int_equal(c.topk_group, 4);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_int_equal(c.shared_intermediate_size, 32);
+	assert_int_equal(c.first_k_dense_replace, 3);
+	assert_int_equal(c.moe_layer_freq, 1);
+	assert_true(c.routed_scaling_factor == 2.5f);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	assert_true(c.norm_topk_prob);
+	c = parse_ok("{\"model_type\":\"kimi_k2\"," DS_BASE ",\"n_group\":1,\"topk_group\":1}");
+	assert_int_equal(c.family, HF_DEEPSEEK);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	/* GLM-4.5: DeepSeek-V3's router without the keys that say so */
+	c = parse_ok("{\"model_type\":\"glm4_moe\"," DS_BASE ",\"routed_scaling_factor\":2.5,"
+		     "\"moe_layer_freq\":2}");
+	assert_int_equal(c.family, HF_GLM);
+	assert_true(c.sigmoid);
+	assert_string_equal(c.topk_method, "noaux_tc");
+	assert_true(c.norm_topk_prob);
 	assert_int_equal(c.n_group, 1);
-	assert_int_equal(c.topk_group, 1);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_true(c.routed_scaling_factor == 2.5f);
+	assert_false(hfconfig_layer_is_moe(&c, 0));
+	assert_true(hfconfig_layer_is_moe(&c, 1));      /* moe_layer_freq is not GLM's */
+	assert_true(hfconfig_layer_is_moe(&c, 2));
+	c = parse_ok("{\"model_type\":\"deepseek_v2\"," DS_BASE "}");
+	assert_int_equal(c.n_group, 1);
 	assert_int_equal(c.n_shared_experts, 0);
 	assert_int_equal(c.first_k_dense_replace, 0);
-	assert_int_equal(c.moe_layer_freq, 1);
 	assert_true(c.routed_scaling_factor == 1.0f);
 	assert_false(c.sigmoid);
 	assert_string_equal(c.topk_method, "greedy");
-	assert_true(c.norm_topk_prob);
+	assert_false(c.norm_topk_prob);
 	c = parse_ok("{\"model_type\":\"deepseek_v2\"," DS_BASE ",\"moe_layer_freq\":2}");
 	assert_false(c.norm_topk_prob);
 	assert_true(hfconfig_layer_is_moe(&c, 2));
@@ -339,6 +418,31 @@ static void test_hf_families(void **state)
 	assert_false(c.norm_topk_prob);
 	assert_false(hfconfig_layer_is_moe(&c, 0));
 	assert_true(hfconfig_layer_is_moe(&c, 1));
+	c = parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":8,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"decoder_sparse_step\":2,\"mlp_only_layers\":[3,4],\"norm_topk_prob\":true}");
+	assert_true(c.norm_topk_prob);
+	assert_true(hfconfig_layer_is_moe(&c, 1));
+	assert_false(hfconfig_layer_is_moe(&c, 3));
+	assert_false(hfconfig_layer_is_moe(&c, 4));
+	assert_true(hfconfig_layer_is_moe(&c, 5));
+
+	/* Qwen2-MoE: one gated shared expert of its own width (HF default 5632) */
+	c = parse_ok("{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"shared_expert_intermediate_size\":96}");
+	assert_true(c.shared_expert_gate);
+	assert_int_equal(c.n_shared_experts, 1);
+	assert_int_equal(c.shared_intermediate_size, 96);
+	assert_false(c.norm_topk_prob);
+	c = parse_ok("{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2}");
+	assert_int_equal(c.shared_intermediate_size, 5632);
+	c = parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":4,\"hidden_size\":64,"
+		     "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+		     "\"shared_expert_intermediate_size\":96}");
+	assert_false(c.shared_expert_gate);
+	assert_int_equal(c.shared_intermediate_size, 0);
 
 	c = parse_ok("{\"model_type\":\"olmoe\",\"num_hidden_layers\":16,\"hidden_size\":2048,"
 		     "\"intermediate_size\":1024,\"num_experts\":64,\"num_experts_per_tok\":8}");
@@ -356,6 +460,14 @@ static const struct {
 	{ "{\"model_type\":\"llama\",\"hidden_size\":64}",
 	  "'model_type' 'llama' is not a MoE family" },
 	{ "{\"model_type\":7}", "'model_type' must be a short string" },
+	/* a family is never guessed from the keys present */
+	{ "{\"model_type\":\"deepseek_v9\"," DS_BASE "}",
+	  "'model_type' 'deepseek_v9' is not a MoE family moed knows (deepseek_v2, deepseek_v3, "
+	  "kimi_k2, glm4_moe, qwen2_moe, qwen3_moe, olmoe, mixtral)" },
+	{ "{" DS_BASE "}", "'model_type' '' is not a MoE family" },
+	{ "{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":2,\"hidden_size\":64,"
+	  "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
+	  "\"mlp_only_layers\":[\"1\"]}", "'mlp_only_layers' must be a list" },
 	{ "{\"model_type\":\"deepseek_v3\",\"hidden_size\":64}", "'num_hidden_layers' missing" },
 	{ "{\"model_type\":\"deepseek_v3\",\"num_hidden_layers\":4,\"hidden_size\":64,"
 	  "\"num_experts_per_tok\":4,\"n_routed_experts\":16}", "'moe_intermediate_size' missing" },
@@ -401,7 +513,7 @@ static const struct {
 	  "\"num_local_experts\":8,\"num_experts_per_tok\":2}", "'intermediate_size' missing" },
 	{ "{\"model_type\":\"qwen2_moe\",\"num_hidden_layers\":2,\"hidden_size\":64,"
 	  "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,"
-	  "\"shared_expert_intermediate_size\":64}", "gated shared expert is not supported" },
+	  "\"shared_expert_intermediate_size\":2097152}", "'shared_expert_intermediate_size' 2097152 exceeds" },
 };
 
 static void test_hf_bad(void **state)
@@ -621,7 +733,7 @@ static void test_synthetic(void **state)
 
 	assert_int_equal(model_load("synthetic:S9", &keep, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "unknown synthetic model 'S9'"));
-	assert_non_null(strstr(err, "synthetic:S0, S1, S2, S3 or S4"));
+	assert_non_null(strstr(err, "synthetic:S0, S1, S2, S3, S4 or V3"));
 	assert_ptr_equal(keep, (struct moed_model *)&keep);
 }
 
@@ -666,10 +778,22 @@ static int data_aligned(const char *dir, size_t es)
  * held as stored (and aligned), and equal (bf16 widened exactly) to the fp32
  * values. */
 static int same_matrix(const struct moed_model *as_stored, int may_map, const void *p,
-		       const float *f32, size_t n)
+		       const float *scale, uint32_t rows, const float *f32, size_t n)
 {
 	if (model_is_mapped(as_stored, p) != may_map)
 		return 0;
+	if (as_stored->dtype == MOED_DTYPE_F8_E4M3) {
+		float *w = malloc(n * sizeof(float));
+		int same;
+
+		if (!w || !scale)
+			return free(w), 0;
+		dtype_f8_dequant(p, scale, rows, n / rows, as_stored->scale_block_rows,
+				 as_stored->scale_block_cols, MOED_DTYPE_F32, w);
+		same = memcmp(w, f32, n * sizeof(float)) == 0;
+		free(w);
+		return same;
+	}
 	if (as_stored->dtype == MOED_DTYPE_F32)
 		return memcmp(p, f32, n * sizeof(float)) == 0;
 	for (size_t i = 0; i < n; i++)
@@ -684,6 +808,7 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 {
 	size_t e_n = (size_t)f->hidden_size * f->intermediate_size;
 	size_t s_n = (size_t)f->hidden_size * f->shared_intermediate_size;
+	uint32_t H = f->hidden_size, I = f->intermediate_size, Is = f->shared_intermediate_size;
 	struct moed_model *m;
 	uint64_t expect_mapped = 0;
 	char err[1024];
@@ -693,7 +818,8 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 		print_error("%s: refused as stored: %s\n", dir, err);
 		return 1;
 	}
-	EXPECT(m->dtype == (m->stored_dtype == MOED_DTYPE_BF16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32),
+	EXPECT(m->dtype == (m->stored_dtype == MOED_DTYPE_BF16 ||
+			    m->stored_dtype == MOED_DTYPE_F8_E4M3 ? m->stored_dtype : MOED_DTYPE_F32),
 	       "%s: stored %s held as %s\n", dir, dtype_name(m->stored_dtype),
 	       dtype_name(m->dtype));
 	may = m->dtype == m->stored_dtype && data_aligned(dir, dtype_size(m->dtype));
@@ -701,14 +827,20 @@ static int check_as_stored(const char *dir, const struct moed_model *f)
 		const struct moed_layer *a = &m->layers[i], *b = &f->layers[i];
 
 		for (uint32_t e = 0; e < m->n_experts; e++)
-			EXPECT(same_matrix(m, may, a->expert_gate[e], b->expert_gate[e], e_n) &&
-			       same_matrix(m, may, a->expert_up[e], b->expert_up[e], e_n) &&
-			       same_matrix(m, may, a->expert_down[e], b->expert_down[e], e_n),
+			EXPECT(same_matrix(m, may, a->expert_gate[e], a->gate_scale[e], I,
+					   b->expert_gate[e], e_n) &&
+			       same_matrix(m, may, a->expert_up[e], a->up_scale[e], I,
+					   b->expert_up[e], e_n) &&
+			       same_matrix(m, may, a->expert_down[e], a->down_scale[e], H,
+					   b->expert_down[e], e_n),
 			       "%s: layer %u expert %u as stored differs\n", dir, a->index, e);
 		if (a->shared_gate)
-			EXPECT(same_matrix(m, may, a->shared_gate, b->shared_gate, s_n) &&
-			       same_matrix(m, may, a->shared_up, b->shared_up, s_n) &&
-			       same_matrix(m, may, a->shared_down, b->shared_down, s_n),
+			EXPECT(same_matrix(m, may, a->shared_gate, a->shared_gate_scale, Is,
+					   b->shared_gate, s_n) &&
+			       same_matrix(m, may, a->shared_up, a->shared_up_scale, Is,
+					   b->shared_up, s_n) &&
+			       same_matrix(m, may, a->shared_down, a->shared_down_scale, H,
+					   b->shared_down, s_n),
 			       "%s: layer %u shared expert as stored differs\n", dir, a->index);
 		expect_mapped += (3 * (uint64_t)m->n_experts * e_n + (a->shared_gate ? 3 * s_n : 0)) *
 				 dtype_size(m->dtype);
@@ -824,6 +956,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_dtype_bulk),
+		cmocka_unit_test(test_fp8),
+		cmocka_unit_test(test_parse_layers),
 		cmocka_unit_test(test_st_good),
 		cmocka_unit_test(test_st_bad),
 		cmocka_unit_test(test_st_lengths),

@@ -14,11 +14,7 @@
 
 float dtype_bf16_to_f32(uint16_t v)
 {
-	uint32_t u = (uint32_t)v << 16;
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
+	return tensor_bf16_to_f32(v);      /* one conversion for wire and weights */
 }
 
 float dtype_f16_to_f32(uint16_t v)
@@ -84,12 +80,7 @@ void dtype_f8_dequant(const uint8_t *q, const float *scale, size_t rows, size_t 
 
 uint16_t dtype_f32_to_bf16(float f)
 {
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);    /* NaN stays NaN */
-	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+	return tensor_f32_to_bf16(f);
 }
 
 size_t dtype_size(uint32_t dtype)

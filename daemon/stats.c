@@ -113,6 +113,7 @@ void hist_add(struct hist *h, uint64_t us)
 {
 	h->buckets[bucket_of(us)]++;
 	h->count++;
+	h->sum_us += us;
 }
 
 uint64_t hist_percentile(const struct hist *h, double p)

@@ -20,6 +20,7 @@
 struct hist {
 	uint64_t count;
 	uint64_t buckets[HIST_BUCKETS];
+	uint64_t sum_us;                /* of every value added (the metrics' _sum) */
 };
 
 struct layer_stats {

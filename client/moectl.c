@@ -25,8 +25,10 @@ const struct command moectl_commands[] = {
 	  "run MoE layer L on hidden states", cmd_infer },
 	{ "route", "route --layer L (--input X.npy | --random T [--seed N])",
 	  "show the experts and weights chosen per token", cmd_route },
-	{ "router", "router (set NAME [--param KEY=VALUE]... [--layer L] | show)",
-	  "replace the router while serving, or show routers per layer", cmd_router },
+	{ "router", "router (set NAME [--param KEY=VALUE]... [--layer L] | show |\n"
+		    "             shadow (NAME [--param KEY=VALUE]... [--layer L] [--sample F] | --off [--layer L]))",
+	  "replace the router while serving, show routers per layer, or run a candidate beside it",
+	  cmd_router },
 	{ "expert", "expert set NAME [--param KEY=VALUE]... [--layer L]",
 	  "replace the expert backend while serving", cmd_expert },
 	{ "stats", "stats [--layer L] [--watch SECONDS]",

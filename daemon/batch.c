@@ -265,6 +265,7 @@ static void batch_done(struct pool_job *pj)
 				     m->n * k, m->n, b->call.compute_ns / 1000,
 				     (now_ns - m->start_ns) / 1000);
 		}
+		engine_shadow_record(&b->call, now_ms);
 	}
 	engine_call_end(&b->call);
 	batch_free(b);

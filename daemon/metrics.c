@@ -189,10 +189,94 @@ out:
 	free(bias);
 }
 
+/* The shadow routers' comparison, per layer that has one. */
+static void shadows(struct out *o, struct engine *e, uint64_t now)
+{
+	uint32_t E = e->model->n_experts;
+	uint64_t *load = calloc(E ? E : 1, sizeof(*load));
+	char name[256];
+	int any = 0;
+
+	if (!load) {
+		o->b.oom = 1;
+		return;
+	}
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		any |= e->layers[i].shadow != NULL;
+	if (!any)
+		goto out;
+	family(o, "moed_shadow_overlap", "gauge",
+	       "Mean |A n B| / k of the shadow's and the serving router's experts, since the shadow was set.");
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		if (l->shadow)
+			mbuf_printf(&o->b, "moed_shadow_overlap{layer=\"%u\",router=\"%s\"} %.9g\n",
+				    l->w->index, esc(l->shadow->gen->name, name, sizeof(name)),
+				    l->shadow_stats->tokens ? l->shadow_stats->overlap_sum /
+							      (double)l->shadow_stats->tokens : 0.0);
+	}
+	family(o, "moed_shadow_top1_agreement", "gauge",
+	       "Fraction of tokens whose top-1 expert is the same under both routers.");
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		if (l->shadow)
+			mbuf_printf(&o->b, "moed_shadow_top1_agreement{layer=\"%u\",router=\"%s\"} %.9g\n",
+				    l->w->index, esc(l->shadow->gen->name, name, sizeof(name)),
+				    l->shadow_stats->tokens ? (double)l->shadow_stats->top1_agree /
+							      (double)l->shadow_stats->tokens : 0.0);
+	}
+	family(o, "moed_shadow_max_violation", "gauge",
+	       "MaxVio over the stats window of the load the shadow (which=candidate) and the serving router (which=serving) gave the same tokens.");
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		if (!l->shadow)
+			continue;
+		stats_window(&l->shadow_stats->candidate, now, load);
+		mbuf_printf(&o->b, "moed_shadow_max_violation{layer=\"%u\",which=\"candidate\"} %.9g\n",
+			    l->w->index, (double)stats_max_vio(load, E));
+		stats_window(&l->shadow_stats->serving, now, load);
+		mbuf_printf(&o->b, "moed_shadow_max_violation{layer=\"%u\",which=\"serving\"} %.9g\n",
+			    l->w->index, (double)stats_max_vio(load, E));
+	}
+	family(o, "moed_shadow_drift", "gauge",
+	       "Relative output drift ||y_shadow - y|| / ||y|| of the sampled tokens, by quantile.");
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		if (!l->shadow)
+			continue;
+		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.5\"} %.9g\n",
+			    l->w->index, shadow_stats_drift(l->shadow_stats, 0.5));
+		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.99\"} %.9g\n",
+			    l->w->index, shadow_stats_drift(l->shadow_stats, 0.99));
+	}
+	family(o, "moed_shadow_tokens_total", "counter", "Tokens the shadow routed.");
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		if (e->layers[i].shadow)
+			mbuf_printf(&o->b, "moed_shadow_tokens_total{layer=\"%u\"} %llu\n",
+				    e->layers[i].w->index,
+				    (unsigned long long)e->layers[i].shadow_stats->tokens);
+	family(o, "moed_shadow_sampled_tokens_total", "counter",
+	       "Tokens whose output drift was computed (the expert backend ran for them).");
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		if (e->layers[i].shadow)
+			mbuf_printf(&o->b, "moed_shadow_sampled_tokens_total{layer=\"%u\"} %llu\n",
+				    e->layers[i].w->index,
+				    (unsigned long long)e->layers[i].shadow_stats->sampled);
+	family(o, "moed_shadow_compute_seconds_total", "counter",
+	       "Worker time spent on the shadow: its routing and the sampled forwards.");
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		if (e->layers[i].shadow)
+			mbuf_printf(&o->b, "moed_shadow_compute_seconds_total{layer=\"%u\"} %.9f\n",
+				    e->layers[i].w->index,
+				    (double)e->layers[i].shadow_stats->compute_ns / 1e9);
+out:
+	free(load);
+}
+
 /* One series per distinct generation bound to any layer. */
 static void plugins(struct out *o, const struct engine *e)
 {
-	const struct plugin_gen **seen = calloc(2 * (size_t)e->n_layers + 1, sizeof(*seen));
+	const struct plugin_gen **seen = calloc(3 * (size_t)e->n_layers + 1, sizeof(*seen));
 	size_t n = 0;
 	char name[256];
 
@@ -200,10 +284,12 @@ static void plugins(struct out *o, const struct engine *e)
 		o->b.oom = 1;
 		return;
 	}
-	family(o, "moed_plugin_info", "info", "The plugin generations bound to a layer.");
+	family(o, "moed_plugin_info", "info",
+	       "The plugin generations bound to a layer (a shadow router has kind shadow).");
 	for (uint32_t i = 0; i < e->n_layers; i++) {
-		const struct binding *b[2] = { e->layers[i].router, e->layers[i].expert };
-		for (int j = 0; j < 2; j++) {
+		const struct binding *b[3] = { e->layers[i].router, e->layers[i].expert,
+					       e->layers[i].shadow };
+		for (int j = 0; j < 3; j++) {
 			size_t k;
 			if (!b[j])
 				continue;
@@ -213,7 +299,7 @@ static void plugins(struct out *o, const struct engine *e)
 				continue;
 			seen[n++] = b[j]->gen;
 			mbuf_printf(&o->b, "moed_plugin_info{kind=\"%s\",name=\"%s\",generation=\"%llu\"} 1\n",
-				    j ? "expert" : "router", esc(b[j]->gen->name, name, sizeof(name)),
+				    j == 2 ? "shadow" : j ? "expert" : "router", esc(b[j]->gen->name, name, sizeof(name)),
 				    (unsigned long long)b[j]->gen->generation);
 		}
 	}
@@ -232,6 +318,7 @@ int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t
 	mbuf_printf(&o.b, "moed_uptime_seconds %.3f\n", (double)(now - svc->start_ms) / 1000.0);
 	requests(&o, bc);
 	layers(&o, svc->engine, now);
+	shadows(&o, svc->engine, now);
 	plugins(&o, svc->engine);
 	family(&o, "moed_queued_tokens", "gauge", "Accepted infer and route tokens not yet answered.");
 	mbuf_printf(&o.b, "moed_queued_tokens %llu\n", (unsigned long long)bc->queued_tokens);

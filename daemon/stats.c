@@ -132,3 +132,44 @@ uint64_t hist_percentile(const struct hist *h, double p)
 	}
 	return UINT64_MAX;
 }
+
+int shadow_stats_init(struct shadow_stats *s, uint32_t n_experts, uint64_t window_ms,
+		      uint64_t now_ms)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	r = stats_init(&s->serving, n_experts, window_ms, now_ms);
+	if (r == 0 && (r = stats_init(&s->candidate, n_experts, window_ms, now_ms)) < 0)
+		stats_release(&s->serving);
+	return r;
+}
+
+void shadow_stats_release(struct shadow_stats *s)
+{
+	stats_release(&s->serving);
+	stats_release(&s->candidate);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double shadow_stats_drift(const struct shadow_stats *s, double p)
+{
+	size_t n = s->n_drift < SHADOW_DRIFT_MAX ? (size_t)s->n_drift : SHADOW_DRIFT_MAX;
+	double *v, r;
+	size_t rank;
+
+	if (n == 0 || !(v = malloc(n * sizeof(*v))))
+		return 0.0;
+	memcpy(v, s->drift, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_double);
+	rank = (size_t)ceil(p * (double)n);
+	r = v[rank ? rank - 1 : 0];
+	free(v);
+	return r;
+}

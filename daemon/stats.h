@@ -47,6 +47,30 @@ uint64_t stats_window(struct layer_stats *st, uint64_t now_ms, uint64_t *ret_loa
 /* (max - mean) / mean; 0 when nothing was routed. */
 float stats_max_vio(const uint64_t *load, uint32_t n);
 
+/*
+ * A shadow router's record against the serving one, since it was set: the
+ * load each would have given (two layer_stats, so both MaxVio cover the same
+ * window), the sum of |A n B| / k and of top-1 agreements over the tokens, and
+ * the relative output drift of the last SHADOW_DRIFT_MAX sampled tokens (kept
+ * exactly, so the percentiles are exact nearest-rank values).
+ */
+#define SHADOW_DRIFT_MAX 4096
+
+struct shadow_stats {
+	struct layer_stats serving, candidate;
+	uint64_t tokens, sampled, top1_agree;
+	double overlap_sum;
+	uint64_t compute_ns;
+	double drift[SHADOW_DRIFT_MAX];
+	uint64_t n_drift;               /* ever recorded; the ring holds the last ones */
+};
+
+int shadow_stats_init(struct shadow_stats *s, uint32_t n_experts, uint64_t window_ms,
+		      uint64_t now_ms);
+void shadow_stats_release(struct shadow_stats *s);
+/* Nearest-rank percentile of the drifts held (p in (0,1]); 0 when none. */
+double shadow_stats_drift(const struct shadow_stats *s, double p);
+
 void hist_add(struct hist *h, uint64_t us);
 uint64_t hist_percentile(const struct hist *h, double p);   /* p in (0,1] */
 

@@ -26,6 +26,29 @@ static json_object *latency(const struct hist *h)
 	return o;
 }
 
+static json_object *shadow(struct engine_layer *l, uint64_t now, uint64_t *load)
+{
+	struct shadow_stats *s = l->shadow_stats;
+	uint32_t E = l->rspec.n_experts;
+	json_object *o = json_object_new_object();
+	double t = (double)s->tokens;
+
+	json_object_object_add(o, "router", json_object_new_string(l->shadow->gen->name));
+	json_object_object_add(o, "generation", json_object_new_uint64(l->shadow->gen->generation));
+	json_object_object_add(o, "overlap", json_object_new_double(t ? s->overlap_sum / t : 0.0));
+	json_object_object_add(o, "top1_agreement",
+			       json_object_new_double(t ? (double)s->top1_agree / t : 0.0));
+	stats_window(&s->candidate, now, load);
+	json_object_object_add(o, "max_vio", json_object_new_double(stats_max_vio(load, E)));
+	stats_window(&s->serving, now, load);
+	json_object_object_add(o, "serving_max_vio", json_object_new_double(stats_max_vio(load, E)));
+	json_object_object_add(o, "drift_p50", json_object_new_double(shadow_stats_drift(s, 0.50)));
+	json_object_object_add(o, "drift_p99", json_object_new_double(shadow_stats_drift(s, 0.99)));
+	json_object_object_add(o, "tokens", json_object_new_uint64(s->tokens));
+	json_object_object_add(o, "sampled", json_object_new_uint64(s->sampled));
+	return o;
+}
+
 static json_object *u64s(const uint64_t *v, size_t n)
 {
 	json_object *a = json_object_new_array();
@@ -74,6 +97,8 @@ int stats_json_render(struct service *svc, char **ret_text, size_t *ret_len)
 		json_object_object_add(j, "tokens", json_object_new_uint64(l->stats.tokens));
 		json_object_object_add(j, "compute_latency", latency(&l->stats.compute));
 		json_object_object_add(j, "request_latency", latency(&l->stats.request));
+		if (l->shadow)
+			json_object_object_add(j, "shadow", shadow(l, now, window));
 		json_object_array_add(layers, j);
 	}
 	json_object_object_add(o, "uptime_ms", json_object_new_uint64(now - svc->start_ms));

@@ -3,7 +3,7 @@ _moectl()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status plugins model infer route router expert stats bias reload bench"
+	local commands="status plugins model infer route router expert stats bias reload metrics bench"
 	local i cmd=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -15,7 +15,7 @@ _moectl()
 	case $prev in
 	-s|--socket) _filedir; return ;;
 	--input|--output) _filedir npy; return ;;
-	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration) return ;;
+	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration|--sample) return ;;
 	esac
 	if [[ -z $cmd ]]; then
 		COMPREPLY=($(compgen -W "$commands --socket --json --timeout --help --version" -- "$cur"))
@@ -25,11 +25,12 @@ _moectl()
 	case $cmd in
 	infer) opts+=" --layer --input --random --seed --output" ;;
 	route) opts+=" --layer --input --random --seed" ;;
-	router) opts+=" set show --param --layer softmax-topk sigmoid-norm bias-balanced" ;;
+	router) opts+=" set show shadow --param --layer --sample --off softmax-topk sigmoid-norm bias-balanced" ;;
 	expert) opts+=" set --param --layer cpu cuda" ;;
 	stats) opts+=" --layer --watch" ;;
 	bias) opts+=" show reset freeze thaw --layer" ;;
 	reload) opts+=" --wait" ;;
+	metrics) opts+=" --openmetrics" ;;
 	bench) opts+=" --clients --tokens --duration --layer --compare --output" ;;
 	esac
 	COMPREPLY=($(compgen -W "$opts" -- "$cur"))

@@ -231,28 +231,24 @@ static size_t router_bias(const struct engine_layer *l, float *ret, uint32_t *re
 static int shadow_reply(struct arena *a, struct engine_layer *l, uint64_t now,
 			Moed__ShadowStats **ret)
 {
-	struct shadow_stats *s = l->shadow_stats;
-	uint32_t E = l->rspec.n_experts;
 	Moed__ShadowStats *ss = arena_alloc(a, 1, sizeof(*ss));
-	uint64_t *load = arena_alloc(a, E, sizeof(uint64_t));
+	struct shadow_summary sum;
 
-	if (!ss || !load)
+	if (!ss || shadow_stats_summary(l->shadow_stats, now, l->rspec.top_k, &sum) < 0)
 		return -ENOMEM;
 	moed__shadow_stats__init(ss);
 	ss->router = l->shadow->gen->name;
 	ss->generation = l->shadow->gen->generation;
-	ss->tokens = s->tokens;
-	ss->sampled = s->sampled;
-	ss->overlap = s->tokens ? s->overlap_sum / (double)s->tokens : 0.0;
-	ss->top1_agreement = s->tokens ? (double)s->top1_agree / (double)s->tokens : 0.0;
-	stats_window(&s->candidate, now, load);
-	ss->max_vio = stats_max_vio(load, E);
-	stats_window(&s->serving, now, load);
-	ss->serving_max_vio = stats_max_vio(load, E);
-	ss->drift_p50 = shadow_stats_drift(s, 0.50);
-	ss->drift_p99 = shadow_stats_drift(s, 0.99);
+	ss->tokens = sum.tokens;
+	ss->sampled = sum.sampled;
+	ss->overlap = sum.overlap;
+	ss->top1_agreement = sum.top1_agreement;
+	ss->max_vio = sum.max_vio;
+	ss->serving_max_vio = sum.serving_max_vio;
+	ss->drift_p50 = sum.drift_p50;
+	ss->drift_p99 = sum.drift_p99;
 	ss->has_compute_us = 1;
-	ss->compute_us = s->compute_ns / 1000;
+	ss->compute_us = sum.compute_us;
 	*ret = ss;
 	return 0;
 }

@@ -3,7 +3,7 @@
  * (and forward) succeeded: the shadow router routes the same tokens into its
  * own buffers; per token the overlap |A n B| / k of the two expert sets and
  * whether the top-1 experts (largest final weight, first on ties) agree are
- * summed; a token is sampled when splitmix64 of its sequence number falls
+ * counted; a token is sampled when splitmix64 of its sequence number falls
  * below the sample fraction, and for the sampled tokens the expert backend
  * runs with the shadow's routes (and, for a route-only call, with the serving
  * routes too), giving the relative drift ||y_shadow - y|| / ||y|| in double.
@@ -25,7 +25,7 @@ struct engine_shadow_out {
 	int rc;
 	int32_t *experts;               /* [T][k] the shadow's choices */
 	uint64_t top1_agree;
-	double overlap_sum;
+	uint64_t same;                  /* sum over tokens of |A n B| */
 	double *drift;                  /* [n_drift] */
 	size_t n_drift;
 	uint64_t ns;
@@ -138,7 +138,7 @@ void engine_shadow_run(struct engine_call *c)
 					same++;
 					break;
 				}
-		o->overlap_sum += (double)same / (double)k;
+		o->same += same;
 		o->top1_agree += top1(a, c->weights + t * k, k) == top1(b, w + t * k, k);
 		if (sampled(c->shadow_seq + t, c->shadow_sample))
 			rows[n++] = t;
@@ -167,12 +167,11 @@ void engine_shadow_record(struct engine_call *c, uint64_t now_ms)
 	s->compute_ns += o->ns;
 	if (o->rc < 0)
 		return;
+	uint64_t counts[SHADOW_COUNTS] = { [SHADOW_SAME] = o->same, [SHADOW_TOP1] = o->top1_agree,
+					   [SHADOW_SAMPLED] = o->n_drift };
 	stats_record(&s->serving, now_ms, c->experts, T * k, T, 0, 0);
 	stats_record(&s->candidate, now_ms, o->experts, T * k, T, 0, 0);
-	s->tokens += T;
-	s->overlap_sum += o->overlap_sum;
-	s->top1_agree += o->top1_agree;
-	s->sampled += o->n_drift;
+	stats_add(&s->agree, now_ms, counts, T);
 	for (size_t i = 0; i < o->n_drift; i++)
-		s->drift[s->n_drift++ % SHADOW_DRIFT_MAX] = o->drift[i];
+		shadow_stats_drift_add(s, now_ms, o->drift[i]);
 }

@@ -189,88 +189,71 @@ out:
 	free(bias);
 }
 
-/* The shadow routers' comparison, per layer that has one. */
+/* The shadow routers' comparison, per layer that has one: one summary per
+ * layer, then the families in order. */
 static void shadows(struct out *o, struct engine *e, uint64_t now)
 {
-	uint32_t E = e->model->n_experts;
-	uint64_t *load = calloc(E ? E : 1, sizeof(*load));
+	struct shadow_summary *sum = calloc(e->n_layers ? e->n_layers : 1, sizeof(*sum));
 	char name[256];
 	int any = 0;
 
-	if (!load) {
+	if (!sum) {
 		o->b.oom = 1;
 		return;
 	}
-	for (uint32_t i = 0; i < e->n_layers; i++)
-		any |= e->layers[i].shadow != NULL;
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		struct engine_layer *l = &e->layers[i];
+		if (!l->shadow)
+			continue;
+		if (shadow_stats_summary(l->shadow_stats, now, l->rspec.top_k, &sum[i]) < 0)
+			o->b.oom = 1;
+		any = 1;
+	}
 	if (!any)
 		goto out;
+#define EACH for (uint32_t i = 0; i < e->n_layers; i++) if (e->layers[i].shadow)
+#define L e->layers[i].w->index
 	family(o, "moed_shadow_overlap", "gauge",
-	       "Mean |A n B| / k of the shadow's and the serving router's experts, since the shadow was set.");
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		struct engine_layer *l = &e->layers[i];
-		if (l->shadow)
-			mbuf_printf(&o->b, "moed_shadow_overlap{layer=\"%u\",router=\"%s\"} %.9g\n",
-				    l->w->index, esc(l->shadow->gen->name, name, sizeof(name)),
-				    l->shadow_stats->tokens ? l->shadow_stats->overlap_sum /
-							      (double)l->shadow_stats->tokens : 0.0);
-	}
+	       "Mean |A n B| / k of the shadow's and the serving router's experts over the stats window.");
+	EACH mbuf_printf(&o->b, "moed_shadow_overlap{layer=\"%u\",router=\"%s\"} %.9g\n", L,
+			 esc(e->layers[i].shadow->gen->name, name, sizeof(name)), sum[i].overlap);
 	family(o, "moed_shadow_top1_agreement", "gauge",
-	       "Fraction of tokens whose top-1 expert is the same under both routers.");
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		struct engine_layer *l = &e->layers[i];
-		if (l->shadow)
-			mbuf_printf(&o->b, "moed_shadow_top1_agreement{layer=\"%u\",router=\"%s\"} %.9g\n",
-				    l->w->index, esc(l->shadow->gen->name, name, sizeof(name)),
-				    l->shadow_stats->tokens ? (double)l->shadow_stats->top1_agree /
-							      (double)l->shadow_stats->tokens : 0.0);
-	}
+	       "Fraction of the window's tokens whose top-1 expert is the same under both routers.");
+	EACH mbuf_printf(&o->b, "moed_shadow_top1_agreement{layer=\"%u\",router=\"%s\"} %.9g\n", L,
+			 esc(e->layers[i].shadow->gen->name, name, sizeof(name)),
+			 sum[i].top1_agreement);
 	family(o, "moed_shadow_max_violation", "gauge",
 	       "MaxVio over the stats window of the load the shadow (which=candidate) and the serving router (which=serving) gave the same tokens.");
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		struct engine_layer *l = &e->layers[i];
-		if (!l->shadow)
-			continue;
-		stats_window(&l->shadow_stats->candidate, now, load);
+	EACH {
 		mbuf_printf(&o->b, "moed_shadow_max_violation{layer=\"%u\",which=\"candidate\"} %.9g\n",
-			    l->w->index, (double)stats_max_vio(load, E));
-		stats_window(&l->shadow_stats->serving, now, load);
+			    L, (double)sum[i].max_vio);
 		mbuf_printf(&o->b, "moed_shadow_max_violation{layer=\"%u\",which=\"serving\"} %.9g\n",
-			    l->w->index, (double)stats_max_vio(load, E));
+			    L, (double)sum[i].serving_max_vio);
 	}
 	family(o, "moed_shadow_drift", "gauge",
-	       "Relative output drift ||y_shadow - y|| / ||y|| of the sampled tokens, by quantile.");
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		struct engine_layer *l = &e->layers[i];
-		if (!l->shadow)
-			continue;
-		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.5\"} %.9g\n",
-			    l->w->index, shadow_stats_drift(l->shadow_stats, 0.5));
-		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.99\"} %.9g\n",
-			    l->w->index, shadow_stats_drift(l->shadow_stats, 0.99));
+	       "Relative output drift ||y_shadow - y|| / ||y|| of the window's sampled tokens, by quantile.");
+	EACH {
+		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.5\"} %.9g\n", L,
+			    sum[i].drift_p50);
+		mbuf_printf(&o->b, "moed_shadow_drift{layer=\"%u\",quantile=\"0.99\"} %.9g\n", L,
+			    sum[i].drift_p99);
 	}
-	family(o, "moed_shadow_tokens_total", "counter", "Tokens the shadow routed.");
-	for (uint32_t i = 0; i < e->n_layers; i++)
-		if (e->layers[i].shadow)
-			mbuf_printf(&o->b, "moed_shadow_tokens_total{layer=\"%u\"} %llu\n",
-				    e->layers[i].w->index,
-				    (unsigned long long)e->layers[i].shadow_stats->tokens);
+	family(o, "moed_shadow_tokens_total", "counter", "Tokens the shadow routed since it was set.");
+	EACH mbuf_printf(&o->b, "moed_shadow_tokens_total{layer=\"%u\"} %llu\n", L,
+			 (unsigned long long)sum[i].tokens_total);
 	family(o, "moed_shadow_sampled_tokens_total", "counter",
 	       "Tokens whose output drift was computed (the expert backend ran for them).");
-	for (uint32_t i = 0; i < e->n_layers; i++)
-		if (e->layers[i].shadow)
-			mbuf_printf(&o->b, "moed_shadow_sampled_tokens_total{layer=\"%u\"} %llu\n",
-				    e->layers[i].w->index,
-				    (unsigned long long)e->layers[i].shadow_stats->sampled);
+	EACH mbuf_printf(&o->b, "moed_shadow_sampled_tokens_total{layer=\"%u\"} %llu\n", L,
+			 (unsigned long long)sum[i].sampled_total);
 	family(o, "moed_shadow_compute_seconds_total", "counter",
 	       "Worker time spent on the shadow: its routing and the sampled forwards.");
-	for (uint32_t i = 0; i < e->n_layers; i++)
-		if (e->layers[i].shadow)
-			mbuf_printf(&o->b, "moed_shadow_compute_seconds_total{layer=\"%u\"} %.9f\n",
-				    e->layers[i].w->index,
-				    (double)e->layers[i].shadow_stats->compute_ns / 1e9);
+	EACH mbuf_printf(&o->b, "moed_shadow_compute_seconds_total{layer=\"%u\"} %llu.%06llu\n", L,
+			 (unsigned long long)(sum[i].compute_us / 1000000),
+			 (unsigned long long)(sum[i].compute_us % 1000000));
+#undef EACH
+#undef L
 out:
-	free(load);
+	free(sum);
 }
 
 /* One series per distinct generation bound to any layer. */

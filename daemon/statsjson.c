@@ -26,26 +26,23 @@ static json_object *latency(const struct hist *h)
 	return o;
 }
 
-static json_object *shadow(struct engine_layer *l, uint64_t now, uint64_t *load)
+static json_object *shadow(struct engine_layer *l, uint64_t now)
 {
-	struct shadow_stats *s = l->shadow_stats;
-	uint32_t E = l->rspec.n_experts;
 	json_object *o = json_object_new_object();
-	double t = (double)s->tokens;
+	struct shadow_summary sum;
 
+	if (shadow_stats_summary(l->shadow_stats, now, l->rspec.top_k, &sum) < 0)
+		return o;
 	json_object_object_add(o, "router", json_object_new_string(l->shadow->gen->name));
 	json_object_object_add(o, "generation", json_object_new_uint64(l->shadow->gen->generation));
-	json_object_object_add(o, "overlap", json_object_new_double(t ? s->overlap_sum / t : 0.0));
-	json_object_object_add(o, "top1_agreement",
-			       json_object_new_double(t ? (double)s->top1_agree / t : 0.0));
-	stats_window(&s->candidate, now, load);
-	json_object_object_add(o, "max_vio", json_object_new_double(stats_max_vio(load, E)));
-	stats_window(&s->serving, now, load);
-	json_object_object_add(o, "serving_max_vio", json_object_new_double(stats_max_vio(load, E)));
-	json_object_object_add(o, "drift_p50", json_object_new_double(shadow_stats_drift(s, 0.50)));
-	json_object_object_add(o, "drift_p99", json_object_new_double(shadow_stats_drift(s, 0.99)));
-	json_object_object_add(o, "tokens", json_object_new_uint64(s->tokens));
-	json_object_object_add(o, "sampled", json_object_new_uint64(s->sampled));
+	json_object_object_add(o, "overlap", json_object_new_double(sum.overlap));
+	json_object_object_add(o, "top1_agreement", json_object_new_double(sum.top1_agreement));
+	json_object_object_add(o, "max_vio", json_object_new_double(sum.max_vio));
+	json_object_object_add(o, "serving_max_vio", json_object_new_double(sum.serving_max_vio));
+	json_object_object_add(o, "drift_p50", json_object_new_double(sum.drift_p50));
+	json_object_object_add(o, "drift_p99", json_object_new_double(sum.drift_p99));
+	json_object_object_add(o, "tokens", json_object_new_uint64(sum.tokens));
+	json_object_object_add(o, "sampled", json_object_new_uint64(sum.sampled));
 	return o;
 }
 
@@ -98,7 +95,7 @@ int stats_json_render(struct service *svc, char **ret_text, size_t *ret_len)
 		json_object_object_add(j, "compute_latency", latency(&l->stats.compute));
 		json_object_object_add(j, "request_latency", latency(&l->stats.request));
 		if (l->shadow)
-			json_object_object_add(j, "shadow", shadow(l, now, window));
+			json_object_object_add(j, "shadow", shadow(l, now));
 		json_object_array_add(layers, j);
 	}
 	json_object_object_add(o, "uptime_ms", json_object_new_uint64(now - svc->start_ms));

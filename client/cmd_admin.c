@@ -50,6 +50,13 @@ static void bindings_print(const struct global *g, const Moed__RouterShowRespons
 					       json_object_new_uint64(b->expert_generation));
 			json_object_object_add(l, "expert_params",
 					       params_json(b->expert_params, b->n_expert_params));
+			if (b->shadow) {
+				json_object_object_add(l, "shadow", json_object_new_string(b->shadow));
+				json_object_object_add(l, "shadow_generation",
+						       json_object_new_uint64(b->shadow_generation));
+				json_object_object_add(l, "shadow_sample",
+						       json_object_new_double(b->shadow_sample));
+			}
 			json_object_array_add(a, l);
 		}
 		json_object_object_add(o, "layers", a);
@@ -64,20 +71,28 @@ static void bindings_print(const struct global *g, const Moed__RouterShowRespons
 		       (unsigned long long)b->expert_generation);
 		params_print(b->router_params, b->n_router_params);
 		params_print(b->expert_params, b->n_expert_params);
+		if (b->shadow)
+			printf("  shadow %s (generation %llu, sample %g)", b->shadow,
+			       (unsigned long long)b->shadow_generation, (double)b->shadow_sample);
 		printf("\n");
 	}
 }
 
-/* router set / expert set NAME [--param K=V]... [--layer L] */
+/* router set / expert set NAME [--param K=V]... [--layer L]; router shadow
+ * (router 2) also takes --sample F, or --off [--layer L] */
 static int plugin_set(const struct global *g, const char *cmd, int router, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "param", required_argument, NULL, 'p' },
 		{ "layer", required_argument, NULL, 'l' },
+		{ "sample", required_argument, NULL, 's' },
+		{ "off", no_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__PluginSetRequest ps = MOED__PLUGIN_SET_REQUEST__INIT;
+	Moed__RouterShadowRequest rs = MOED__ROUTER_SHADOW_REQUEST__INIT;
+	char *end;
 	Moed__Param params[MAX_PARAMS], *pp[MAX_PARAMS];
 	char *copies[MAX_PARAMS];
 	Moed__Response *resp;
@@ -105,18 +120,37 @@ static int plugin_set(const struct global *g, const char *cmd, int router, int a
 			params[ps.n_params].value = copies[ps.n_params] + (eq - optarg) + 1;
 			pp[ps.n_params] = &params[ps.n_params];
 			ps.n_params++;
+		} else if (c == 's' && router == 2) {
+			rs.has_sample = 1;
+			rs.sample = strtof(optarg, &end);
+			if (*end || end == optarg || !(rs.sample >= 0.0f && rs.sample <= 1.0f)) {
+				r = usage_error(cmd, "--sample wants a fraction in [0, 1], got '%s'",
+						optarg);
+				goto out;
+			}
+		} else if (c == 'o' && router == 2) {
+			rs.has_off = rs.off = 1;
 		} else {
 			r = usage_error(cmd, "unknown option");
 			goto out;
 		}
 	}
-	if (optind + 1 != argc) {
-		r = usage_error(cmd, "give exactly one plugin name");
+	if (rs.off ? optind != argc || ps.n_params || rs.has_sample : optind + 1 != argc) {
+		r = usage_error(cmd, rs.off ? "--off takes only --layer"
+					    : "give exactly one plugin name");
 		goto out;
 	}
-	ps.name = argv[optind];
+	ps.name = rs.off ? NULL : argv[optind];
 	ps.params = pp;
-	if (router) {
+	if (router == 2) {
+		rs.name = ps.name;
+		rs.n_params = ps.n_params;
+		rs.params = pp;
+		rs.has_layer = ps.has_layer;
+		rs.layer = ps.layer;
+		req.body_case = MOED__REQUEST__BODY_ROUTER_SHADOW;
+		req.router_shadow = &rs;
+	} else if (router) {
 		req.body_case = MOED__REQUEST__BODY_ROUTER_SET;
 		req.router_set = &ps;
 	} else {
@@ -143,8 +177,10 @@ int cmd_router(const struct global *g, int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "set"))
 		return plugin_set(g, "router", 1, argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "shadow"))
+		return plugin_set(g, "router", 2, argc - 1, argv + 1);
 	if (argc != 2 || strcmp(argv[1], "show"))
-		return usage_error("router", "want 'set NAME ...' or 'show'");
+		return usage_error("router", "want 'set NAME ...', 'show' or 'shadow NAME ...'");
 	req.body_case = MOED__REQUEST__BODY_ROUTER_SHOW;
 	req.router_show = &show;
 	r = moectl_call_once(g, &req, &resp);
@@ -173,6 +209,23 @@ static json_object *latency_json(const Moed__Latency *l)
 	return o;
 }
 
+static json_object *shadow_json(const Moed__ShadowStats *s)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "router", json_object_new_string(s->router));
+	json_object_object_add(o, "generation", json_object_new_uint64(s->generation));
+	json_object_object_add(o, "overlap", json_object_new_double(s->overlap));
+	json_object_object_add(o, "top1_agreement", json_object_new_double(s->top1_agreement));
+	json_object_object_add(o, "max_vio", json_object_new_double(s->max_vio));
+	json_object_object_add(o, "serving_max_vio", json_object_new_double(s->serving_max_vio));
+	json_object_object_add(o, "drift_p50", json_object_new_double(s->drift_p50));
+	json_object_object_add(o, "drift_p99", json_object_new_double(s->drift_p99));
+	json_object_object_add(o, "tokens", json_object_new_uint64(s->tokens));
+	json_object_object_add(o, "sampled", json_object_new_uint64(s->sampled));
+	return o;
+}
+
 static json_object *stats_json(const Moed__StatsResponse *s)
 {
 	json_object *o = json_object_new_object(), *a = json_object_new_array();
@@ -196,6 +249,8 @@ static json_object *stats_json(const Moed__StatsResponse *s)
 		json_object_object_add(j, "tokens", json_object_new_uint64(l->tokens));
 		json_object_object_add(j, "compute_latency", latency_json(l->compute));
 		json_object_object_add(j, "request_latency", latency_json(l->request));
+		if (l->shadow)
+			json_object_object_add(j, "shadow", shadow_json(l->shadow));
 		json_object_array_add(a, j);
 	}
 	json_object_object_add(o, "uptime_ms", json_object_new_uint64(s->uptime_ms));
@@ -220,6 +275,13 @@ static void stats_print(const Moed__StatsResponse *s)
 		       (unsigned long long)l->compute->p90_us, (unsigned long long)l->compute->p99_us,
 		       (unsigned long long)l->request->p50_us, (unsigned long long)l->request->p90_us,
 		       (unsigned long long)l->request->p99_us);
+		if (l->shadow)
+			printf("  shadow %s (generation %llu): overlap %.4f, top-1 agreement %.4f, MaxVio %.3f (serving %.3f), drift p50/p99 %.3g/%.3g on %llu of %llu tokens, %llu us\n",
+			       l->shadow->router, (unsigned long long)l->shadow->generation,
+			       l->shadow->overlap, l->shadow->top1_agreement, l->shadow->max_vio,
+			       l->shadow->serving_max_vio, l->shadow->drift_p50, l->shadow->drift_p99,
+			       (unsigned long long)l->shadow->sampled, (unsigned long long)l->shadow->tokens,
+			       (unsigned long long)l->shadow->compute_us);
 		for (size_t e = 0; e < l->n_window_load; e++) {
 			printf("  %4zu ", e);
 			print_bar(l->window_load[e], max, 30);

@@ -72,6 +72,12 @@ static int bindings_reply(struct service *svc, const struct reply_to *to, const 
 		b->expert = l->expert->gen->name;
 		b->expert_generation = l->expert->gen->generation;
 		b->expert_params = params_out(&a, l->expert->gen, &b->n_expert_params);
+		if (l->shadow) {
+			b->shadow = l->shadow->gen->name;
+			b->has_shadow_generation = b->has_shadow_sample = 1;
+			b->shadow_generation = l->shadow->gen->generation;
+			b->shadow_sample = l->shadow_sample;
+		}
 		if ((l->router->gen->n_params && !b->router_params) ||
 		    (l->expert->gen->n_params && !b->expert_params))
 			goto oom;
@@ -139,6 +145,61 @@ int handle_expert_set(struct service *svc, struct caller *c, const struct reply_
 	return plugin_set(svc, c, to, req->expert_set, 0);
 }
 
+int handle_router_shadow(struct service *svc, struct caller *c, const struct reply_to *to,
+			 Moed__Request *req)
+{
+	const Moed__RouterShadowRequest *rs = req->router_shadow;
+	int64_t layer = rs->has_layer ? (int64_t)rs->layer : -1;
+	float sample = rs->has_sample ? rs->sample : 0.02f;
+	struct moed_param *params;
+	char err[512];
+	int r;
+
+	if (rs->has_off && rs->off) {
+		if (engine_shadow_off(svc->engine, layer) < 0) {
+			reply_error(to, MOED__STATUS__NOT_FOUND, "layer %lld is not a MoE layer of this model",
+				    (long long)layer);
+			return 0;
+		}
+		log_notice("admin: shadow router off on %s, by uid %u pid %d",
+			   layer < 0 ? "all MoE layers" : "one layer", (unsigned)c->uid, (int)c->pid);
+		return bindings_reply(svc, to, NULL);
+	}
+	if (!rs->name || !*rs->name) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "router shadow needs a router name or off");
+		return 0;
+	}
+	if (!(sample >= 0.0f && sample <= 1.0f)) {
+		reply_error(to, MOED__STATUS__INVALID_ARGUMENT, "sample %g is not in [0, 1]",
+			    (double)sample);
+		return 0;
+	}
+	params = calloc(rs->n_params ? rs->n_params : 1, sizeof(*params));
+	if (!params) {
+		reply_error(to, MOED__STATUS__INTERNAL, "out of memory");
+		return 0;
+	}
+	for (size_t i = 0; i < rs->n_params; i++) {
+		params[i].key = rs->params[i]->key;
+		params[i].value = rs->params[i]->value;
+	}
+	r = engine_set_shadow(svc->engine, rs->name, params, rs->n_params, layer, sample,
+			      uv_now(svc->loop), err, sizeof(err));
+	free(params);
+	if (r < 0) {
+		log_warn("admin: shadow router '%s' by uid %u pid %d refused: %s", rs->name,
+			 (unsigned)c->uid, (int)c->pid, err);
+		reply_error(to, r == -ENOENT ? MOED__STATUS__NOT_FOUND
+					     : MOED__STATUS__FAILED_PRECONDITION, "%s", err);
+		return 0;
+	}
+	log_notice("admin: router '%s' (generation %llu) shadows %s, sampling %g of the tokens, set by uid %u pid %d",
+		   rs->name, (unsigned long long)svc->engine->last_generation,
+		   layer < 0 ? "all MoE layers" : "one layer", (double)sample, (unsigned)c->uid,
+		   (int)c->pid);
+	return bindings_reply(svc, to, NULL);
+}
+
 int handle_router_show(struct service *svc, struct caller *c, const struct reply_to *to,
 		       Moed__Request *req)
 {
@@ -164,6 +225,31 @@ static size_t router_bias(const struct engine_layer *l, float *ret, uint32_t *re
 	*ret_frozen = 0;
 	if (o->get_bias && o->get_bias(l->router->obj, ret, ret_frozen) == 0)
 		return l->rspec.n_experts;
+	return 0;
+}
+
+static int shadow_reply(struct arena *a, struct engine_layer *l, uint64_t now,
+			Moed__ShadowStats **ret)
+{
+	Moed__ShadowStats *ss = arena_alloc(a, 1, sizeof(*ss));
+	struct shadow_summary sum;
+
+	if (!ss || shadow_stats_summary(l->shadow_stats, now, l->rspec.top_k, &sum) < 0)
+		return -ENOMEM;
+	moed__shadow_stats__init(ss);
+	ss->router = l->shadow->gen->name;
+	ss->generation = l->shadow->gen->generation;
+	ss->tokens = sum.tokens;
+	ss->sampled = sum.sampled;
+	ss->overlap = sum.overlap;
+	ss->top1_agreement = sum.top1_agreement;
+	ss->max_vio = sum.max_vio;
+	ss->serving_max_vio = sum.serving_max_vio;
+	ss->drift_p50 = sum.drift_p50;
+	ss->drift_p99 = sum.drift_p99;
+	ss->has_compute_us = 1;
+	ss->compute_us = sum.compute_us;
+	*ret = ss;
 	return 0;
 }
 
@@ -214,6 +300,8 @@ static int stats_reply(struct service *svc, const struct reply_to *to,
 		ls->request = &lat[1];
 		ls->router = l->router->gen->name;
 		ls->generation = l->router->gen->generation;
+		if (l->shadow && shadow_reply(a, l, now, &ls->shadow) < 0)
+			return -ENOMEM;
 		list[n++] = ls;
 	}
 	st.n_layers = n;

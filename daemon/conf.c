@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "daemon/conf.h"
+#include "daemon/listen_addr.h"
 #include "daemon/log.h"
 #include "daemon/params.h"
 
@@ -108,6 +109,10 @@ static const struct config_key config_keys[] = {
 	    "unsent reply and partial frame bytes over all clients; 0 = auto"),
 	U32("limits", "write_timeout_ms", LIVE, write_timeout_ms, 0, 86400000, "30000",
 	    "drop a client with unsent replies that reads nothing this long; 0 = never"),
+	STR("metrics", "listen", RESTART, metrics_listen, NULL, NULL,
+	    "HOST:PORT of the HTTP listener for /metrics, /api/stats and the live page; unset = none"),
+	ROW("metrics", "allow_remote", CONFIG_BOOL, RESTART, metrics_allow_remote, 0, 1, 0, "0",
+	    NULL, NULL, "let [metrics] listen bind an address other than loopback"),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -488,6 +493,9 @@ int config_validate(const struct moed_config *cfg, char *err, size_t errlen)
 			 (unsigned long long)cfg->max_buffered_bytes, cfg->max_frame_bytes);
 		return -EINVAL;
 	}
+	if (cfg->metrics_listen)
+		return listen_addr_check(cfg->metrics_listen, (int)cfg->metrics_allow_remote, err,
+					 errlen);
 	return 0;
 }
 

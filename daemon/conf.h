@@ -70,6 +70,9 @@ struct moed_config {
 	uint32_t compute_timeout_ms;    /* a route()/forward() call past this is abandoned */
 	uint64_t max_buffered_bytes;    /* unsent replies + partial frames, all clients; 0 = auto */
 	uint32_t write_timeout_ms;      /* drop a client with unsent replies reading nothing; 0 = never */
+	/* [metrics] */
+	char *metrics_listen;           /* HOST:PORT of the HTTP listener; NULL = none */
+	uint32_t metrics_allow_remote;  /* may listen bind a non-loopback address */
 };
 
 /* How a row's value is stored at `offset` in struct moed_config. */

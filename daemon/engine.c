@@ -394,6 +394,10 @@ void engine_free(struct engine *e)
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		binding_unref(e->layers[i].router);
 		binding_unref(e->layers[i].expert);
+		binding_unref(e->layers[i].shadow);
+		if (e->layers[i].shadow_stats)
+			shadow_stats_release(e->layers[i].shadow_stats);
+		free(e->layers[i].shadow_stats);
 		stats_release(&e->layers[i].stats);
 		engine_saved_clear(&e->layers[i].saved);
 	}
@@ -563,9 +567,89 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 	return r;
 }
 
+static void shadow_clear(struct engine_layer *l)
+{
+	binding_unref(l->shadow);
+	l->shadow = NULL;
+	if (l->shadow_stats)
+		shadow_stats_release(l->shadow_stats);
+	free(l->shadow_stats);
+	l->shadow_stats = NULL;
+}
+
+int engine_set_shadow(struct engine *e, const char *name, const struct moed_param *params,
+		      size_t n_params, int64_t layer, float sample, uint64_t now_ms, char *err,
+		      size_t errlen)
+{
+	struct shadow_stats **st = calloc(e->n_layers ? e->n_layers : 1, sizeof(*st));
+	struct engine_swap *s = NULL;
+	int r = -ENOMEM;
+
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	r = engine_prepare(e, MOED_PLUGIN_ROUTER, name, params, n_params, layer, &s, err, errlen);
+	if (r < 0)
+		goto out;
+	for (uint32_t i = s->first; i < s->end; i++) {
+		struct engine_layer *l = &e->layers[i];
+		st[i] = malloc(sizeof(*st[i]));
+		if (!st[i] || shadow_stats_init(st[i], l->rspec.n_experts,
+						l->stats.slot_ms * STATS_SLOTS, now_ms) < 0) {
+			free(st[i]);
+			st[i] = NULL;
+			snprintf(err, errlen, "out of memory");
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (uint32_t i = s->first; i < s->end; i++) {
+		struct engine_layer *l = &e->layers[i];
+		shadow_clear(l);
+		l->shadow = s->fresh[i];
+		s->fresh[i] = NULL;
+		l->shadow_stats = st[i];
+		st[i] = NULL;
+		l->shadow_sample = sample;
+		l->shadow_seq = 0;
+	}
+out:
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		if (st[i]) {
+			shadow_stats_release(st[i]);
+			free(st[i]);
+		}
+	free(st);
+	engine_swap_free(s);
+	return r;
+}
+
+int engine_shadow_off(struct engine *e, int64_t layer)
+{
+	struct engine_layer *only = NULL;
+
+	if (layer >= 0 && !(only = layer <= UINT32_MAX ? engine_layer(e, (uint32_t)layer) : NULL))
+		return -ENOENT;
+	for (uint32_t i = 0; i < e->n_layers; i++)
+		if (!only || only == &e->layers[i])
+			shadow_clear(&e->layers[i]);
+	return 0;
+}
+
 void engine_call_begin(struct engine_call *c, struct engine_layer *layer)
 {
 	c->layer = layer;
+	c->shadow = layer->shadow;
+	c->shadow_expert = layer->shadow ? layer->expert : NULL;
+	c->shadow_out = NULL;
+	if (c->shadow) {
+		c->shadow->refs++;
+		c->shadow_expert->refs++;
+		c->shadow_sample = layer->shadow_sample;
+		c->shadow_seq = layer->shadow_seq;
+		layer->shadow_seq += c->n_tokens;
+	}
 	c->router = layer->router;
 	c->router->refs++;
 	c->expert = c->y ? layer->expert : NULL;
@@ -607,11 +691,17 @@ void engine_call_run(struct engine_call *c)
 out:
 	c->rc = r;
 	c->compute_ns = uv_hrtime() - t0;
+	if (r == 0 && c->shadow)
+		engine_shadow_run(c);   /* after the serving timing: its cost is its own */
 }
 
 void engine_call_end(struct engine_call *c)
 {
 	binding_unref(c->router);
 	binding_unref(c->expert);
-	c->router = c->expert = NULL;
+	binding_unref(c->shadow);
+	binding_unref(c->shadow_expert);
+	engine_shadow_out_free(c->shadow_out);
+	c->router = c->expert = c->shadow = c->shadow_expert = NULL;
+	c->shadow_out = NULL;
 }

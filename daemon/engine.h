@@ -54,6 +54,12 @@ struct engine_layer {
 	struct binding *expert;
 	struct layer_stats stats;
 	struct engine_saved saved;
+	/* a shadow router (engine_set_shadow): routes every call after the
+	 * serving one, never changing a reply; NULL = none */
+	struct binding *shadow;
+	struct shadow_stats *shadow_stats;      /* owned, with shadow */
+	float shadow_sample;                    /* fraction of tokens whose drift is computed */
+	uint64_t shadow_seq;                    /* tokens offered to it (sampling is a hash of it) */
 };
 
 struct engine {
@@ -105,6 +111,15 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 
 void binding_unref(struct binding *b);
 
+/* Bind router `name` as the shadow of layer `layer` (all MoE layers when < 0),
+ * replacing any shadow there, with fresh statistics from now_ms; sample in
+ * [0, 1].  Nothing changes on failure (err says why). */
+int engine_set_shadow(struct engine *e, const char *name, const struct moed_param *params,
+		      size_t n_params, int64_t layer, float sample, uint64_t now_ms, char *err,
+		      size_t errlen);
+/* Drop the shadow of `layer` (all when < 0); -ENOENT for a non-MoE layer. */
+int engine_shadow_off(struct engine *e, int64_t layer);
+
 /* Does this router binding keep a live bias (bias_ctl and get_bias)? */
 int binding_bias_live(const struct binding *b);
 /* The selection bias layer l's router uses now, into ret (E floats): E, or 0
@@ -155,10 +170,25 @@ struct engine_call {
 	int rc;
 	char err[256];
 	uint64_t compute_ns;
+	/* the layer's shadow, taken by begin (engine_shadow.c runs it after the
+	 * serving route, on the worker; engine_shadow_record folds it in) */
+	struct binding *shadow, *shadow_expert;
+	float shadow_sample;
+	uint64_t shadow_seq;
+	struct engine_shadow_out *shadow_out;   /* malloc'ed by the worker, freed by end */
 };
 
 void engine_call_begin(struct engine_call *c, struct engine_layer *layer);
 void engine_call_run(struct engine_call *c);    /* worker thread */
 void engine_call_end(struct engine_call *c);
+
+/* The shadow step of a call (engine_shadow.c): worker thread, after a
+ * successful serving route (and forward); never touches c's outputs. */
+void engine_shadow_run(struct engine_call *c);
+/* Fold a finished call's shadow result into its layer's shadow statistics
+ * (dropped when the layer's shadow changed meanwhile).  Loop thread, before
+ * engine_call_end. */
+void engine_shadow_record(struct engine_call *c, uint64_t now_ms);
+void engine_shadow_out_free(struct engine_shadow_out *o);
 
 #endif

@@ -24,6 +24,7 @@
 #include "daemon/service.h"
 #include "daemon/engine.h"
 #include "daemon/host.h"
+#include "daemon/http.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/model.h"
@@ -56,6 +57,7 @@ struct daemon_ctx {
 	uv_timer_t watchdog, deadline, last_word, save, expiry;
 	int have_watchdog;
 	int exit_code;
+	struct http *http;              /* [metrics] listen */
 };
 
 /* Signals that arrive before the loop handles them (while the model loads):
@@ -298,6 +300,8 @@ static void on_drained(struct server *srv)
 	struct daemon_ctx *d = srv->svc->loop->data;
 
 	log_info("moed: all requests finished");
+	http_stop(d->http);
+	d->http = NULL;
 	batcher_free(d->svc.batcher);
 	d->svc.batcher = NULL;
 	host_set_pool(NULL);
@@ -652,6 +656,13 @@ static int run(struct daemon_ctx *d)
 	d->srv.on_drained = on_drained;
 	start_timers(d);
 	r = start_listeners(d, err, sizeof(err));
+	if (r == 0 && d->cfg.metrics_listen) {
+		r = http_start(&d->svc, d->cfg.metrics_listen, (int)d->cfg.metrics_allow_remote,
+			       &d->http, err, sizeof(err));
+		if (r == 0)
+			log_notice("metrics: serving /metrics, /api/stats and / on '%s' (port %u)",
+				   d->cfg.metrics_listen, http_port(d->http));
+	}
 	if (r < 0) {
 		log_err("%s", err);
 		d->exit_code = 1;

@@ -113,6 +113,7 @@ void hist_add(struct hist *h, uint64_t us)
 {
 	h->buckets[bucket_of(us)]++;
 	h->count++;
+	h->sum_us += us;
 }
 
 uint64_t hist_percentile(const struct hist *h, double p)
@@ -130,4 +131,104 @@ uint64_t hist_percentile(const struct hist *h, double p)
 			return (uint64_t)ceil(exp2((double)b / 4.0));
 	}
 	return UINT64_MAX;
+}
+
+void stats_add(struct layer_stats *st, uint64_t now_ms, const uint64_t *counts,
+	       uint64_t n_tokens)
+{
+	uint64_t *slot;
+
+	rotate(st, now_ms);
+	slot = st->slots + (size_t)st->cur * st->n_experts;
+	for (uint32_t e = 0; e < st->n_experts; e++) {
+		st->total[e] += counts[e];
+		slot[e] += counts[e];
+	}
+	st->slot_tokens[st->cur] += n_tokens;
+	st->tokens += n_tokens;
+}
+
+int shadow_stats_init(struct shadow_stats *s, uint32_t n_experts, uint64_t window_ms,
+		      uint64_t now_ms)
+{
+	memset(s, 0, sizeof(*s));
+	s->window_ms = window_ms;
+	if (stats_init(&s->serving, n_experts, window_ms, now_ms) < 0 ||
+	    stats_init(&s->candidate, n_experts, window_ms, now_ms) < 0 ||
+	    stats_init(&s->agree, SHADOW_COUNTS, window_ms, now_ms) < 0) {
+		shadow_stats_release(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void shadow_stats_release(struct shadow_stats *s)
+{
+	stats_release(&s->serving);
+	stats_release(&s->candidate);
+	stats_release(&s->agree);
+}
+
+void shadow_stats_drift_add(struct shadow_stats *s, uint64_t now_ms, double drift)
+{
+	s->drift[s->n_drift % SHADOW_DRIFT_MAX] = drift;
+	s->drift_ms[s->n_drift % SHADOW_DRIFT_MAX] = now_ms;
+	s->n_drift++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double shadow_stats_drift(const struct shadow_stats *s, uint64_t now_ms, double p)
+{
+	size_t held = s->n_drift < SHADOW_DRIFT_MAX ? (size_t)s->n_drift : SHADOW_DRIFT_MAX, n = 0;
+	double *v, r;
+	size_t rank;
+
+	if (held == 0 || !(v = malloc(held * sizeof(*v))))
+		return 0.0;
+	for (size_t i = 0; i < held; i++)
+		if (s->drift_ms[i] + s->window_ms > now_ms)
+			v[n++] = s->drift[i];
+	if (n == 0) {
+		free(v);
+		return 0.0;
+	}
+	qsort(v, n, sizeof(*v), cmp_double);
+	rank = (size_t)ceil(p * (double)n);
+	r = v[rank ? rank - 1 : 0];
+	free(v);
+	return r;
+}
+
+int shadow_stats_summary(struct shadow_stats *s, uint64_t now_ms, uint32_t top_k,
+			 struct shadow_summary *ret)
+{
+	uint32_t E = s->serving.n_experts;
+	uint64_t *load = calloc(E ? E : 1, sizeof(*load)), agree[SHADOW_COUNTS];
+	double t;
+
+	if (!load)
+		return -ENOMEM;
+	memset(ret, 0, sizeof(*ret));
+	ret->tokens = stats_window(&s->agree, now_ms, agree);
+	t = (double)ret->tokens;
+	ret->overlap = t ? (double)agree[SHADOW_SAME] / (t * top_k) : 0.0;
+	ret->top1_agreement = t ? (double)agree[SHADOW_TOP1] / t : 0.0;
+	ret->sampled = agree[SHADOW_SAMPLED];
+	stats_window(&s->candidate, now_ms, load);
+	ret->max_vio = stats_max_vio(load, E);
+	stats_window(&s->serving, now_ms, load);
+	ret->serving_max_vio = stats_max_vio(load, E);
+	ret->drift_p50 = shadow_stats_drift(s, now_ms, 0.50);
+	ret->drift_p99 = shadow_stats_drift(s, now_ms, 0.99);
+	ret->tokens_total = s->agree.tokens;
+	ret->sampled_total = s->agree.total[SHADOW_SAMPLED];
+	ret->compute_us = s->compute_ns / 1000;
+	free(load);
+	return 0;
 }

@@ -20,6 +20,7 @@
 struct hist {
 	uint64_t count;
 	uint64_t buckets[HIST_BUCKETS];
+	uint64_t sum_us;                /* of every value added (the metrics' _sum) */
 };
 
 struct layer_stats {
@@ -45,6 +46,53 @@ void stats_record(struct layer_stats *st, uint64_t now_ms, const int32_t *expert
 uint64_t stats_window(struct layer_stats *st, uint64_t now_ms, uint64_t *ret_load);
 /* (max - mean) / mean; 0 when nothing was routed. */
 float stats_max_vio(const uint64_t *load, uint32_t n);
+
+/* Add counts[E] (any per-category counts) and n_tokens to the current slot
+ * and the totals, like stats_record without the latencies and requests. */
+void stats_add(struct layer_stats *st, uint64_t now_ms, const uint64_t *counts,
+	       uint64_t n_tokens);
+
+/*
+ * A shadow router's record against the serving one, over the same sliding
+ * window as the layer's statistics: the load each would have given (serving,
+ * candidate), and per token category counts in `agree` (SHADOW_SAME: experts
+ * in both sets, summed; SHADOW_TOP1: tokens whose top-1 agree; SHADOW_SAMPLED:
+ * tokens whose drift was computed), with its totals since the shadow was set.
+ * The relative output drift of the last SHADOW_DRIFT_MAX sampled tokens is kept
+ * exactly with its time, so the window's percentiles are exact nearest-rank
+ * values.
+ */
+#define SHADOW_DRIFT_MAX 4096
+enum { SHADOW_SAME, SHADOW_TOP1, SHADOW_SAMPLED, SHADOW_COUNTS };
+
+struct shadow_stats {
+	struct layer_stats serving, candidate, agree;
+	uint64_t window_ms;
+	uint64_t compute_ns;
+	double drift[SHADOW_DRIFT_MAX];
+	uint64_t drift_ms[SHADOW_DRIFT_MAX];
+	uint64_t n_drift;               /* ever recorded; the ring holds the last ones */
+};
+
+int shadow_stats_init(struct shadow_stats *s, uint32_t n_experts, uint64_t window_ms,
+		      uint64_t now_ms);
+void shadow_stats_release(struct shadow_stats *s);
+void shadow_stats_drift_add(struct shadow_stats *s, uint64_t now_ms, double drift);
+/* Nearest-rank percentile of the window's drifts (p in (0,1]); 0 when none. */
+double shadow_stats_drift(const struct shadow_stats *s, uint64_t now_ms, double p);
+
+/* What stats, the metrics and the page show of a shadow: over the window,
+ * except the *_total counters (since the shadow was set). */
+struct shadow_summary {
+	double overlap, top1_agreement;
+	float max_vio, serving_max_vio;
+	double drift_p50, drift_p99;
+	uint64_t tokens, sampled;
+	uint64_t tokens_total, sampled_total;
+	uint64_t compute_us;
+};
+int shadow_stats_summary(struct shadow_stats *s, uint64_t now_ms, uint32_t top_k,
+			 struct shadow_summary *ret);
 
 void hist_add(struct hist *h, uint64_t us);
 uint64_t hist_percentile(const struct hist *h, double p);   /* p in (0,1] */

@@ -3,7 +3,7 @@ _moectl()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status plugins model infer route router expert stats bias reload bench"
+	local commands="status plugins model infer route router expert stats bias reload metrics bench"
 	local i cmd=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -16,7 +16,7 @@ _moectl()
 	-s|--socket) _filedir; return ;;
 	--input|--output) _filedir npy; return ;;
 	--dtype) COMPREPLY=($(compgen -W "f32 bf16" -- "$cur")); return ;;
-	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration) return ;;
+	--layer|--random|--seed|--watch|-t|--timeout|--param|--clients|--tokens|--duration|--sample) return ;;
 	esac
 	if [[ -z $cmd ]]; then
 		COMPREPLY=($(compgen -W "$commands --socket --json --timeout --help --version" -- "$cur"))
@@ -26,11 +26,12 @@ _moectl()
 	case $cmd in
 	infer) opts+=" --layer --input --random --seed --output --dtype" ;;
 	route) opts+=" --layer --input --random --seed --dtype" ;;
-	router) opts+=" set show --param --layer softmax-topk sigmoid-norm bias-balanced" ;;
+	router) opts+=" set show shadow --param --layer --sample --off softmax-topk sigmoid-norm bias-balanced" ;;
 	expert) opts+=" set --param --layer cpu cuda" ;;
 	stats) opts+=" --layer --watch" ;;
 	bias) opts+=" show reset freeze thaw --layer" ;;
 	reload) opts+=" --wait" ;;
+	metrics) opts+=" --openmetrics" ;;
 	bench) opts+=" --clients --tokens --duration --layer --compare --output" ;;
 	esac
 	COMPREPLY=($(compgen -W "$opts" -- "$cur"))

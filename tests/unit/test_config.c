@@ -60,13 +60,15 @@ static void test_defaults(void **state)
 	assert_int_equal(c.compute_timeout_ms, 60000);
 	assert_true(c.max_buffered_bytes == 0);
 	assert_int_equal(c.write_timeout_ms, 30000);
+	assert_null(c.metrics_listen);
+	assert_int_equal(c.metrics_allow_remote, 0);
 	{
 		char err[256];
 		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	}
 	config_release(&c);
 	assert_null(c.model_layers);
-	assert_int_equal(config_key_count(), 34);       /* a new row needs a line above */
+	assert_int_equal(config_key_count(), 36);       /* a new row needs a line above */
 }
 
 /* The rows themselves: findable, named "section.name", unique, printable. */

@@ -234,7 +234,7 @@ static void test_policies(void **state)
 		"daemon.socket", "daemon.admin_socket", "daemon.plugin_dir", "daemon.state_dir",
 		"model.path", "expert.weights", "daemon.workers", "daemon.socket_mode",
 		"daemon.socket_group", "daemon.stats_window_s", "limits.queue_depth",
-		"model.layers",
+		"model.layers", "metrics.listen", "metrics.allow_remote",
 	};
 	size_t n_restart = 0;
 

@@ -1,7 +1,8 @@
 /*
  * Statistics unit tests with hand-derived values: MaxVio of known loads, the
  * sliding window forgetting old slots, and histogram percentiles falling in
- * the right log-scale bucket (within the documented 19%).
+ * the right log-scale bucket (within the documented 19%), and a shadow's
+ * windowed summary.
  */
 #include "config.h"
 
@@ -72,12 +73,47 @@ static void test_percentiles(void **state)
 	assert_in_range(hist_percentile(&h, 1.0), 5000000, 5950000);
 }
 
+/* A shadow's summary: overlap = same / (k tokens), top-1 share, exact
+ * nearest-rank drift percentiles, all forgetting what left the window while
+ * the totals stay. */
+static void test_shadow_window(void **state)
+{
+	struct shadow_stats *s = malloc(sizeof(*s));
+	struct shadow_summary sum;
+	uint64_t c1[SHADOW_COUNTS] = { [SHADOW_SAME] = 30, [SHADOW_TOP1] = 8, [SHADOW_SAMPLED] = 4 };
+	uint64_t c2[SHADOW_COUNTS] = { [SHADOW_SAME] = 8, [SHADOW_TOP1] = 1, [SHADOW_SAMPLED] = 0 };
+
+	(void)state;
+	assert_non_null(s);
+	assert_int_equal(shadow_stats_init(s, 4, 1000, 0), 0);
+	stats_add(&s->agree, 0, c1, 10);                /* 10 tokens, k = 4 */
+	for (int i = 1; i <= 4; i++)
+		shadow_stats_drift_add(s, 0, 0.1 * (5 - i));    /* 0.4 0.3 0.2 0.1 */
+	assert_int_equal(shadow_stats_summary(s, 50, 4, &sum), 0);
+	assert_int_equal(sum.tokens, 10);
+	assert_true(sum.overlap == 0.75 && sum.top1_agreement == 0.8);
+	assert_int_equal(sum.sampled, 4);
+	/* sorted 0.1 0.2 0.3 0.4: p50 is rank ceil(2) = 0.2, p99 rank ceil(3.96) = 0.4 */
+	assert_true(sum.drift_p50 == 0.1 * 2 && sum.drift_p99 == 0.1 * 4);
+	stats_add(&s->agree, 1500, c2, 2);              /* the first batch has left */
+	assert_int_equal(shadow_stats_summary(s, 1500, 4, &sum), 0);
+	assert_int_equal(sum.tokens, 2);
+	assert_true(sum.overlap == 1.0 && sum.top1_agreement == 0.5);
+	assert_int_equal(sum.sampled, 0);
+	assert_true(sum.drift_p50 == 0.0 && sum.drift_p99 == 0.0);
+	assert_int_equal(sum.tokens_total, 12);
+	assert_int_equal(sum.sampled_total, 4);
+	shadow_stats_release(s);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_max_vio),
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_percentiles),
+		cmocka_unit_test(test_shadow_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

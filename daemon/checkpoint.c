@@ -383,14 +383,7 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	r = load_f32(c, name, E, 0, strcmp(c->cfg.topk_method, "noaux_tc") != 0, &l->bias);
 	if (r < 0)
 		return r;
-	l->expert_gate = calloc(E, sizeof(void *));
-	l->expert_up = calloc(E, sizeof(void *));
-	l->expert_down = calloc(E, sizeof(void *));
-	l->gate_scale = calloc(E, sizeof(float *));
-	l->up_scale = calloc(E, sizeof(float *));
-	l->down_scale = calloc(E, sizeof(float *));
-	if (!l->expert_gate || !l->expert_up || !l->expert_down || !l->gate_scale ||
-	    !l->up_scale || !l->down_scale)
+	if (model_alloc_experts(l, E, 1) < 0)
 		return -ENOMEM;
 	for (uint32_t e = 0; e < E; e++) {
 		r = load_expert(c, m, L, e, l);

@@ -705,3 +705,26 @@ void engine_call_end(struct engine_call *c)
 	c->router = c->expert = c->shadow = c->shadow_expert = NULL;
 	c->shadow_out = NULL;
 }
+
+size_t engine_bound_gens(const struct engine *e, const struct plugin_gen **ret, int *ret_role,
+			 size_t max)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		const struct binding *b[3] = { e->layers[i].router, e->layers[i].expert,
+					       e->layers[i].shadow };
+		for (int j = 0; j < 3; j++) {
+			size_t k;
+			if (!b[j])
+				continue;
+			for (k = 0; k < n && ret[k] != b[j]->gen; k++)
+				;
+			if (k < n || n == max)
+				continue;
+			ret[n] = b[j]->gen;
+			ret_role[n++] = j;
+		}
+	}
+	return n;
+}

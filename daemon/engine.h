@@ -191,4 +191,10 @@ void engine_shadow_run(struct engine_call *c);
 void engine_shadow_record(struct engine_call *c, uint64_t now_ms);
 void engine_shadow_out_free(struct engine_shadow_out *o);
 
+/* The distinct plugin generations bound to any layer, in layer order, at most
+ * max (3 per layer is always enough); ret_role[i]: 0 router, 1 expert backend,
+ * 2 shadow router. */
+size_t engine_bound_gens(const struct engine *e, const struct plugin_gen **ret, int *ret_role,
+			 size_t max);
+
 #endif

@@ -113,36 +113,30 @@ static void fill_loaded(Moed__PluginInfo *pi, const struct plugin_gen *g)
 static int loaded_plugins(const struct engine *e, Moed__PluginInfo ***ret_list, size_t *ret_n,
 			  struct arena *a)
 {
-	size_t max = 2 * (size_t)e->n_layers, n = 0;
-	const struct plugin_gen **seen = arena_alloc(a, max, sizeof(*seen));
+	size_t max = 3 * (size_t)e->n_layers + 1, n_gens, n = 0;
+	const struct plugin_gen **gens = arena_alloc(a, max, sizeof(*gens));
+	int *roles = arena_alloc(a, max, sizeof(*roles));
 	Moed__PluginInfo *items = arena_alloc(a, max, sizeof(*items));
 	Moed__PluginInfo **list = arena_alloc(a, max, sizeof(*list));
 
-	if (!seen || !items || !list)
+	if (!gens || !roles || !items || !list)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		const struct binding *b[2] = { e->layers[i].router, e->layers[i].expert };
-		for (int j = 0; j < 2; j++) {
-			size_t k;
-			if (!b[j])
-				continue;
-			for (k = 0; k < n && seen[k] != b[j]->gen; k++)
-				;
-			if (k < n)
-				continue;
-			seen[n] = b[j]->gen;
-			fill_loaded(&items[n], b[j]->gen);
-			size_t np = loader_gen_params(b[j]->gen, 0, NULL);
-			struct plugin_param_info *pv = arena_alloc(a, np, sizeof(*pv));
-			if (!pv)
-				return -ENOMEM;
-			for (size_t q = 0; q < np; q++)
-				loader_gen_params(b[j]->gen, q, &pv[q]);
-			if (fill_params(a, &items[n], pv, np) < 0)
-				return -ENOMEM;
-			list[n] = &items[n];
-			n++;
-		}
+	n_gens = engine_bound_gens(e, gens, roles, max);
+	for (size_t i = 0; i < n_gens; i++) {
+		size_t np = loader_gen_params(gens[i], 0, NULL);
+		struct plugin_param_info *pv = arena_alloc(a, np, sizeof(*pv));
+
+		if (roles[i] == 2)
+			continue;       /* shadows are shown with the bindings and stats */
+		if (!pv)
+			return -ENOMEM;
+		fill_loaded(&items[n], gens[i]);
+		for (size_t q = 0; q < np; q++)
+			loader_gen_params(gens[i], q, &pv[q]);
+		if (fill_params(a, &items[n], pv, np) < 0)
+			return -ENOMEM;
+		list[n] = &items[n];
+		n++;
 	}
 	*ret_list = list;
 	*ret_n = n;

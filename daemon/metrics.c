@@ -259,34 +259,26 @@ out:
 /* One series per distinct generation bound to any layer. */
 static void plugins(struct out *o, const struct engine *e)
 {
-	const struct plugin_gen **seen = calloc(3 * (size_t)e->n_layers + 1, sizeof(*seen));
-	size_t n = 0;
+	size_t max = 3 * (size_t)e->n_layers + 1, n;
+	const struct plugin_gen **gens = calloc(max, sizeof(*gens));
+	int *roles = calloc(max, sizeof(*roles));
+	static const char *const kinds[] = { "router", "expert", "shadow" };
 	char name[256];
 
-	if (!seen) {
+	if (!gens || !roles) {
 		o->b.oom = 1;
-		return;
+		goto out;
 	}
 	family(o, "moed_plugin_info", "info",
 	       "The plugin generations bound to a layer (a shadow router has kind shadow).");
-	for (uint32_t i = 0; i < e->n_layers; i++) {
-		const struct binding *b[3] = { e->layers[i].router, e->layers[i].expert,
-					       e->layers[i].shadow };
-		for (int j = 0; j < 3; j++) {
-			size_t k;
-			if (!b[j])
-				continue;
-			for (k = 0; k < n && seen[k] != b[j]->gen; k++)
-				;
-			if (k < n)
-				continue;
-			seen[n++] = b[j]->gen;
-			mbuf_printf(&o->b, "moed_plugin_info{kind=\"%s\",name=\"%s\",generation=\"%llu\"} 1\n",
-				    j == 2 ? "shadow" : j ? "expert" : "router", esc(b[j]->gen->name, name, sizeof(name)),
-				    (unsigned long long)b[j]->gen->generation);
-		}
-	}
-	free(seen);
+	n = engine_bound_gens(e, gens, roles, max);
+	for (size_t i = 0; i < n; i++)
+		mbuf_printf(&o->b, "moed_plugin_info{kind=\"%s\",name=\"%s\",generation=\"%llu\"} 1\n",
+			    kinds[roles[i]], esc(gens[i]->name, name, sizeof(name)),
+			    (unsigned long long)gens[i]->generation);
+out:
+	free(gens);
+	free(roles);
 }
 
 int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t *ret_len)

@@ -52,6 +52,22 @@ int model_alloc_layers(struct moed_model *m, uint32_t n)
 	return 0;
 }
 
+int model_alloc_experts(struct moed_layer *l, uint32_t E, int scales)
+{
+	l->expert_gate = calloc(E, sizeof(void *));
+	l->expert_up = calloc(E, sizeof(void *));
+	l->expert_down = calloc(E, sizeof(void *));
+	if (scales) {
+		l->gate_scale = calloc(E, sizeof(float *));
+		l->up_scale = calloc(E, sizeof(float *));
+		l->down_scale = calloc(E, sizeof(float *));
+	}
+	if (!l->expert_gate || !l->expert_up || !l->expert_down ||
+	    (scales && (!l->gate_scale || !l->up_scale || !l->down_scale)))
+		return -ENOMEM;         /* model_free releases what was allocated */
+	return 0;
+}
+
 /* Bytes of the fp32 block scales of a rows x cols FP8 matrix. */
 static uint64_t scale_bytes(const struct moed_model *m, uint64_t rows, uint64_t cols)
 {

@@ -82,6 +82,9 @@ const struct moed_layer *model_layer(const struct moed_model *model, uint32_t in
 /* For loaders: an empty model with source and model_type set; -ENOMEM. */
 int model_new(const char *source, const char *model_type, struct moed_model **ret_model);
 int model_set_string(char **slot, const char *value);
+/* Allocate a layer's E expert pointers (gate, up, down), and their block-scale
+ * pointers when `scales`; -ENOMEM. */
+int model_alloc_experts(struct moed_layer *layer, uint32_t E, int scales);
 /* Allocate n zeroed MoE layers (sets n_layers). */
 int model_alloc_layers(struct moed_model *model, uint32_t n);
 /* Free layers n.. (they must hold no mapped pointers the kept ones share)

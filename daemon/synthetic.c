@@ -113,14 +113,7 @@ static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t i
 	l->index = index;
 	l->gate = fill((size_t)E * H, 1.0f / sqrtf((float)H), index, 1, 0);
 	l->bias = fill(E, 0.05f, index, 2, 0);
-	l->expert_gate = calloc(E, sizeof(void *));
-	l->expert_up = calloc(E, sizeof(void *));
-	l->expert_down = calloc(E, sizeof(void *));
-	l->gate_scale = calloc(E, sizeof(float *));
-	l->up_scale = calloc(E, sizeof(float *));
-	l->down_scale = calloc(E, sizeof(float *));
-	if (!l->gate || !l->bias || !l->expert_gate || !l->expert_up || !l->expert_down ||
-	    !l->gate_scale || !l->up_scale || !l->down_scale)
+	if (!l->gate || !l->bias || model_alloc_experts(l, E, 1) < 0)
 		return -ENOMEM;
 	for (uint32_t e = 0; e < E; e++) {
 		l->expert_gate[e] = fill_fp8(I, H, index, 3, e, &l->gate_scale[e]);
@@ -148,10 +141,7 @@ static int make_layer(struct moed_model *m, struct moed_layer *l, uint32_t index
 	l->index = index;
 	l->gate = fill((size_t)E * H, ah, index, 1, 0);
 	l->bias = fill(E, 0.05f, index, 2, 0);
-	l->expert_gate = calloc(E, sizeof(void *));
-	l->expert_up = calloc(E, sizeof(void *));
-	l->expert_down = calloc(E, sizeof(void *));
-	if (!l->gate || !l->bias || !l->expert_gate || !l->expert_up || !l->expert_down)
+	if (!l->gate || !l->bias || model_alloc_experts(l, E, 0) < 0)
 		return -ENOMEM;
 	for (uint32_t e = 0; e < E; e++) {
 		l->expert_gate[e] = fill((size_t)I * H, ah, index, 3, e);

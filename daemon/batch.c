@@ -271,7 +271,6 @@ static void batch_expired(struct pool_job *pj)
 		b->call.expert ? b->call.expert->gen->name : "", b->call.expert ? "'" : "", ms);
 	b->layer->stats.timeouts++;
 	b->bt->counters.timed_out += b->n_members;
-	b->bt->counters.outcome[!b->infer][BATCH_DEADLINE_EXCEEDED] += b->n_members;
 	for (size_t i = 0; i < b->n_members; i++)
 		reply_error(&b->m[i].to, MOED__STATUS__DEADLINE_EXCEEDED,
 			    "layer %u: the compute call did not finish within compute_timeout_ms (%u ms); its worker was written off",
@@ -294,7 +293,6 @@ static void batch_done(struct pool_job *pj)
 	} else if (b->call.rc < 0) {
 		log_warn("batch: layer %u: %s", b->layer->w->index, b->call.err);
 		fail_all(b, MOED__STATUS__INTERNAL, b->call.err);
-		bt->counters.outcome[!b->infer][BATCH_INTERNAL] += b->n_members;
 	} else {
 		uint64_t now_ms = uv_now(bt->svc->loop), now_ns = uv_hrtime();
 		b->layer->stats.batches++;
@@ -302,7 +300,6 @@ static void batch_done(struct pool_job *pj)
 			const struct member *m = &b->m[i];
 			reply_member(b, m);
 			bt->counters.requests_served++;
-			bt->counters.outcome[!b->infer][BATCH_OK]++;
 			bt->counters.tokens_served += m->n;
 			stats_record(&b->layer->stats, now_ms, b->call.experts + m->row * k,
 				     m->n * k, m->n, b->call.compute_ns / 1000,

@@ -26,15 +26,12 @@ struct batcher;
 struct engine_layer;
 struct service;
 
-enum batch_outcome { BATCH_OK, BATCH_DEADLINE_EXCEEDED, BATCH_INTERNAL, BATCH_OUTCOMES };
 
 struct batch_counters {
 	uint64_t queued_tokens;         /* accepted infer/route tokens not yet answered */
 	uint64_t requests_served;
 	uint64_t tokens_served;
 	uint64_t timed_out;             /* requests answered DEADLINE_EXCEEDED */
-	/* requests by kind (0 infer, 1 route) and outcome, for the metrics */
-	uint64_t outcome[2][BATCH_OUTCOMES];
 };
 
 int batcher_new(struct service *svc, struct batcher **ret);

@@ -100,6 +100,8 @@ void dispatch_frame(struct service *svc, struct caller *c, const struct reply_to
 	const struct request_kind *k;
 
 	to.id = 0;
+	to.counts = svc->answers;
+	to.kind = (unsigned)n_request_kinds;   /* "unknown" until the row is known */
 	if (!req) {
 		log_warn("session %llu (uid %u pid %d): undecodable request (%zu bytes)",
 			 (unsigned long long)c->session, (unsigned)c->uid, (int)c->pid, len);
@@ -108,13 +110,16 @@ void dispatch_frame(struct service *svc, struct caller *c, const struct reply_to
 		return;
 	}
 	to.id = req->id;
+	k = request_kind_of(req->body_case);
+	if (k)
+		to.kind = (unsigned)(k - request_kinds);
 	if (!c->hello_done && req->body_case != MOED__REQUEST__BODY_HELLO) {
 		reply_error(&to, MOED__STATUS__FAILED_PRECONDITION,
 			    "the first request must be hello (protocol version %u)",
 			    MOED_PROTOCOL_VERSION);
 		goto done;
 	}
-	k = request_kind_of(req->body_case);
+
 	if (!k || (size_t)req->body_case >= sizeof(handlers) / sizeof(handlers[0]) ||
 	    !handlers[req->body_case]) {
 		reply_error(&to, MOED__STATUS__UNIMPLEMENTED, "unknown request type %d",

@@ -647,6 +647,11 @@ static int run(struct daemon_ctx *d)
 	d->svc = (struct service){ .loop = d->loop, .cfg = &d->cfg, .engine = d->engine,
 				   .pool = d->pool, .start_ms = uv_now(d->loop),
 				   .reload = do_reload, .save_state = svc_save_state };
+	d->svc.answers = calloc(SERVICE_ANSWER_KINDS * REPLY_STATUSES, sizeof(uint64_t));
+	if (!d->svc.answers) {
+		log_err("moed: out of memory");
+		return -ENOMEM;
+	}
 	r = batcher_new(&d->svc, &d->svc.batcher);
 	if (r < 0) {
 		log_err("batch: %s", strerror(-r));
@@ -720,6 +725,7 @@ int main(int argc, char **argv)
 		engine_free(d.engine);
 		uv_loop_close(d.loop);
 	}
+	free(d.svc.answers);
 	config_release(&d.cfg);
 	return r < 0 || d.exit_code ? 1 : 0;
 }

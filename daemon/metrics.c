@@ -123,17 +123,29 @@ static void histogram(struct out *o, const char *name, uint32_t layer, const str
 	mbuf_printf(&o->b, "%s_count{layer=\"%u\"} %llu\n", name, layer, (unsigned long long)h->count);
 }
 
-static void requests(struct out *o, const struct batch_counters *bc)
+static void requests(struct out *o, const struct service *svc, const struct batch_counters *bc)
 {
-	static const char *kinds[2] = { "infer", "route" };
-	static const char *outcomes[BATCH_OUTCOMES] = { "ok", "deadline_exceeded", "internal" };
+	const uint64_t *a = svc->answers;
+	char status[32];
 
 	family(o, "moed_requests_total", "counter",
-	       "Infer and route requests answered, by kind and status.");
-	for (int k = 0; k < 2; k++)
-		for (int s = 0; s < BATCH_OUTCOMES; s++)
+	       "Requests answered, by kind (a row of the request table; unknown: undecodable) and status.");
+	for (size_t k = 0; a && k < SERVICE_ANSWER_KINDS; k++)
+		for (unsigned st = 0; st < REPLY_STATUSES; st++) {
+			/* every kind has its ok series; other statuses once they occur */
+			if (st != MOED__STATUS__OK && a[k * REPLY_STATUSES + st] == 0)
+				continue;
+			const ProtobufCEnumValue *v =
+				protobuf_c_enum_descriptor_get_value(&moed__status__descriptor, (int)st);
+			size_t i = 0;
+			for (; v && v->name[i] && i + 1 < sizeof(status); i++)
+				status[i] = (char)(v->name[i] >= 'A' && v->name[i] <= 'Z' ? v->name[i] + 32
+										: v->name[i]);
+			status[i] = '\0';
 			mbuf_printf(&o->b, "moed_requests_total{kind=\"%s\",status=\"%s\"} %llu\n",
-				    kinds[k], outcomes[s], (unsigned long long)bc->outcome[k][s]);
+				    k < n_request_kinds ? request_kinds[k].name : "unknown", status,
+				    (unsigned long long)a[k * REPLY_STATUSES + st]);
+		}
 	family(o, "moed_tokens_total", "counter", "Tokens of the infer and route requests served.");
 	mbuf_printf(&o->b, "moed_tokens_total %llu\n", (unsigned long long)bc->tokens_served);
 }
@@ -291,7 +303,7 @@ int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t
 	mbuf_printf(&o.b, "moed_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	family(&o, "moed_uptime_seconds", "gauge", "Seconds since moed started.");
 	mbuf_printf(&o.b, "moed_uptime_seconds %.3f\n", (double)(now - svc->start_ms) / 1000.0);
-	requests(&o, bc);
+	requests(&o, svc, bc);
 	layers(&o, svc->engine, now);
 	shadows(&o, svc->engine, now);
 	plugins(&o, svc->engine);

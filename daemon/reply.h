@@ -21,10 +21,17 @@ struct reply_ops {
 	void (*release)(void *peer);    /* the peer may be freed here */
 };
 
+/* Statuses counted per request kind (gRPC codes 0..16). */
+#define REPLY_STATUSES 17
+
 struct reply_to {
 	const struct reply_ops *ops;
 	void *peer;
 	uint64_t id;                    /* the request's id, echoed in the answer */
+	/* answers counted here by kind and status, [kind][REPLY_STATUSES]
+	 * (NULL: not counted; see struct service's answers) */
+	uint64_t *counts;
+	unsigned kind;
 };
 
 /* Answer OK with resp's body (its id and status are set here). */

@@ -15,6 +15,7 @@
 
 #include "daemon/reply.h"
 #include "proto/moed.pb-c.h"
+#include "proto/protocol.h"
 
 struct batcher;
 struct engine;
@@ -41,12 +42,19 @@ struct service {
 	uint32_t connections;           /* server.c */
 	uint64_t buffered_bytes;        /* session.c: unsent replies + partial frames, all peers */
 	int stopping;                   /* server.c */
+	/* answers by request kind (the rows of proto/requests.def, then one for
+	 * frames that decode as no known kind) and status: reply.c counts them
+	 * for the reply_to dispatch.c prepares; main.c allocates it
+	 * (SERVICE_ANSWER_KINDS x REPLY_STATUSES) */
+	uint64_t *answers;
 	const char *health;             /* main.c: NULL = healthy, else why not (status) */
 	/* main.c: re-read the config and apply it all or nothing; -errno with err */
 	int (*reload)(struct service *svc, struct reload_result *res, char *err, size_t errlen);
 	/* main.c: save the router state now; -errno with err */
 	int (*save_state)(struct service *svc, char *err, size_t errlen);
 };
+
+#define SERVICE_ANSWER_KINDS (n_request_kinds + 1)
 
 /* Who sent a request: kept by the session, read (and hello_done written) by
  * dispatch and the handlers. */

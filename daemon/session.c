@@ -153,7 +153,9 @@ static const struct reply_ops session_reply_ops;
 
 /* Errors about the connection itself carry request id 0. */
 #define send_error(s, ...) \
-	reply_error(&(struct reply_to){ &session_reply_ops, (s), 0 }, __VA_ARGS__)
+	reply_error(&(struct reply_to){ .ops = &session_reply_ops, .peer = (s), \
+					 .counts = (s)->svc->answers, .kind = (unsigned)n_request_kinds }, \
+		    __VA_ARGS__)
 
 void session_sweep(struct session *s, uint64_t now_ms)
 {
@@ -328,7 +330,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
 	struct session *s = stream->data;
 	const struct moed_config *cfg = s->svc->cfg;
-	struct reply_to to = { &session_reply_ops, s, 0 };
+	struct reply_to to = { .ops = &session_reply_ops, .peer = s };
 	size_t off = 0;
 
 	if (n == UV_EOF) {

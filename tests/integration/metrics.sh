@@ -14,6 +14,7 @@ for i in 1 2 3; do
 	"$MOECTL" infer --layer 1 --random 7 --seed $i >/dev/null || fail "infer $i"
 done
 "$MOECTL" route --layer 2 --random 5 --seed 9 >/dev/null || fail "route"
+"$MOECTL" infer --layer 0 --random 1 >/dev/null 2>&1 && fail "infer on the dense layer 0"
 "$MOECTL" metrics >"$TMP/m.prom" || fail "moectl metrics"
 "$MOECTL" metrics --openmetrics >"$TMP/m.om" || fail "moectl metrics --openmetrics"
 "$MOECTL" --json stats >"$TMP/stats.json" || fail "moectl --json stats"
@@ -52,6 +53,9 @@ assert n_series == E * len(layers), n_series
 def req(kind, status="ok"):
     return m[("moed_requests_total", (("kind", kind), ("status", status)))]
 assert req("infer") == 3 and req("route") == 1, (req("infer"), req("route"))
+# every kind is counted by its status, not only infer and route
+assert req("infer", "not_found") == 1, req("infer", "not_found")
+assert req("hello") >= 6 and req("metrics") >= 1 and req("model") >= 4, (req("hello"), req("model"))
 assert m[("moed_tokens_total", ())] == 3 * 7 + 5
 assert sum(l["tokens"] for l in layers) == 26
 assert m[("moed_queued_tokens", ())] == 0

@@ -132,7 +132,7 @@ static int teardown(void **state)
 /* Dispatch one packed request; run the loop until its answer is in. */
 static const Moed__Response *call(struct env *e, const Moed__Request *req)
 {
-	struct reply_to to = { &fake_ops, &e->peer, 0 };
+	struct reply_to to = { .ops = &fake_ops, .peer = &e->peer };
 	uint8_t *buf;
 	size_t len, want = e->peer.n + 1;
 
@@ -166,7 +166,7 @@ static void handshake(void **state)
 	struct env *e = *state;
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__StatusRequest st = MOED__STATUS_REQUEST__INIT;
-	struct reply_to to = { &fake_ops, &e->peer, 0 };
+	struct reply_to to = { .ops = &fake_ops, .peer = &e->peer };
 	const Moed__Response *r;
 
 	dispatch_frame(&e->svc, &e->caller, &to, (const uint8_t *)"\xff\xff\xff", 3);

@@ -336,7 +336,7 @@ static void act_task(void *arg, size_t i)
 	if (u->gemm)
 		expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	else
-		expert_fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+		p->l->isa->fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	scratch_put(&p->l->tasks, s);
 }
 
@@ -364,7 +364,7 @@ static void down_task(void *arg, size_t i)
 		if (u->gemm)
 			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 		else
-			expert_fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+			p->l->isa->fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 	}
 	if (s)
 		scratch_put(&p->l->tasks, s);

@@ -25,7 +25,7 @@
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
  * takes the best the CPU has).
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
- * scales (decoded with them: a row at a time for small groups, fp8.c; into
+ * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
  * tuned); F16 is refused.
  * Qwen2-MoE's shared-expert gate: the shared unit's tokens are weighted by

@@ -11,8 +11,9 @@
  *
  * FP8 E4M3 weights: large groups take the sgemm path, each block of rows
  * decoded (exactly) and multiplied by its block scales into fp32 scratch;
- * small groups decode one row at a time and take its dot products there
- * (fp8.c).  Memory holds one byte per weight either way.
+ * small groups decode the codes in registers inside the dot products
+ * (fp8_impl.h; the generic entry a row at a time into scratch, fp8.c).
+ * Memory holds one byte per weight either way.
  *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
  * weights are widened exactly (bf16 is the top half of an fp32); an FP8
@@ -113,7 +114,7 @@ void fp8_decode_rows(const uint8_t *q, const float *scale, uint32_t br, uint32_t
 void fp8_init(void);
 /* The two halves for an FP8 expert and a small group (fp8.c): generic decodes
  * a row at a time into scratch and dots it there; the ISA variants decode in
- * registers and scale once per block (fp8_impl.h). */
+ * registers, the block scale loaded once per block (fp8_impl.h). */
 expert_fp8_fn expert_fp8_act_generic, expert_fp8_down_generic;
 #if defined(__x86_64__)
 expert_fp8_fn expert_fp8_act_avx512, expert_fp8_down_avx512;

@@ -16,7 +16,9 @@
  * per-block accumulator instead saves that multiply at one token, but needs
  * twice the accumulators, so only 4 tokens fit the 32 registers; measured on
  * S1, one thread: T=1 5.8-7.4 ms against 6.2-10 here, within the noise;
- * T=64 226-238 against 186-216.)  Columns that do not fill a vector take a
+ * T=64 226-238 against 186-216.  Decoding 32 codes per AVX-512BW widening
+ * instead of 16 was 5-10% slower at T=1-16 and 5% faster at T=64, 4 rounds
+ * alternated.)  Columns that do not fill a vector take a
  * scalar path with the same weights.  Lane sums use a fixed tree and every
  * (row, token) sum runs in the same order whatever the group, so a token's
  * result does not depend on its neighbours.

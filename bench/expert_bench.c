@@ -5,7 +5,7 @@
  * For each thread count it first measures the limits with that many threads:
  * cblas_sgemm 4096^3 (OpenBLAS's own threads) and a streaming read of 512 MiB
  * (one slice per thread).  Then for each shape of ROUTING.md (S0-S4), weight
- * type (f32, bf16) and T (1 .. 1024 tokens, random distinct top-k routes), the
+ * type (f32, bf16, fp8) and T (1 .. 1024 tokens, random distinct top-k routes), the
  * median time of forward() on one layer, printed as tokens/s, weight bytes of
  * the experts touched per second over the read bandwidth, and FLOP/s over the
  * sgemm peak.  The plugin runs as in the daemon: OpenBLAS single-threaded,
@@ -17,9 +17,11 @@
  * way HuggingFace's DeepseekV3MoE runs it, same thread count) rebuilds the
  * same weights, inputs and routes from the same counter-based generator
  * (bench_value() below, mirrored there), checks its output against ours and
- * reports its times; the table prints our speed over its speed.
+ * reports its times; the table prints our speed over its speed.  fp8 (E4M3
+ * codes from the same generator, NaN codes skipped, block scales of 128x128
+ * that differ between blocks) runs without the peer.
  *
- *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..] [-d f32,bf16] [-t 1,2]
+ *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..] [-d f32,bf16,fp8] [-t 1,2]
  *	             [-T 1,4,16,64,256,1024] [-o KEY=VALUE]... [-P PEER.py|none]
  *	             [-j RESULTS.json] [-z ZIPF]
  *
@@ -65,9 +67,9 @@ static float bench_value(uint64_t id, uint64_t i, float scale)
 
 /* Tensor ids: expert e gate/up/down 3e..3e+2, shared 3E..3E+2, x 3E+3,
  * routes 3E+4, route weights 3E+5. */
-static void *gen_weights(uint64_t id, size_t n, int bf16)
+static void *gen_weights(uint64_t id, size_t n, int bf16, int fp8)
 {
-	void *p = malloc(n * (bf16 ? 2 : 4));
+	void *p = malloc(n * (fp8 ? 1 : bf16 ? 2 : 4));
 
 	if (!p) {
 		perror("malloc");
@@ -78,11 +80,29 @@ static void *gen_weights(uint64_t id, size_t n, int bf16)
 		uint32_t u;
 
 		memcpy(&u, &f, 4);
-		if (bf16)
+		if (fp8)
+			/* a code of magnitude below 2^7 (the scales bring it near the f32 values) */
+			((uint8_t *)p)[i] = (uint8_t)((u >> 24 & 0x80) | ((u >> 13) % 0x78));
+		else if (bf16)
 			((uint16_t *)p)[i] = (uint16_t)(u >> 16);
 		else
 			((float *)p)[i] = f;
 	}
+	return p;
+}
+
+/* Block scales of an FP8 matrix of rows x cols: 2^-12 .. 2^-9 by block. */
+static float *gen_scales(uint64_t id, uint32_t rows, uint32_t cols)
+{
+	size_t n = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
+	float *p = malloc(n * sizeof(float));
+
+	if (!p) {
+		perror("malloc");
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++)
+		p[i] = ldexpf(1.0f, -12 + (int)(splitmix64_at((id << 40) + (1ull << 39) + i) % 4));
 	return p;
 }
 
@@ -139,6 +159,7 @@ struct config {
 	const struct moed_plugin *plugin;
 	const struct shape *s;
 	int bf16;
+	int fp8;
 	unsigned threads;
 	const struct moed_param *params;
 	size_t n_params;
@@ -193,32 +214,57 @@ static void run_config(const struct config *c)
 	size_t Tmax = c->Ts[c->nT - 1], eb = (size_t)s->In * s->H, Is = (size_t)s->n_shared * s->In;
 	const void **gate = calloc(s->E, sizeof(void *)), **up = calloc(s->E, sizeof(void *));
 	const void **down = calloc(s->E, sizeof(void *));
-	float *x = gen_weights(3ull * s->E + 3, Tmax * s->H, 0), *y = malloc(Tmax * s->H * 4);
+	float *x = gen_weights(3ull * s->E + 3, Tmax * s->H, 0, 0), *y = malloc(Tmax * s->H * 4);
 	float *w = malloc(Tmax * s->k * 4);
 	int32_t *ex = malloc(Tmax * s->k * 4);
-	double bpw = c->bf16 ? 2 : 4, worst = 0;
+	double bpw = c->fp8 ? 1 : c->bf16 ? 2 : 4, worst = 0;
+	const char *dname = c->fp8 ? "fp8" : c->bf16 ? "bf16" : "f32";
+	float **sc = c->fp8 ? calloc(3ull * s->E + 3, sizeof(float *)) : NULL;
 	struct moed_expert_spec spec;
 	struct peer *peer = NULL;
 	void *layer;
 
 	for (uint32_t e = 0; e < s->E; e++) {
-		gate[e] = gen_weights(3ull * e, eb, c->bf16);
-		up[e] = gen_weights(3ull * e + 1, eb, c->bf16);
-		down[e] = gen_weights(3ull * e + 2, eb, c->bf16);
+		gate[e] = gen_weights(3ull * e, eb, c->bf16, c->fp8);
+		up[e] = gen_weights(3ull * e + 1, eb, c->bf16, c->fp8);
+		down[e] = gen_weights(3ull * e + 2, eb, c->bf16, c->fp8);
+	}
+	for (uint32_t e = 0; c->fp8 && e <= s->E; e++) {
+		uint32_t in = e < s->E ? s->In : (uint32_t)Is;
+
+		if (!in)
+			continue;
+		sc[3 * e] = gen_scales(3ull * e, in, s->H);
+		sc[3 * e + 1] = gen_scales(3ull * e + 1, in, s->H);
+		sc[3 * e + 2] = gen_scales(3ull * e + 2, s->H, in);
 	}
 	spec = (struct moed_expert_spec){
 		.struct_size = sizeof(spec), .hidden_size = s->H, .intermediate_size = s->In,
 		.n_experts = s->E, .shared_intermediate_size = (uint32_t)Is,
-		.dtype = c->bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
+		.dtype = c->fp8 ? MOED_DTYPE_F8_E4M3 : c->bf16 ? MOED_DTYPE_BF16 : MOED_DTYPE_F32,
 		.gate = gate, .up = up, .down = down,
-		.shared_gate = Is ? gen_weights(3ull * s->E, Is * s->H, c->bf16) : NULL,
-		.shared_up = Is ? gen_weights(3ull * s->E + 1, Is * s->H, c->bf16) : NULL,
-		.shared_down = Is ? gen_weights(3ull * s->E + 2, Is * s->H, c->bf16) : NULL,
+		.shared_gate = Is ? gen_weights(3ull * s->E, Is * s->H, c->bf16, c->fp8) : NULL,
+		.shared_up = Is ? gen_weights(3ull * s->E + 1, Is * s->H, c->bf16, c->fp8) : NULL,
+		.shared_down = Is ? gen_weights(3ull * s->E + 2, Is * s->H, c->bf16, c->fp8)
+				  : NULL,
 	};
+	if (c->fp8) {
+		float **gs = calloc(3ull * s->E, sizeof(float *));
+
+		for (uint32_t e = 0; e < s->E; e++)
+			gs[e] = sc[3 * e], gs[s->E + e] = sc[3 * e + 1], gs[2 * s->E + e] = sc[3 * e + 2];
+		spec.scale_block_rows = spec.scale_block_cols = 128;
+		spec.gate_scale = (const float *const *)gs;
+		spec.up_scale = (const float *const *)gs + s->E;
+		spec.down_scale = (const float *const *)gs + 2 * s->E;
+		spec.shared_gate_scale = sc[3 * s->E];
+		spec.shared_up_scale = sc[3 * s->E + 1];
+		spec.shared_down_scale = sc[3 * s->E + 2];
+	}
 	layer = layer_new(c, &spec);
-	if (c->peer)
+	if (c->peer && !c->fp8)
 		peer = peer_start(c->peer, s, c->bf16, c->threads, Tmax, c->zipf);
-	printf("\n%s %s, %u thread%s%s%s, %s routes\n", s->id, c->bf16 ? "bf16" : "f32",
+	printf("\n%s %s, %u thread%s%s%s, %s routes\n", s->id, dname,
 	       c->threads, c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text,
 	       c->zipf ? "Zipf-skewed" : "uniform");
 	printf("%6s %9s %9s %7s %8s %6s %8s %6s %9s %7s\n", "T", "ms", "tok/s", "experts",
@@ -246,7 +292,7 @@ static void run_config(const struct config *c)
 				"\"gflops\":%.2f,\"of_sgemm_peak\":%.4f,\"peer_ms\":%.4f,"
 				"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,"
 				"\"read_bw_gb_per_s\":%.2f,\"sgemm_peak_gflops\":%.2f}",
-				ftell(c->json) > 2 ? ",\n" : "\n", s->id, c->bf16 ? "bf16" : "f32",
+				ftell(c->json) > 2 ? ",\n" : "\n", s->id, dname,
 				c->threads, c->zipf, c->params_text, T, sec * 1e3, T / sec, d,
 				bytes / sec / 1e9, bytes / sec / 1e9 / c->lim->bw, flops / sec / 1e9,
 				flops / sec / 1e9 / c->lim->peak, psec * 1e3,
@@ -262,6 +308,12 @@ static void run_config(const struct config *c)
 	free((void *)spec.shared_gate), free((void *)spec.shared_up);
 	free((void *)spec.shared_down);
 	free(gate), free(up), free(down), free(x), free(y), free(w), free(ex);
+	if (c->fp8) {
+		free((void *)spec.gate_scale);
+		for (size_t i = 0; i < 3ull * s->E + 3; i++)
+			free(sc[i]);
+		free(sc);
+	}
 }
 
 /* ---- command line ---- */
@@ -325,7 +377,7 @@ int main(int argc, char **argv)
 		case 'j': json_path = optarg; break;
 		case 'z': zipf = strtod(optarg, NULL); break;
 		default:
-			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16] "
+			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16,fp8] "
 					"[-t 1,2] [-T 1,4,..] [-o KEY=VALUE].. [-P PEER|none] "
 					"[-j JSON] [-z ZIPF]\n", argv[0]);
 			return 2;
@@ -377,6 +429,7 @@ int main(int argc, char **argv)
 			for (size_t d = 0; d < nd; d++) {
 				c.s = find_shape(lists[0][s]);
 				c.bf16 = !strcmp(lists[1][d], "bf16");
+				c.fp8 = !strcmp(lists[1][d], "fp8");
 				run_config(&c);
 				fflush(stdout);
 			}

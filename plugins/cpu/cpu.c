@@ -25,7 +25,7 @@
  * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
  * takes the best the CPU has).
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
- * scales (decoded with them: a row at a time for small groups, fp8.c; into
+ * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
  * tuned); F16 is refused.
  * Qwen2-MoE's shared-expert gate: the shared unit's tokens are weighted by
@@ -336,7 +336,7 @@ static void act_task(void *arg, size_t i)
 	if (u->gemm)
 		expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	else
-		expert_fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
+		p->l->isa->fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
 	scratch_put(&p->l->tasks, s);
 }
 
@@ -364,7 +364,7 @@ static void down_task(void *arg, size_t i)
 		if (u->gemm)
 			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 		else
-			expert_fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+			p->l->isa->fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 	}
 	if (s)
 		scratch_put(&p->l->tasks, s);

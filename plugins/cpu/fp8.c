@@ -1,15 +1,18 @@
 /*
  * FP8 E4M3 weights for the cpu backend: decoding rows with their block
- * scales (used by the sgemm path into its scratch), and the small-group path
- * for FP8, which decodes one weight row at a time into an L1-sized buffer and
- * takes its dot products with the group's tokens there, so a weight is read
- * from memory once, as one byte, and no fp32 copy of the matrix is written
- * (the sgemm path writes and packs one, which costs more than it saves below
- * gemm_min_tokens).  Dot products accumulate in fp32 in a fixed order.
- * Measured (one core, H 2048, I 1408, T = 1): the row decode 2.8 ns/weight
- * in baseline x86-64, 0.5-0.7 with AVX2/AVX-512 clones; gate+up 0.8 ns per
- * weight against about 0.3 for the bf16 small kernel: still slower than bf16,
- * for the kernels work to close.
+ * scales (used by the sgemm path into its scratch), and the small-group
+ * kernels for FP8.  The AVX-512 and AVX2 ones (fp8_impl.h, instantiated below,
+ * picked by the isa table of kernels.c) decode in registers inside the dot
+ * products, so a weight is read from memory once, as one byte, and nothing is
+ * written; the generic one decodes one row at a time into an L1-sized buffer
+ * and takes its dot products there.  Dot products accumulate in fp32 in a
+ * fixed order.  Measured (S1, one thread, 5 alternating rounds of
+ * bench/expert_bench -s S1 -d bf16,fp8 -t 1 -T 1,4,16,64 -P none against the
+ * row-decode kernel this replaced, medians, machine shared and noisy): fp8
+ * T=1 6.2 ms (was 51), T=4 19.9 (133), T=16 69 (378), T=64 217 (651) against
+ * bf16 9.7, 27, 83, 206 in the same runs.  With isa=avx2 fp8 about equals
+ * bf16.  At 64 tokens (6 per expert) decoding costs about what the bytes
+ * save: there the kernel is compute-bound.
  */
 #include <math.h>
 #include <pthread.h>
@@ -29,13 +32,22 @@ float fp8_e4m3_value(uint8_t v)
 	return v & 0x80 ? -f : f;
 }
 
-static float fp8_lut[256];
+/* Each code's value, and its value times 2^-8 (what the register decode of
+ * the ISA kernels yields, for their scalar tails). */
+static float fp8_lut[256], fp8_lut_scaled[256];
 static pthread_once_t fp8_once = PTHREAD_ONCE_INIT;
 
 static void fp8_lut_init(void)
 {
-	for (unsigned i = 0; i < 256; i++)
+	for (unsigned i = 0; i < 256; i++) {
 		fp8_lut[i] = fp8_e4m3_value((uint8_t)i);
+		fp8_lut_scaled[i] = fp8_lut[i] * 0x1p-8f;
+	}
+}
+
+void fp8_init(void)
+{
+	pthread_once(&fp8_once, fp8_lut_init);
 }
 
 typedef uint8_t v8b __attribute__((vector_size(8)));
@@ -134,8 +146,9 @@ static inline __attribute__((always_inline)) float dot(const float *a, const flo
 	return sum;
 }
 
-FP8_CLONES void expert_fp8_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
-		    uint32_t r0, uint32_t r1, float *scratch)
+FP8_CLONES void expert_fp8_act_generic(const struct expert_w *e, const float *x,
+				       const struct group *g, float *act, uint32_t r0, uint32_t r1,
+				       float *scratch)
 {
 	uint32_t H = e->H, In = e->inter;
 	float *gr = scratch, *ur = scratch + H;
@@ -151,8 +164,9 @@ FP8_CLONES void expert_fp8_act(const struct expert_w *e, const float *x, const s
 	}
 }
 
-FP8_CLONES void expert_fp8_down(const struct expert_w *e, const float *act, const struct group *g,
-		     float *y, uint32_t h0, uint32_t h1, float *scratch)
+FP8_CLONES void expert_fp8_down_generic(const struct expert_w *e, const float *act,
+					const struct group *g, float *y, uint32_t h0, uint32_t h1,
+					float *scratch)
 {
 	uint32_t H = e->H, In = e->inter;
 
@@ -162,3 +176,59 @@ FP8_CLONES void expert_fp8_down(const struct expert_w *e, const float *act, cons
 			y[group_tok(g, j) * H + h] += group_w(g, j) * dot(scratch, act + j * In, In);
 	}
 }
+
+/* Bytes ahead of each row to prefetch in the ISA kernels (two rows stream at
+ * once; S1 fp8 with 1024, 2048, 4096 and 8192 alternated, one thread: T=1
+ * 5.6-7.8 ms for all, no difference above the noise).  Tokens whose
+ * accumulators stay in registers (2 rows x 8 tokens: 16 of the 32 zmm). */
+#ifndef FP8_PREFETCH
+#define FP8_PREFETCH 2048
+#endif
+#ifndef FP8_NB
+#define FP8_NB 8
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/*
+ * Codes to fp16 bit patterns worth value * 2^-8, exactly: sign-extending a
+ * code to 16 bits and shifting it left by 7 puts its exponent and mantissa
+ * under an fp16's low four exponent bits and top three mantissa bits (the
+ * biases 7 and 15 differ by 8, and an e4m3 subnormal lands on an fp16
+ * subnormal) and copies the sign to bits 14 and 15; bit 14 is cleared and
+ * vcvtph2ps widens the halves to fp32.  NaN codes never get here.
+ */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,f16c,fma")
+static inline __attribute__((always_inline)) __m512 fp8_dec16(const uint8_t *q)
+{
+	__m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+
+	h = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xbfff));
+	return _mm512_cvtph_ps(h);
+}
+
+#define FP8_ISA avx512
+#define FP8_VW 16
+#define FP8_DEC(q) ((vf_avx512)fp8_dec16(q))
+#include "plugins/cpu/fp8_impl.h"
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c,fma")
+static inline __attribute__((always_inline)) __m256 fp8_dec8(const uint8_t *q)
+{
+	__m128i h = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)q));
+
+	h = _mm_and_si128(_mm_slli_epi16(h, 7), _mm_set1_epi16((short)0xbfff));
+	return _mm256_cvtph_ps(h);
+}
+
+#define FP8_ISA avx2
+#define FP8_VW 8
+#define FP8_DEC(q) ((vf_avx2)fp8_dec8(q))
+#include "plugins/cpu/fp8_impl.h"
+#pragma GCC pop_options
+
+#endif

@@ -53,12 +53,14 @@ static inline float wload(const void *row, uint32_t i, int bf16)
 
 static int has_avx2(void)
 {
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("f16c");
 }
 
 static int has_avx512(void)
 {
-	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 }
 #endif
 
@@ -69,11 +71,14 @@ static int always(void)
 
 const struct cpu_isa cpu_isas[] = {
 #if defined(__x86_64__)
-	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512 },
-	{ "avx2", has_avx2, expert_act_avx2, expert_down_avx2 },
+	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512, expert_fp8_act_avx512,
+	  expert_fp8_down_avx512 },
+	{ "avx2", has_avx2, expert_act_avx2, expert_down_avx2, expert_fp8_act_avx2,
+	  expert_fp8_down_avx2 },
 #endif
-	{ "generic", always, expert_act_generic, expert_down_generic },
-	{ NULL, NULL, NULL, NULL },
+	{ "generic", always, expert_act_generic, expert_down_generic, expert_fp8_act_generic,
+	  expert_fp8_down_generic },
+	{ NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 const struct cpu_isa *cpu_isa_pick(const char *name)

@@ -11,8 +11,9 @@
  *
  * FP8 E4M3 weights: large groups take the sgemm path, each block of rows
  * decoded (exactly) and multiplied by its block scales into fp32 scratch;
- * small groups decode one row at a time and take its dot products there
- * (fp8.c).  Memory holds one byte per weight either way.
+ * small groups decode the codes in registers inside the dot products
+ * (fp8_impl.h; the generic entry a row at a time into scratch, fp8.c).
+ * Memory holds one byte per weight either way.
  *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
  * weights are widened exactly (bf16 is the top half of an fp32); an FP8
@@ -79,11 +80,18 @@ typedef void expert_act_fn(const struct expert_w *e, const float *x, const struc
 typedef void expert_down_fn(const struct expert_w *e, const float *act, const struct group *g,
 			    float *y, uint32_t h0, uint32_t h1);
 
+/* The same for FP8 weights; scratch: 2 * max(H, inter) floats
+ * (expert_gemm_scratch() has room). */
+typedef void expert_fp8_fn(const struct expert_w *e, const float *in, const struct group *g,
+			   float *out, uint32_t r0, uint32_t r1, float *scratch);
+
 struct cpu_isa {
 	const char *name;
 	int (*supported)(void);
 	expert_act_fn *act;
 	expert_down_fn *down;
+	expert_fp8_fn *fp8_act;
+	expert_fp8_fn *fp8_down;
 };
 
 /* Table of kernels, best first, NULL-terminated. */
@@ -102,12 +110,16 @@ float fp8_e4m3_value(uint8_t v);
  * (blocks br x bc) into dst [nr][K] fp32. */
 void fp8_decode_rows(const uint8_t *q, const float *scale, uint32_t br, uint32_t bc, uint32_t r,
 		     uint32_t nr, uint32_t K, float *dst);
-/* The two halves for an FP8 expert and a small group, a row at a time;
- * scratch: 2 * max(H, inter) floats (expert_gemm_scratch() has room). */
-void expert_fp8_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
-		    uint32_t r0, uint32_t r1, float *scratch);
-void expert_fp8_down(const struct expert_w *e, const float *act, const struct group *g,
-		     float *y, uint32_t h0, uint32_t h1, float *scratch);
+/* The FP8 lookup tables (idempotent, thread-safe). */
+void fp8_init(void);
+/* The two halves for an FP8 expert and a small group (fp8.c): generic decodes
+ * a row at a time into scratch and dots it there; the ISA variants decode in
+ * registers, the block scale loaded once per block (fp8_impl.h). */
+expert_fp8_fn expert_fp8_act_generic, expert_fp8_down_generic;
+#if defined(__x86_64__)
+expert_fp8_fn expert_fp8_act_avx512, expert_fp8_down_avx512;
+expert_fp8_fn expert_fp8_act_avx2, expert_fp8_down_avx2;
+#endif
 void expert_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
 		     uint32_t r0, uint32_t r1, float *scratch);
 void expert_gemm_down(const struct expert_w *e, const float *act, const struct group *g,

@@ -12,8 +12,16 @@ stored as float32 holding bf16 values, so the C test can hand the plugin their
 top 16 bits losslessly and the expected output uses exactly the weights the
 plugin sees; the two differ only in fp32 summation order.
 
-Each folder holds meta.txt: "E H I Is k T dtype" (dtype f32 or bf16).
-Usage: gen_expert_cases.py OUTDIR.  Exit 77 when numpy is missing.
+FP8 cases (--fp8) quantise the weights to e4m3 codes with float32 block
+scales of 128x128 (partial blocks at the edges; the scales of neighbouring
+blocks differ by powers of two, so a misapplied scale is loud, and the larger
+ones push many codes into the subnormals).  The codes are stored as int32
+.npy (gate.npy ...), the scales as gate_scale.npy [E][ceil(R/128)][ceil(C/128)]
+(shared_gate_scale.npy ...), and the expected output uses the weights
+dequantised here: e4m3 value (decoded from its bits below) * scale in float32.
+
+Each folder holds meta.txt: "E H I Is k T dtype" (dtype f32, bf16 or fp8).
+Usage: gen_expert_cases.py OUTDIR [--fp8].  Exit 77 when numpy is missing.
 """
 import os
 import sys
@@ -29,6 +37,39 @@ def bf16_round(a):
     u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
     u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
     return u.astype(np.uint32).view(np.float32)
+
+
+def e4m3_values():
+    """float32 value of each e4m3 code (NaN for 0x7f and 0xff)."""
+    v = np.zeros(256, dtype=np.float64)
+    for c in range(256):
+        e, m = (c >> 3) & 15, c & 7
+        f = (8 + m) * 2.0 ** (e - 10) if e else m * 2.0 ** -9
+        v[c] = -f if c & 0x80 else f
+    v[0x7F] = v[0xFF] = np.nan
+    return v.astype(np.float32)
+
+
+E4M3 = e4m3_values()
+BLOCK = 128
+
+
+def fp8_quantise(rng, w, base):
+    """w [..., R, C] float32 -> (codes int32, scales float32 [..., ceil(R/B), ceil(C/B)],
+    dequantised float32)."""
+    R, C = w.shape[-2:]
+    rb, cb = -(-R // BLOCK), -(-C // BLOCK)
+    scale = (np.float32(base) * np.exp2(rng.integers(0, 8, w.shape[:-2] + (rb, cb)))
+             ).astype(np.float32)
+    full = np.repeat(np.repeat(scale, BLOCK, axis=-2), BLOCK, axis=-1)[..., :R, :C]
+    finite = np.array([c for c in range(256) if (c & 0x7F) != 0x7F])
+    order = np.argsort(E4M3[finite])
+    vals, codes_sorted = E4M3[finite][order], finite[order]
+    t = np.clip(w / full, vals[0], vals[-1])
+    i = np.clip(np.searchsorted(vals, t), 1, len(vals) - 1)
+    i -= (t - vals[i - 1]) < (vals[i] - t)
+    codes = codes_sorted[i].astype(np.int32)
+    return codes, scale, (E4M3[codes] * full).astype(np.float32)
 
 
 def silu(z):
@@ -72,6 +113,17 @@ def make(outdir, name, E, H, I, Is, k, T, dtype, mode="random", seed=0):
         gate, up, down = bf16_round(gate), bf16_round(up), bf16_round(down)
         if Is:
             sg, su, sd = bf16_round(sg), bf16_round(su), bf16_round(sd)
+    stored = {}
+    if dtype == "fp8":
+        mats = dict(gate=gate, up=up, down=down)
+        if Is:
+            mats.update(shared_gate=sg, shared_up=su, shared_down=sd)
+        for key, a in mats.items():
+            codes, scale, deq = fp8_quantise(rng, a, float(np.abs(a).max()) / 448)
+            stored[key], stored[key + "_scale"], mats[key] = codes, scale, deq
+        gate, up, down = mats["gate"], mats["up"], mats["down"]
+        if Is:
+            sg, su, sd = mats["shared_gate"], mats["shared_up"], mats["shared_down"]
     x = rnd(T, H)
     ex, w = routes(rng, T, E, k, mode)
 
@@ -89,6 +141,7 @@ def make(outdir, name, E, H, I, Is, k, T, dtype, mode="random", seed=0):
     arrays = dict(x=x, experts=ex, weights=w, gate=gate, up=up, down=down, y=y)
     if Is:
         arrays.update(shared_gate=sg, shared_up=su, shared_down=sd)
+    arrays.update(stored)
     for key, a in arrays.items():
         np.save(os.path.join(d, key + ".npy"), np.ascontiguousarray(a))
     with open(os.path.join(d, "meta.txt"), "w") as f:
@@ -110,15 +163,24 @@ CASES = [
 ]
 
 
+# the cases also run with FP8 weights (--fp8)
+FP8_CASES = ("t1", "hot", "k8_e64", "odd_dims", "slices")
+
+
 def main():
-    if len(sys.argv) != 2:
-        print("usage: gen_expert_cases.py OUTDIR", file=sys.stderr)
+    args = [a for a in sys.argv[1:] if a != "--fp8"]
+    if len(args) != 1:
+        print("usage: gen_expert_cases.py OUTDIR [--fp8]", file=sys.stderr)
         return 2
     seed = 1
     for name, E, H, I, Is, k, T, mode in CASES:
-        for dtype in ("f32", "bf16"):
-            make(sys.argv[1], "%s_%s" % (name, dtype), E, H, I, Is, k, T, dtype, mode, seed)
-            seed += 1
+        dtypes = ("f32", "bf16", "fp8") if "--fp8" in sys.argv and name in FP8_CASES else \
+            ("f32", "bf16")
+        for dtype in dtypes:
+            # fp8 cases take seeds of their own: the others stay as without --fp8
+            make(args[0], "%s_%s" % (name, dtype), E, H, I, Is, k, T, dtype, mode,
+                 seed + 1000 if dtype == "fp8" else seed)
+            seed += dtype != "fp8"
     return 0
 
 

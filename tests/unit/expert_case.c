@@ -1,7 +1,9 @@
 /*
  * Loading one expert reference case (expert_case.h): the arrays are checked
  * for their sizes, bf16 cases for holding bf16 values (low halves zero, so
- * the top halves are exactly the weights the reference used).
+ * the top halves are exactly the weights the reference used), fp8 cases for
+ * codes in 0..255 that are not NaN (stored as int32) and block scales of the
+ * shape 128x128 blocks give.
  */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +36,22 @@ static void *to_bf16(const struct npy_test *a)
 	return o;
 }
 
+/* Int32 array of e4m3 codes -> bytes (NULL if a code is out of range or NaN). */
+static void *to_fp8(const struct npy_test *a)
+{
+	uint8_t *o = malloc(a->count + 1);
+	const int32_t *v = a->data;
+
+	for (size_t i = 0; o && i < a->count; i++) {
+		if (v[i] < 0 || v[i] > 255 || (v[i] & 0x7f) == 0x7f) {
+			free(o);
+			return NULL;
+		}
+		o[i] = (uint8_t)v[i];
+	}
+	return o;
+}
+
 void expert_case_free(struct tcase *c)
 {
 	struct npy_test *all[] = { &c->x, &c->experts, &c->weights, &c->gate, &c->up,
@@ -43,8 +61,13 @@ void expert_case_free(struct tcase *c)
 		return;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		free(all[i]->data);
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 6; i++) {
 		free(c->wbuf[i]);
+		free(c->scale[i].data);
+	}
+	free(c->gsp);
+	free(c->usp);
+	free(c->dsp);
 	free(c->gp);
 	free(c->upp);
 	free(c->dp);
@@ -63,8 +86,20 @@ static int load_arrays(struct tcase *c, const char *dir)
 		if (i >= 7 && !c->Is)
 			break;
 		snprintf(file, sizeof(file), "%s.npy", names[i]);
-		if (load(dir, file, i == 1 ? "<i4" : "<f4", all[i]) != 0)
+		if (load(dir, file, i == 1 || (c->fp8 && (i < 6 ? i >= 3 : i >= 7)) ? "<i4" : "<f4",
+			 all[i]) != 0)
 			return -1;
+		if (c->fp8 && (i >= 3 && i != 6)) {
+			struct npy_test *s = &c->scale[i < 6 ? i - 3 : i - 4];
+			/* rows, columns of each matrix: gate and up I x H, down H x I */
+			uint32_t R = i == 5 || i == 9 ? c->H : i < 6 ? c->I : c->Is;
+			uint32_t C = i == 5 ? c->I : i == 9 ? c->Is : c->H;
+			size_t n = (size_t)(i < 6 ? c->E : 1) * ((R + 127) / 128) * ((C + 127) / 128);
+
+			snprintf(file, sizeof(file), "%s_scale.npy", names[i]);
+			if (load(dir, file, "<f4", s) != 0 || s->count != n)
+				return -1;
+		}
 	}
 	return c->x.count == (size_t)c->T * c->H && c->experts.count == (size_t)c->T * c->k &&
 	       c->gate.count == (size_t)c->E * c->I * c->H &&
@@ -95,6 +130,7 @@ struct tcase *expert_case_load(const char *cases_dir, const char *name, char *er
 		goto fail;
 	}
 	c->bf16 = !strcmp(dtype, "bf16");
+	c->fp8 = !strcmp(dtype, "fp8");
 	if (load_arrays(c, dir) < 0) {
 		snprintf(err, errlen, "%s: an array is missing or has the wrong size", dir);
 		goto fail;
@@ -107,6 +143,10 @@ struct tcase *expert_case_load(const char *cases_dir, const char *name, char *er
 			snprintf(err, errlen, "%s: weights are not bf16 values", dir);
 			goto fail;
 		}
+		if (c->fp8 && w[i]->data && !(wp[i] = c->wbuf[i] = to_fp8(w[i]))) {
+			snprintf(err, errlen, "%s: weights are not e4m3 codes", dir);
+			goto fail;
+		}
 	}
 	c->gp = calloc(c->E, sizeof(void *));
 	c->upp = calloc(c->E, sizeof(void *));
@@ -116,7 +156,7 @@ struct tcase *expert_case_load(const char *cases_dir, const char *name, char *er
 		goto fail;
 	}
 	for (uint32_t e = 0; e < c->E; e++) {
-		size_t n = (size_t)c->I * c->H * (c->bf16 ? 2 : 4);
+		size_t n = (size_t)c->I * c->H * (c->fp8 ? 1 : c->bf16 ? 2 : 4);
 
 		c->gp[e] = (const char *)wp[0] + e * n;
 		c->upp[e] = (const char *)wp[1] + e * n;
@@ -131,6 +171,30 @@ struct tcase *expert_case_load(const char *cases_dir, const char *name, char *er
 		.down = (const void *const *)c->dp,
 		.shared_gate = wp[3], .shared_up = wp[4], .shared_down = wp[5],
 	};
+	if (c->fp8) {
+		size_t hb = (c->H + 127) / 128, ib = (c->I + 127) / 128;
+
+		c->gsp = calloc(c->E, sizeof(float *));
+		c->usp = calloc(c->E, sizeof(float *));
+		c->dsp = calloc(c->E, sizeof(float *));
+		if (!c->gsp || !c->usp || !c->dsp) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (uint32_t e = 0; e < c->E; e++) {
+			c->gsp[e] = (const float *)c->scale[0].data + e * ib * hb;
+			c->usp[e] = (const float *)c->scale[1].data + e * ib * hb;
+			c->dsp[e] = (const float *)c->scale[2].data + e * hb * ib;
+		}
+		c->spec.dtype = MOED_DTYPE_F8_E4M3;
+		c->spec.scale_block_rows = c->spec.scale_block_cols = 128;
+		c->spec.gate_scale = (const float *const *)c->gsp;
+		c->spec.up_scale = (const float *const *)c->usp;
+		c->spec.down_scale = (const float *const *)c->dsp;
+		c->spec.shared_gate_scale = c->scale[3].data;
+		c->spec.shared_up_scale = c->scale[4].data;
+		c->spec.shared_down_scale = c->scale[5].data;
+	}
 	return c;
 fail:
 	expert_case_free(c);

@@ -16,9 +16,13 @@ struct tcase {
 	char name[96];
 	uint32_t E, H, I, Is, k, T;
 	int bf16;
+	int fp8;                        /* E4M3 codes with 128x128 block scales */
 	struct npy_test x, experts, weights, gate, up, down, y, sg, su, sd;
-	void *wbuf[6];                  /* bf16 copies of gate, up, down, sg, su, sd */
+	/* fp8: the block scales of gate, up, down, sg, su, sd */
+	struct npy_test scale[6];
+	void *wbuf[6];                  /* bf16 or fp8 copies of gate, up, down, sg, su, sd */
 	const void **gp, **upp, **dp;   /* E pointers each */
+	const float **gsp, **usp, **dsp; /* fp8: E scale pointers each */
 	struct moed_expert_spec spec;
 };
 

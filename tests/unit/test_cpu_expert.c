@@ -7,8 +7,9 @@
  * instruction set the CPU has, its tasks spread over three threads (the
  * caller and two workers of the daemon's pool) by the host's parallel_for,
  * and compares per token: max|y - ref| / max|ref| <= 1e-5, for
- * fp32 and for bf16 weights alike (the reference uses the same bf16-rounded
- * weights, so only fp32 summation order differs).  It also checks that a
+ * fp32, bf16 and FP8 E4M3 weights alike (the reference uses the same
+ * bf16-rounded weights, or the FP8 codes times their 128x128 block scales
+ * dequantised in numpy, so only fp32 summation order differs).  It also checks that a
  * token's output does not depend on the rest of the batch (bit-exact with the
  * small kernel; 2e-6 in auto mode, where a lone token takes the small kernel
  * and its batch sgemm, a different summation order), that the task split
@@ -105,9 +106,9 @@ static void check_case(const char *name)
 static void test_prefixes(void **state)
 {
 	static const char *const modes[] = { "auto", "small", "gemm" };
-	static const char *const names[] = { "odd_dims_f32", "odd_dims_bf16" };
+	static const char *const names[] = { "odd_dims_f32", "odd_dims_bf16", "odd_dims_fp8" };
 
-	for (size_t n = 0; n < 2; n++) {
+	for (size_t n = 0; n < 3; n++) {
 		struct tcase *c = case_load(names[n]);
 		float *y = malloc((size_t)c->T * c->H * sizeof(float));
 		double worst = 0;
@@ -211,6 +212,8 @@ static void test_batch_independence(void **state)
 {
 	batch_independence("k8_e64_f32", "small", 0);
 	batch_independence("hot_bf16", "small", 0);
+	batch_independence("hot_fp8", "small", 0);
+	batch_independence("slices_fp8", "small", 0);
 	batch_independence("hot_f32", "auto", TOL_BATCH);
 	batch_independence("t1000_f32", "auto", TOL_BATCH);
 }

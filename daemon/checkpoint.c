@@ -42,6 +42,7 @@ struct ckpt {
 	uint32_t want;                  /* expert dtype to serve; 0 until the first */
 	const uint32_t *only;           /* layer subset (sorted), or NULL */
 	uint32_t n_only;
+	const struct model_want *wanted;        /* which experts; NULL = all */
 	struct moed_model *m;           /* once made, owns the mapped files */
 };
 
@@ -386,11 +387,13 @@ static int load_layer(struct ckpt *c, struct moed_model *m, uint32_t L, struct m
 	if (model_alloc_experts(l, E, 1) < 0)
 		return -ENOMEM;
 	for (uint32_t e = 0; e < E; e++) {
+		if (!model_wants(c->wanted, E, L, e))
+			continue;
 		r = load_expert(c, m, L, e, l);
 		if (r < 0)
 			return r;
 	}
-	if (!Is)
+	if (!Is || (c->wanted && !c->wanted->shared))
 		return 0;
 	/* Qwen2-MoE: one shared expert, scaled by sigmoid(shared_expert_gate . x) */
 	shared = c->cfg.shared_expert_gate ? "shared_expert" : "shared_experts";
@@ -507,10 +510,11 @@ static int load_layers(struct ckpt *c, struct moed_model *m)
 }
 
 int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
-		    struct moed_model **ret_model, char *err, size_t errlen)
+		    const struct model_want *want, struct moed_model **ret_model, char *err,
+		    size_t errlen)
 {
 	struct ckpt c = { .dir = dir, .err = err, .errlen = errlen, .want = dtype,
-			  .only = layers, .n_only = n_layers };
+			  .only = layers, .n_only = n_layers, .wanted = want };
 	struct moed_model *m = NULL;
 	char path[PATH_MAX];
 	int r;
@@ -542,6 +546,49 @@ out:
 	if (r == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", dir);
 	model_free(m);
+	ckpt_close(&c);
+	return r;
+}
+
+int checkpoint_add_experts(struct moed_model *m, const struct model_want *want, char *err,
+			   size_t errlen)
+{
+	struct ckpt c = { .dir = m->source, .err = err, .errlen = errlen, .want = m->dtype };
+	struct st_file **maps;
+	char path[PATH_MAX];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/config.json", m->source);
+	r = hfconfig_load(path, &c.cfg, err, errlen);
+	if (r < 0)
+		return r;
+	r = open_files(&c);
+	if (r < 0)
+		goto out;
+	maps = realloc(m->maps, (m->n_maps + c.n_files) * sizeof(*maps));
+	if (!maps) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* the new mappings join the model's (its experts may point into them) */
+	memcpy(maps + m->n_maps, c.files, c.n_files * sizeof(*maps));
+	m->maps = maps;
+	m->n_maps += c.n_files;
+	free(c.files);
+	c.files = NULL;
+	c.n_files = 0;
+	c.m = m;
+	for (uint32_t i = 0; i < m->n_layers && r == 0; i++) {
+		struct moed_layer *l = &m->layers[i];
+
+		for (uint32_t e = 0; e < m->n_experts && r == 0; e++)
+			if (!l->expert_gate[e] && model_wants(want, m->n_experts, l->index, e))
+				r = load_expert(&c, m, l->index, e, l);
+	}
+	model_count_bytes(m);
+out:
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "%s: out of memory", m->source);
 	ckpt_close(&c);
 	return r;
 }

@@ -24,6 +24,10 @@
 /* layers (sorted, n_layers of them; NULL = all): load only those MoE layers,
  * reading no other layer's tensors; each must be a MoE layer of the model. */
 int checkpoint_load(const char *dir, uint32_t dtype, const uint32_t *layers, uint32_t n_layers,
-		    struct moed_model **ret_model, char *err, size_t errlen);
+		    const struct model_want *want, struct moed_model **ret_model, char *err,
+		    size_t errlen);
+/* Map the experts `want` asks for that m (from checkpoint_load) lacks. */
+int checkpoint_add_experts(struct moed_model *m, const struct model_want *want, char *err,
+			   size_t errlen);
 
 #endif

@@ -38,6 +38,7 @@
 #define RESTART CONFIG_RESTART
 
 static const char *const weights_choices[] = { "bf16", "fp32", "fp8", NULL };
+static const char *const placement_choices[] = { "contiguous", "balanced", NULL };
 
 static const struct config_key config_keys[] = {
 	STR("daemon", "socket", RESTART, socket_path, MOED_DEFAULT_SOCKET, NULL,
@@ -113,6 +114,14 @@ static const struct config_key config_keys[] = {
 	    "HOST:PORT of the HTTP listener for /metrics, /api/stats and the live page; unset = none"),
 	ROW("metrics", "allow_remote", CONFIG_BOOL, RESTART, metrics_allow_remote, 0, 1, 0, "0",
 	    NULL, NULL, "let [metrics] listen bind an address other than loopback"),
+	ROW("cluster", "placement", CONFIG_ENUM, RESTART, cluster_placement, 0, 0, 0, "contiguous",
+	    NULL, placement_choices, "under mpirun: experts in equal id runs per rank, or packed by load"),
+	U32("cluster", "replicas", RESTART, cluster_replicas, 0, 1u << 16, "0",
+	    "under mpirun: extra copies of the hottest experts (balanced placement)"),
+	ROW("cluster", "front_computes", CONFIG_BOOL, RESTART, cluster_front_computes, 0, 1, 0, "1",
+	    NULL, NULL, "under mpirun: rank 0 holds routed experts too"),
+	U32("cluster", "timeout_ms", RESTART, cluster_timeout_ms, 100, 3600000, "10000",
+	    "under mpirun: a rank silent this long is lost, a dispatch unanswered this long fails"),
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -73,6 +73,11 @@ struct moed_config {
 	/* [metrics] */
 	char *metrics_listen;           /* HOST:PORT of the HTTP listener; NULL = none */
 	uint32_t metrics_allow_remote;  /* may listen bind a non-loopback address */
+	/* [cluster] (under mpirun; see daemon/cluster.h) */
+	char *cluster_placement;        /* "contiguous" or "balanced" */
+	uint32_t cluster_replicas;      /* extra copies of the hottest experts (balanced) */
+	uint32_t cluster_front_computes; /* rank 0 holds routed experts too */
+	uint32_t cluster_timeout_ms;    /* a rank silent or a dispatch unanswered this long */
 };
 
 /* How a row's value is stored at `offset` in struct moed_config. */

@@ -419,18 +419,24 @@ struct engine_layer *engine_layer(struct engine *e, uint32_t index)
 	return NULL;
 }
 
-static int bind_layer(struct plugin_gen *g, struct engine_layer *l,
-		      const struct moed_param *params, size_t n_params, struct binding **ret)
+/* espec: the expert spec to give (kept in the binding, which outlives the
+ * plugin's layer object); NULL = the layer's own. */
+static int bind_spec(struct plugin_gen *g, struct engine_layer *l,
+		     const struct moed_expert_spec *espec, const struct moed_param *params,
+		     size_t n_params, struct binding **ret)
 {
 	struct binding *b = calloc(1, sizeof(*b));
 	int r;
 
 	if (!b)
 		return -ENOMEM;
+	if (espec)
+		b->espec = *espec;
 	if (g->desc->kind == MOED_PLUGIN_ROUTER)
 		r = g->desc->router->layer_new(g->state, &l->rspec, params, n_params, &b->obj);
 	else
-		r = g->desc->expert->layer_new(g->state, &l->espec, params, n_params, &b->obj);
+		r = g->desc->expert->layer_new(g->state, espec ? &b->espec : &l->espec, params,
+					       n_params, &b->obj);
 	if (r < 0) {
 		free(b);
 		return r;
@@ -440,6 +446,22 @@ static int bind_layer(struct plugin_gen *g, struct engine_layer *l,
 	plugin_gen_ref(g);
 	*ret = b;
 	return 0;
+}
+
+static int bind_layer(struct plugin_gen *g, struct engine_layer *l,
+		      const struct moed_param *params, size_t n_params, struct binding **ret)
+{
+	return bind_spec(g, l, NULL, params, n_params, ret);
+}
+
+int engine_bind_expert(struct plugin_gen *g, struct engine_layer *l,
+		       const struct moed_param *params, size_t n_params, const uint8_t *local,
+		       struct binding **ret)
+{
+	struct moed_expert_spec spec = l->espec;
+
+	spec.local = local;
+	return bind_spec(g, l, &spec, params, n_params, ret);
 }
 
 struct engine_swap {
@@ -680,7 +702,9 @@ void engine_call_run(struct engine_call *c)
 			goto out;
 		}
 	}
-	if (c->expert) {
+	if (c->expert && l->remote) {
+		r = l->remote(l->remote_ctx, c);        /* fills c->err itself */
+	} else if (c->expert) {
 		r = c->expert->gen->desc->expert->forward(c->expert->obj, c->x, c->n_tokens,
 							  l->rspec.top_k, c->experts, c->weights,
 							  c->y);

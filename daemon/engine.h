@@ -28,10 +28,13 @@
 #include "daemon/model.h"
 #include "daemon/stats.h"
 
+struct engine_call;
+
 struct binding {
 	unsigned refs;
 	struct plugin_gen *gen;
 	void *obj;                      /* the plugin's layer object */
+	struct moed_expert_spec espec;  /* its own spec (engine_bind_expert), else unused */
 };
 
 /* A router's saved state for one layer, and (from router.state) which router
@@ -60,6 +63,10 @@ struct engine_layer {
 	struct shadow_stats *shadow_stats;      /* owned, with shadow */
 	float shadow_sample;                    /* fraction of tokens whose drift is computed */
 	uint64_t shadow_seq;                    /* tokens offered to it (sampling is a hash of it) */
+	/* expert parallelism (daemon/cluster.c): when set, a call's forward step
+	 * runs here (the experts spread over ranks) instead of on `expert` */
+	int (*remote)(void *ctx, struct engine_call *c);
+	void *remote_ctx;
 };
 
 struct engine {
@@ -110,6 +117,12 @@ int engine_set_plugin(struct engine *e, uint32_t kind, const char *name,
 		      char *err, size_t errlen);
 
 void binding_unref(struct binding *b);
+/* Create generation g's expert layer object for layer l with the layer's spec
+ * but local (E flags; NULL = all) as its subset of experts (a cluster's
+ * placement epoch).  0 or the plugin's -errno. */
+int engine_bind_expert(struct plugin_gen *g, struct engine_layer *l,
+		       const struct moed_param *params, size_t n_params, const uint8_t *local,
+		       struct binding **ret);
 
 /* Bind router `name` as the shadow of layer `layer` (all MoE layers when < 0),
  * replacing any shadow there, with fresh statistics from now_ms; sample in

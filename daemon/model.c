@@ -87,7 +87,8 @@ void model_count_bytes(struct moed_model *m)
 	for (uint32_t i = 0; i < m->n_layers; i++) {
 		const struct moed_layer *l = &m->layers[i];
 		total += (uint64_t)m->n_experts * H * 4 + (l->bias ? m->n_experts * 4 : 0);
-		total += m->n_experts * per_expert;
+		for (uint32_t e = 0; e < m->n_experts; e++)
+			total += l->expert_gate && l->expert_gate[e] ? per_expert : 0;
 		if (l->shared_gate)
 			total += 3 * H * Is * es + 2 * scale_bytes(m, Is, H) + scale_bytes(m, H, Is);
 		if (l->shared_expert_gate)
@@ -195,6 +196,29 @@ void model_free(struct moed_model *m)
 	free(m->model_type);
 	free(m->topk_method);
 	free(m);
+}
+
+void model_drop_experts(struct moed_model *m, const struct model_want *w)
+{
+	for (uint32_t i = 0; i < m->n_layers; i++) {
+		struct moed_layer *l = &m->layers[i];
+
+		for (uint32_t e = 0; e < m->n_experts; e++) {
+			if (!l->expert_gate[e] || model_wants(w, m->n_experts, l->index, e))
+				continue;
+			free_weight(m, l->expert_gate[e]);
+			free_weight(m, l->expert_up[e]);
+			free_weight(m, l->expert_down[e]);
+			l->expert_gate[e] = l->expert_up[e] = l->expert_down[e] = NULL;
+			if (l->gate_scale) {
+				free(l->gate_scale[e]);
+				free(l->up_scale[e]);
+				free(l->down_scale[e]);
+				l->gate_scale[e] = l->up_scale[e] = l->down_scale[e] = NULL;
+			}
+		}
+	}
+	model_count_bytes(m);
 }
 
 /* Convert one matrix of n elements in place (reallocated) to dtype. */

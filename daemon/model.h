@@ -72,6 +72,26 @@ struct moed_model {
 	uint32_t n_moe_all;
 };
 
+/* Which experts a loader reads (expert parallelism, daemon/cluster.c): a
+ * routed expert only when expert() says so, the shared expert when shared;
+ * the others' pointers stay NULL and their tensors are never touched.
+ * A NULL struct model_want = everything. */
+struct model_want {
+	int (*expert)(void *ctx, uint32_t n_experts, uint32_t layer, uint32_t expert);
+	int shared;
+	void *ctx;
+};
+
+static inline int model_wants(const struct model_want *w, uint32_t E, uint32_t layer,
+			      uint32_t expert)
+{
+	return !w || w->expert(w->ctx, E, layer, expert);
+}
+
+/* Free the routed experts of every layer that w no longer wants (their
+ * pointers become NULL; mapped ones are only forgotten). */
+void model_drop_experts(struct moed_model *model, const struct model_want *w);
+
 /* Does p point into one of the model's mapped files (not to be freed)? */
 int model_is_mapped(const struct moed_model *model, const void *p);
 void model_free(struct moed_model *model);

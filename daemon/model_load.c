@@ -115,11 +115,12 @@ int model_load_with(const char *path, const struct model_load_opts *o,
 	    dtype != MOED_DTYPE_F8_E4M3)
 		return -EINVAL;
 	if (strcmp(path, "synthetic") == 0)
-		r = synthetic_load("", ret_model, err, errlen);
+		r = synthetic_load("", o->want, ret_model, err, errlen);
 	else if (strncmp(path, "synthetic:", 10) == 0)
-		r = synthetic_load(path + 10, ret_model, err, errlen);
+		r = synthetic_load(path + 10, o->want, ret_model, err, errlen);
 	else
-		return checkpoint_load(path, dtype, o->layers, o->n_layers, ret_model, err, errlen);
+		return checkpoint_load(path, dtype, o->layers, o->n_layers, o->want, ret_model, err,
+				       errlen);
 	if (r == 0 && o->layers && (r = keep_layers(*ret_model, o, path, err, errlen)) < 0) {
 		model_free(*ret_model);
 		*ret_model = NULL;
@@ -138,6 +139,14 @@ int model_load_with(const char *path, const struct model_load_opts *o,
 		*ret_model = NULL;
 	}
 	return r;
+}
+
+int model_load_experts(struct moed_model *m, const struct model_want *want, char *err,
+		       size_t errlen)
+{
+	if (strncmp(m->source, "synthetic:", 10) == 0)
+		return synthetic_add_experts(m, want, err, errlen);
+	return checkpoint_add_experts(m, want, err, errlen);
 }
 
 int model_load_as(const char *path, uint32_t dtype, struct moed_model **ret_model, char *err,

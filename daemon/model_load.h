@@ -23,6 +23,7 @@ struct model_load_opts {
 	uint32_t dtype;                 /* as for model_load_as */
 	uint32_t *layers;               /* sorted, distinct MoE layer indices; NULL = all */
 	uint32_t n_layers;
+	const struct model_want *want;  /* which experts; NULL = all */
 };
 
 /* model_load_as with a layer subset: only those layers are read (a
@@ -30,6 +31,12 @@ struct model_load_opts {
  * The model records them (served, n_served). */
 int model_load_with(const char *path, const struct model_load_opts *opts,
 		    struct moed_model **ret_model, char *err, size_t errlen);
+
+/* Read the experts `want` asks for that `model` (loaded from its source with
+ * the same options) does not hold yet, converted to its dtype; the others
+ * stay as they are (a cluster's rebalance).  -errno + err. */
+int model_load_experts(struct moed_model *model, const struct model_want *want, char *err,
+		       size_t errlen);
 
 /* Parse a layer list "1-3,7" (indices and inclusive ranges, any order) into a
  * sorted array without repeats, owned by the caller; -EINVAL + err. */

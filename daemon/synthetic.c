@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "common/mix.h"
+#include "daemon/dtype.h"
 #include "daemon/log.h"
 #include "daemon/synthetic.h"
 
@@ -105,9 +106,32 @@ static void *fill_fp8(uint32_t R, uint32_t C, uint32_t layer, uint32_t tensor, u
 	return q;
 }
 
-static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t index)
+static int make_fp8_expert(const struct moed_model *m, struct moed_layer *l, uint32_t e)
 {
-	uint32_t H = m->hidden_size, I = m->intermediate_size, E = m->n_experts;
+	uint32_t H = m->hidden_size, I = m->intermediate_size, index = l->index;
+
+	l->expert_gate[e] = fill_fp8(I, H, index, 3, e, &l->gate_scale[e]);
+	l->expert_up[e] = fill_fp8(I, H, index, 4, e, &l->up_scale[e]);
+	l->expert_down[e] = fill_fp8(H, I, index, 5, e, &l->down_scale[e]);
+	return l->expert_gate[e] && l->expert_up[e] && l->expert_down[e] ? 0 : -ENOMEM;
+}
+
+/* Expert e of layer l in fp32, as generated. */
+static int make_expert(const struct moed_model *m, struct moed_layer *l, uint32_t e)
+{
+	uint32_t H = m->hidden_size, I = m->intermediate_size, index = l->index;
+	float ah = 1.0f / sqrtf((float)H), ai = 1.0f / sqrtf((float)I);
+
+	l->expert_gate[e] = fill((size_t)I * H, ah, index, 3, e);
+	l->expert_up[e] = fill((size_t)I * H, ah, index, 4, e);
+	l->expert_down[e] = fill((size_t)H * I, ai, index, 5, e);
+	return l->expert_gate[e] && l->expert_up[e] && l->expert_down[e] ? 0 : -ENOMEM;
+}
+
+static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t index,
+			  const struct model_want *want)
+{
+	uint32_t H = m->hidden_size, E = m->n_experts;
 	uint32_t Is = m->shared_intermediate_size;
 
 	l->index = index;
@@ -115,14 +139,10 @@ static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t i
 	l->bias = fill(E, 0.05f, index, 2, 0);
 	if (!l->gate || !l->bias || model_alloc_experts(l, E, 1) < 0)
 		return -ENOMEM;
-	for (uint32_t e = 0; e < E; e++) {
-		l->expert_gate[e] = fill_fp8(I, H, index, 3, e, &l->gate_scale[e]);
-		l->expert_up[e] = fill_fp8(I, H, index, 4, e, &l->up_scale[e]);
-		l->expert_down[e] = fill_fp8(H, I, index, 5, e, &l->down_scale[e]);
-		if (!l->expert_gate[e] || !l->expert_up[e] || !l->expert_down[e])
+	for (uint32_t e = 0; e < E; e++)
+		if (model_wants(want, E, index, e) && make_fp8_expert(m, l, e) < 0)
 			return -ENOMEM;
-	}
-	if (Is) {
+	if (Is && (!want || want->shared)) {
 		l->shared_gate = fill_fp8(Is, H, index, 6, 0, &l->shared_gate_scale);
 		l->shared_up = fill_fp8(Is, H, index, 7, 0, &l->shared_up_scale);
 		l->shared_down = fill_fp8(H, Is, index, 8, 0, &l->shared_down_scale);
@@ -132,25 +152,22 @@ static int make_fp8_layer(struct moed_model *m, struct moed_layer *l, uint32_t i
 	return 0;
 }
 
-static int make_layer(struct moed_model *m, struct moed_layer *l, uint32_t index)
+static int make_layer(struct moed_model *m, struct moed_layer *l, uint32_t index,
+		      const struct model_want *want)
 {
-	uint32_t H = m->hidden_size, I = m->intermediate_size, E = m->n_experts;
+	uint32_t H = m->hidden_size, E = m->n_experts;
 	uint32_t Is = m->shared_intermediate_size;
-	float ah = 1.0f / sqrtf((float)H), ai = 1.0f / sqrtf((float)I);
+	float ah = 1.0f / sqrtf((float)H);
 
 	l->index = index;
 	l->gate = fill((size_t)E * H, ah, index, 1, 0);
 	l->bias = fill(E, 0.05f, index, 2, 0);
 	if (!l->gate || !l->bias || model_alloc_experts(l, E, 0) < 0)
 		return -ENOMEM;
-	for (uint32_t e = 0; e < E; e++) {
-		l->expert_gate[e] = fill((size_t)I * H, ah, index, 3, e);
-		l->expert_up[e] = fill((size_t)I * H, ah, index, 4, e);
-		l->expert_down[e] = fill((size_t)H * I, ai, index, 5, e);
-		if (!l->expert_gate[e] || !l->expert_up[e] || !l->expert_down[e])
+	for (uint32_t e = 0; e < E; e++)
+		if (model_wants(want, E, index, e) && make_expert(m, l, e) < 0)
 			return -ENOMEM;
-	}
-	if (Is) {
+	if (Is && (!want || want->shared)) {
 		float as = 1.0f / sqrtf((float)Is);
 		l->shared_gate = fill((size_t)Is * H, ah, index, 6, 0);
 		l->shared_up = fill((size_t)Is * H, ah, index, 7, 0);
@@ -161,7 +178,8 @@ static int make_layer(struct moed_model *m, struct moed_layer *l, uint32_t index
 	return 0;
 }
 
-int synthetic_load(const char *name, struct moed_model **ret_model, char *err, size_t errlen)
+int synthetic_load(const char *name, const struct model_want *want, struct moed_model **ret_model,
+		   char *err, size_t errlen)
 {
 	const struct shape *sh = NULL;
 	struct moed_model *m;
@@ -200,8 +218,8 @@ int synthetic_load(const char *name, struct moed_model **ret_model, char *err, s
 	if (r < 0 || (r = model_alloc_layers(m, sh->moe_layers)) < 0)
 		goto nomem;
 	for (uint32_t i = 0; i < sh->moe_layers; i++) {
-		r = sh->fp8 ? make_fp8_layer(m, &m->layers[i], i + 1)
-			    : make_layer(m, &m->layers[i], i + 1);
+		r = sh->fp8 ? make_fp8_layer(m, &m->layers[i], i + 1, want)
+			    : make_layer(m, &m->layers[i], i + 1, want);
 		if (r < 0)
 			goto nomem;
 	}
@@ -211,5 +229,40 @@ int synthetic_load(const char *name, struct moed_model **ret_model, char *err, s
 nomem:
 	snprintf(err, errlen, "synthetic model %s: out of memory", sh->name);
 	model_free(m);
+	return -ENOMEM;
+}
+
+int synthetic_add_experts(struct moed_model *m, const struct model_want *want, char *err,
+			  size_t errlen)
+{
+	size_t n = (size_t)m->hidden_size * m->intermediate_size;
+	int fp8 = m->dtype == MOED_DTYPE_F8_E4M3;
+
+	for (uint32_t i = 0; i < m->n_layers; i++) {
+		struct moed_layer *l = &m->layers[i];
+
+		for (uint32_t e = 0; e < m->n_experts; e++) {
+			void **w[3] = { &l->expert_gate[e], &l->expert_up[e], &l->expert_down[e] };
+
+			if (l->expert_gate[e] || !model_wants(want, m->n_experts, l->index, e))
+				continue;
+			if ((fp8 ? make_fp8_expert(m, l, e) : make_expert(m, l, e)) < 0)
+				goto nomem;
+			/* generated in fp32: held as the rest of the model is */
+			for (int j = 0; j < 3 && !fp8 && m->dtype != MOED_DTYPE_F32; j++) {
+				void *dst = malloc(n * dtype_size(m->dtype));
+
+				if (!dst)
+					goto nomem;
+				dtype_convert(MOED_DTYPE_F32, *w[j], m->dtype, dst, n);
+				free(*w[j]);
+				*w[j] = dst;
+			}
+		}
+	}
+	model_count_bytes(m);
+	return 0;
+nomem:
+	snprintf(err, errlen, "%s: out of memory", m->source);
 	return -ENOMEM;
 }

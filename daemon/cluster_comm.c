@@ -130,6 +130,10 @@ static void *comm_main(void *arg)
 	int r;
 
 	r = c->t->init(&c->rank, &c->size, c->init_err, sizeof(c->init_err));
+	if (r == 0 && c->h.joined && (r = c->h.joined(c->h.ctx, c->rank, c->size)) < 0) {
+		snprintf(c->init_err, sizeof(c->init_err), "cluster: out of memory");
+		c->t->finalize();
+	}
 	pthread_mutex_lock(&c->lock);
 	c->init_done = 1;
 	c->init_rc = r;

@@ -18,6 +18,8 @@
 struct comm;
 
 struct comm_handler {
+	/* once, after joining, before any message: 0, or -errno to leave */
+	int (*joined)(void *ctx, int rank, int size);
 	/* a message arrived: buf (malloc'ed, len bytes) now belongs to the callee */
 	void (*message)(void *ctx, int source, int tag, void *buf, size_t len);
 	/* every poll (about every 20 us to 1 ms): timeouts, heartbeats */

@@ -663,11 +663,13 @@ void engine_call_begin(struct engine_call *c, struct engine_layer *layer)
 {
 	c->layer = layer;
 	c->shadow = layer->shadow;
-	c->shadow_expert = layer->shadow ? layer->expert : NULL;
+	/* the drift needs every expert here: not with experts spread over ranks */
+	c->shadow_expert = layer->shadow && !layer->remote ? layer->expert : NULL;
 	c->shadow_out = NULL;
 	if (c->shadow) {
 		c->shadow->refs++;
-		c->shadow_expert->refs++;
+		if (c->shadow_expert)
+			c->shadow_expert->refs++;
 		c->shadow_sample = layer->shadow_sample;
 		c->shadow_seq = layer->shadow_seq;
 		layer->shadow_seq += c->n_tokens;

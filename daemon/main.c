@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "daemon/batch.h"
+#include "daemon/cluster.h"
 #include "daemon/conf.h"
 #include "daemon/service.h"
 #include "daemon/engine.h"
@@ -58,6 +59,7 @@ struct daemon_ctx {
 	int have_watchdog;
 	int exit_code;
 	struct http *http;              /* [metrics] listen */
+	struct cluster *cluster;        /* under mpirun (this is the front) */
 };
 
 /* Signals that arrive before the loop handles them (while the model loads):
@@ -374,6 +376,16 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	start_stop(h->data, signum);
 }
 
+/* A rank of the cluster is lost: MPI cannot go on without it. */
+static void on_cluster_lost(void *arg)
+{
+	struct daemon_ctx *d = arg;
+
+	d->exit_code = 1;
+	notify_send("STATUS=A cluster rank was lost");
+	start_stop(d, SIGTERM);
+}
+
 static uint64_t monotonic_usec(void)
 {
 	return uv_hrtime() / 1000u;
@@ -399,6 +411,12 @@ static int apply_reload(struct daemon_ctx *d, struct moed_config *next,
 				   next->router_params.n, -1, &rs, err, errlen);
 		if (r < 0)
 			return r;
+	}
+	if (plan.rebind_expert && d->cluster) {
+		snprintf(err, errlen, "[expert] changed: with experts spread over the ranks of a "
+			 "cluster the expert backend changes only with a restart of the job");
+		engine_swap_free(rs);
+		return -EOPNOTSUPP;
 	}
 	if (plan.rebind_expert) {
 		r = engine_prepare(d->engine, MOED_PLUGIN_EXPERT, next->expert, next->expert_params.p,
@@ -551,10 +569,8 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 	notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=Loading model %s",
 		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
 	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
-	uint32_t want = !d->cfg.expert_weights ? 0
-			: !strcmp(d->cfg.expert_weights, "bf16") ? MOED_DTYPE_BF16
-			: !strcmp(d->cfg.expert_weights, "fp8") ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
-	opts.dtype = want;
+	opts.dtype = model_weights_dtype(d->cfg.expert_weights);
+	opts.want = d->cluster ? cluster_model_want(d->cluster) : NULL;
 	if (d->cfg.model_layers &&
 	    (r = model_parse_layers(d->cfg.model_layers, &opts.layers, &opts.n_layers, err,
 				    errlen)) < 0)
@@ -572,9 +588,12 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 		 (unsigned long long)model->weight_bytes, (unsigned long long)model->mapped_bytes,
 		 ru.ru_maxrss / 1024);
 	r = engine_new(model, d->cfg.plugin_dir, &d->engine);
-	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0)
+	if (r < 0 || (r = engine_stats_window(d->engine, d->cfg.stats_window_s * 1000ull)) < 0) {
 		snprintf(err, errlen, "engine: %s", strerror(-r));
-	return r;
+		return r;
+	}
+	/* the front holds its share of the experts: the backend is bound to it */
+	return d->cluster ? cluster_front_prepare(d->cluster, d->engine, err, errlen) : 0;
 }
 
 static void start_timers(struct daemon_ctx *d)
@@ -657,6 +676,15 @@ static int run(struct daemon_ctx *d)
 		log_err("batch: %s", strerror(-r));
 		return r;
 	}
+	if (d->cluster) {
+		d->svc.cluster = d->cluster;
+		r = cluster_front_start(d->cluster, d->loop, d->engine, d->cfg.expert_params.p,
+					d->cfg.expert_params.n, on_cluster_lost, d, err, sizeof(err));
+		if (r < 0) {
+			log_err("%s", err);
+			return r;
+		}
+	}
 	server_init(&d->srv, &d->svc);
 	d->srv.on_drained = on_drained;
 	start_timers(d);
@@ -716,9 +744,21 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	host_init();
+	r = cluster_join(&d.cfg, &d.cluster, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
+		config_release(&d.cfg);
+		return 1;
+	}
+	if (d.cluster && cluster_rank(d.cluster) != 0) {
+		r = cluster_rank_serve(d.cluster, &d.cfg);
+		config_release(&d.cfg);
+		return r;
+	}
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	r = run(&d);
+	cluster_finish(d.cluster, r < 0 || d.exit_code);
 	if (d.exit_code == 0) {
 		/* after abandoned calls, plugin threads may still be inside the
 		 * engine's bindings: leave them mapped and just exit */

@@ -141,6 +141,13 @@ int model_load_with(const char *path, const struct model_load_opts *o,
 	return r;
 }
 
+uint32_t model_weights_dtype(const char *weights)
+{
+	return !weights ? 0
+	       : !strcmp(weights, "bf16") ? MOED_DTYPE_BF16
+	       : !strcmp(weights, "fp8") ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
+}
+
 int model_load_experts(struct moed_model *m, const struct model_want *want, char *err,
 		       size_t errlen)
 {

@@ -32,6 +32,10 @@ struct model_load_opts {
 int model_load_with(const char *path, const struct model_load_opts *opts,
 		    struct moed_model **ret_model, char *err, size_t errlen);
 
+/* The dtype [expert] weights asks for ("bf16", "fp8", "fp32"; NULL = 0, as
+ * stored). */
+uint32_t model_weights_dtype(const char *weights);
+
 /* Read the experts `want` asks for that `model` (loaded from its source with
  * the same options) does not hold yet, converted to its dtype; the others
  * stay as they are (a cluster's rebalance).  -errno + err. */

@@ -18,6 +18,7 @@
 #include "proto/protocol.h"
 
 struct batcher;
+struct cluster;
 struct engine;
 struct moed_config;
 struct pool;
@@ -38,6 +39,7 @@ struct service {
 	struct engine *engine;          /* main.c; bindings: admin.c */
 	struct pool *pool;              /* main.c */
 	struct batcher *batcher;        /* main.c creates it; batch.c owns its state */
+	struct cluster *cluster;        /* main.c: under mpirun, the front's; else NULL */
 	uint64_t start_ms;              /* main.c */
 	uint32_t connections;           /* server.c */
 	uint64_t buffered_bytes;        /* session.c: unsent replies + partial frames, all peers */

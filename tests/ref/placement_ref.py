@@ -147,7 +147,7 @@ def cases():
     yield "fewer-experts", "balanced", 2, [1] * 5, [3, 1], 0
     yield "contig-uneven", "contiguous", 10, [1, 0, 1, 1], None, 0
     # the greedy without the placeability test strands copies here (found by
-    # a random search: about 1 in 100000 small cases)
+    # a random search over small cases, where it is rare)
     strands = [
         (11, [1, 1, 1, 3, 3, 1, 2, 1, 1, 2]), (11, [3, 2, 1, 1, 1, 1, 2, 1, 1, 3]),
         (12, [3, 3, 1, 2, 1, 3, 1, 1, 1]), (18, [1, 1, 1, 1, 3, 2, 2, 2, 3, 2, 2, 2]),

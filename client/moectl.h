@@ -39,7 +39,8 @@ void random_fill(float *x, uint64_t n, uint64_t seed);
 /* Ask the daemon for H and the first MoE layer (ret_first_moe_layer may be NULL). */
 int model_shape(struct conn *c, uint32_t *ret_hidden, uint32_t *ret_first_moe_layer);
 
-/* Commands (cmd_info.c, cmd_tensor.c, cmd_admin.c, cmd_bench.c, cmd_metrics.c). */
+/* Commands (cmd_info.c, cmd_tensor.c, cmd_admin.c, cmd_bench.c, cmd_metrics.c,
+ * cmd_cluster.c). */
 int cmd_status(const struct global *g, int argc, char **argv);
 int cmd_plugins(const struct global *g, int argc, char **argv);
 int cmd_model(const struct global *g, int argc, char **argv);
@@ -52,6 +53,7 @@ int cmd_bias(const struct global *g, int argc, char **argv);
 int cmd_reload(const struct global *g, int argc, char **argv);
 int cmd_metrics(const struct global *g, int argc, char **argv);
 int cmd_bench(const struct global *g, int argc, char **argv);
+int cmd_cluster(const struct global *g, int argc, char **argv);
 
 extern const struct command moectl_commands[];
 

@@ -3,7 +3,7 @@ _moectl()
 {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status plugins model infer route router expert stats bias reload metrics bench"
+	local commands="status plugins model infer route router expert stats bias reload metrics bench cluster"
 	local i cmd=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -33,6 +33,7 @@ _moectl()
 	reload) opts+=" --wait" ;;
 	metrics) opts+=" --openmetrics" ;;
 	bench) opts+=" --clients --tokens --duration --layer --compare --output" ;;
+	cluster) opts+=" show rebalance" ;;
 	esac
 	COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 }

@@ -7,6 +7,8 @@ fake_moed.py SOCKET MODE, MODE one of
   version    answer hello with protocol_version 2
   nobody     accept hello, answer the next request OK with no body
   stall      accept hello, then send half a reply frame and stop
+  cluster    accept hello, answer a cluster show / rebalance with a
+             three-rank job (see cluster_reply)
 Serves one connection, then exits."""
 import os
 import socket
@@ -66,6 +68,51 @@ def hello(rid, version=1):
     return field(1, 0, rid) + field(2, 0, 0) + field(10, 2, body)
 
 
+def varints(values):
+    return b"".join(varint(v) for v in values)
+
+
+def double(num, x):
+    return varint(num << 3 | 1) + struct.pack("<d", x)
+
+
+def body_field(body):
+    """The field number of a Request's body (after the id)."""
+    i = 1
+    while body[i] & 0x80:
+        i += 1
+    n, shift, i = 0, 0, i + 1
+    while True:
+        n |= (body[i] & 0x7F) << shift
+        if not body[i] & 0x80:
+            return n >> 3
+        shift += 7
+        i += 1
+
+
+def cluster_reply(rid, rebalance):
+    """ClusterResponse (Response field 21): balanced, 1 replica, epoch 4, the
+    front (rank 0, computes nothing) and ranks 1, 2 holding layer 3's experts
+    0 1 2 / 2 3 (expert 2 twice), 1.5 GiB each; balancedness 0.9 (before: 0.6)."""
+    def rank(r, host, ids, computed, window):
+        m = field(1, 0, r) + field(2, 2, host) + field(3, 0, 4000 + r)
+        if ids:
+            m += field(4, 2, field(1, 0, 3) + field(2, 2, varints(ids)) +
+                       field(3, 2, varints(computed)))
+        m += field(5, 0, 3 << 29 if ids else 0) + field(6, 0, window)
+        return m + field(7, 0, int(r == 0)) + field(8, 0, 11 if ids else 0)
+    cl = field(1, 0, 1)
+    cl += field(2, 2, rank(0, b"front.example", [], [], 0))
+    cl += field(2, 2, rank(1, b"node-a", [0, 1, 2], [300, 20, 7], 327))
+    cl += field(2, 2, rank(2, b"node-b", [2, 3], [8, 5], 13))
+    cl += field(3, 2, field(1, 0, 3) + double(2, 0.9))
+    cl += field(4, 2, b"balanced") + field(5, 0, 1) + field(6, 0, 4) + field(7, 0, 0)
+    cl += field(8, 0, 10000)
+    if rebalance:
+        cl += field(9, 2, field(1, 0, 3) + double(2, 0.6))
+    return field(1, 0, rid) + field(2, 0, 0) + field(21, 2, cl)
+
+
 def send(conn, msg):
     conn.sendall(struct.pack(">I", len(msg)) + msg)
 
@@ -97,6 +144,8 @@ def main():
         rid = request_id(req)
         if mode == "nobody":
             send(conn, field(1, 0, rid) + field(2, 0, 0))
+        elif mode == "cluster":
+            send(conn, cluster_reply(rid, body_field(req) == 25))
         elif mode == "stall":
             conn.sendall(struct.pack(">I", 100) + b"\x08")
             time.sleep(30)

@@ -58,7 +58,8 @@ int expert_spec_check_caps(const struct moed_host *host, const char *plugin,
 		       : scales && !fp8 ? "per-block weight scales"
 		       : s->shared_expert_gate && !(caps & EXPERT_CAP_SHARED_GATE)
 			       ? "a shared-expert gate (Qwen2-MoE)"
-		       : s->local ? "a subset of the experts (expert parallelism)"
+		       : s->local && !(caps & EXPERT_CAP_LOCAL)
+			       ? "a subset of the experts (expert parallelism)"
 		       : NULL;
 		if (what) {
 			host->log(MOED_LOG_ERR, plugin, "layer %u: %s not supported by this "
@@ -88,6 +89,8 @@ int expert_spec_check_caps(const struct moed_host *host, const char *plugin,
 		return -EINVAL;
 	}
 	for (uint32_t e = 0; e < s->n_experts; e++) {
+		if (expert_spec_local(s) && !s->local[e])
+			continue;
 		if (!s->gate[e] || !s->up[e] || !s->down[e]) {
 			host->log(MOED_LOG_ERR, plugin, "layer %u: expert %u has no weights",
 				  s->layer, e);

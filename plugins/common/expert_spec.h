@@ -18,6 +18,15 @@
 /* ABI-2 features a backend computes with (expert_spec_check_caps). */
 #define EXPERT_CAP_FP8 1u               /* F8_E4M3 weights with block scales */
 #define EXPERT_CAP_SHARED_GATE 2u       /* Qwen2-MoE's shared-expert gate */
+/* a local subset of the experts (spec->local, expert parallelism): only the
+ * local experts need weights, and forward() skips entries with expert id -1 */
+#define EXPERT_CAP_LOCAL 4u
+
+/* The spec's local flags (NULL = every expert is here). */
+static inline const uint8_t *expert_spec_local(const struct moed_expert_spec *s)
+{
+	return MOED_STRUCT_HAS(s, struct moed_expert_spec, local) ? s->local : NULL;
+}
 
 /* 0, -EINVAL (malformed) or -ENOTSUP (dtype or feature not supported). */
 int expert_spec_check(const struct moed_host *host, const char *plugin,

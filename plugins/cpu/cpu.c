@@ -173,7 +173,8 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 
 static int check_spec(const struct moed_expert_spec *s)
 {
-	return expert_spec_check_caps(host, PLUGIN, s, EXPERT_CAP_FP8 | EXPERT_CAP_SHARED_GATE);
+	return expert_spec_check_caps(host, PLUGIN, s,
+				      EXPERT_CAP_FP8 | EXPERT_CAP_SHARED_GATE | EXPERT_CAP_LOCAL);
 }
 
 static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
@@ -467,13 +468,17 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 
 	memset(start, 0, ((size_t)E + 1) * sizeof(size_t));
 	for (size_t i = 0; i < n; i++)
-		start[experts[i] + 1]++;
+		if (experts[i] >= 0)    /* -1: a pair held elsewhere (local subset) */
+			start[experts[i] + 1]++;
 	for (uint32_t e = 0; e < E; e++)
 		start[e + 1] += start[e];
 	/* Stable scatter: start[e] walks forward, ending at the next expert's start. */
 	for (size_t i = 0; i < n; i++) {
-		size_t to = start[experts[i]]++;
+		size_t to;
 
+		if (experts[i] < 0)
+			continue;
+		to = start[experts[i]]++;
 		tok[to] = (uint32_t)(i / k);
 		wt[to] = weights[i];
 	}
@@ -526,15 +531,19 @@ static int cpu_forward(void *layer, const float *x, size_t T, size_t k, const in
 {
 	struct cpu_layer *l = layer;
 	uint32_t E = l->spec.n_experts, H = l->spec.hidden_size;
+	const uint8_t *local = expert_spec_local(&l->spec);
 
 	if (!T)
 		return 0;
 	if (T > UINT32_MAX || (k && T > SIZE_MAX / sizeof(size_t) / k) || !x || !y ||
 	    (k && (!experts || !weights)))
 		return -EINVAL;
-	for (size_t i = 0; i < T * k; i++)
-		if (experts[i] < 0 || (uint32_t)experts[i] >= E)
+	for (size_t i = 0; i < T * k; i++) {
+		if (local && experts[i] == -1)
+			continue;       /* held by another rank */
+		if (experts[i] < 0 || (uint32_t)experts[i] >= E || (local && !local[experts[i]]))
 			return -EINVAL;
+	}
 	memset(y, 0, T * H * sizeof(float));
 	for (size_t t0 = 0; t0 < T; t0 += PASS_TOKENS) {
 		size_t nt = T - t0 < PASS_TOKENS ? T - t0 : PASS_TOKENS;

@@ -500,6 +500,18 @@ int cluster_open_async(struct cluster *cl)
 	return 0;
 }
 
+void cluster_close_loop(struct cluster *cl)
+{
+	if (!cl)
+		return;
+	pthread_mutex_lock(&cl->lock);
+	if (cl->async_open) {
+		cl->async_open = 0;
+		uv_close((uv_handle_t *)&cl->async, NULL);
+	}
+	pthread_mutex_unlock(&cl->lock);
+}
+
 void cluster_finish(struct cluster *cl, int failing)
 {
 	static const char bye = 0;
@@ -511,11 +523,8 @@ void cluster_finish(struct cluster *cl, int failing)
 	if (cl->rank == 0)
 		check_local_pids(cl);
 	failed = cl->lost_rank >= 0;
-	if (cl->async_open) {
-		cl->async_open = 0;
-		uv_close((uv_handle_t *)&cl->async, NULL);
-	}
 	pthread_mutex_unlock(&cl->lock);
+	cluster_close_loop(cl);
 	if (cl->loop)
 		uv_run(cl->loop, UV_RUN_NOWAIT);
 	if (failed) {

@@ -59,6 +59,8 @@ int cluster_front_prepare(struct cluster *cl, struct engine *e, char *err, size_
 int cluster_front_start(struct cluster *cl, uv_loop_t *loop, struct engine *e,
 			const struct moed_param *expert_params, size_t n_expert_params,
 			void (*lost)(void *arg), void *arg, char *err, size_t errlen);
+/* The daemon's loop is closing: release the cluster's handles on it. */
+void cluster_close_loop(struct cluster *cl);
 /* At exit: tell the ranks to leave and leave, or end the whole job with
  * MPI_Abort (exit code 1) when `failing` (the front could not start) or a
  * rank was lost (or a rank's process on this host is gone).  NULL ok. */

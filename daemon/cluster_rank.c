@@ -37,7 +37,9 @@ struct cluster_rank_state {
 	uint64_t **computed;            /* [n_layers][E] pairs computed here */
 	uint64_t dispatches;
 	uint8_t **first_masks;          /* the engine's specs point at them */
-	uv_signal_t sig_term, sig_int;
+	uv_signal_t sig_term, sig_int, sig_usr2;
+	uv_timer_t stop_timer;
+	int signalled;
 	int exit_code;
 	int stopping;
 };
@@ -415,7 +417,7 @@ static void rank_stop(struct cluster *cl, int code)
 		return;
 	rs->stopping = 1;
 	rs->exit_code = code;
-	uv_stop(rs->loop);
+	uv_stop(rs->loop);      /* its handles die with the process */
 }
 
 void cluster_rank_event(struct cluster *cl, struct cluster_event *ev)
@@ -456,12 +458,30 @@ void cluster_rank_lost(struct cluster *cl)
 	rank_stop(cl, 1);
 }
 
+static void on_stop_timeout(uv_timer_t *t)
+{
+	struct cluster *cl = t->data;
+
+	log_notice("cluster: rank %d: no word from the front after the signal; leaving",
+		   cl->rank);
+	rank_stop(cl, 0);
+}
+
+/* mpirun forwards SIGTERM to every rank at once: the front finishes its
+ * batches (which need us) and then says SHUTDOWN; leave on our own only if
+ * it does not within timeout_ms. */
 static void on_rank_signal(uv_signal_t *s, int signum)
 {
 	struct cluster *cl = s->data;
+	struct cluster_rank_state *rs = cl->rs;
 
-	log_notice("cluster: rank %d: signal %d, leaving", cl->rank, signum);
-	rank_stop(cl, 0);
+	if (rs->signalled++)
+		return;
+	log_info("cluster: rank %d: %s; leaving when the front says so", cl->rank,
+		 strsignal(signum));
+	uv_timer_init(rs->loop, &rs->stop_timer);
+	rs->stop_timer.data = cl;
+	uv_timer_start(&rs->stop_timer, on_stop_timeout, cl->timeout_ns / 1000000, 0);
 }
 
 static int send_hello(struct cluster *cl)
@@ -572,6 +592,11 @@ int cluster_rank_serve(struct cluster *cl, const struct moed_config *cfg)
 	rs.sig_term.data = rs.sig_int.data = cl;
 	uv_signal_start(&rs.sig_term, on_rank_signal, SIGTERM);
 	uv_signal_start(&rs.sig_int, on_rank_signal, SIGINT);
+	/* the front's stop signal (forwarded by mpirun to every rank): the front
+	 * says SHUTDOWN when it has drained */
+	uv_signal_init(rs.loop, &rs.sig_usr2);
+	rs.sig_usr2.data = cl;
+	uv_signal_start(&rs.sig_usr2, on_rank_signal, SIGUSR2);
 	if (cluster_open_async(cl) < 0 || send_hello(cl) < 0) {
 		log_err("cluster: rank %d: cannot start serving", cl->rank);
 		comm_abort(cl->comm, 1);

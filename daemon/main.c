@@ -54,7 +54,7 @@ struct daemon_ctx {
 	struct pool *pool;
 	struct service svc;
 	struct server srv;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr2;
 	uv_timer_t watchdog, deadline, last_word, save, expiry;
 	int have_watchdog;
 	int exit_code;
@@ -260,6 +260,8 @@ static void on_pool_closed(void *arg)
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	uv_close((uv_handle_t *)&d->sig_usr2, NULL);
+	cluster_close_loop(d->cluster);
 	uv_close((uv_handle_t *)&d->deadline, NULL);
 	uv_close((uv_handle_t *)&d->last_word, NULL);
 	uv_close((uv_handle_t *)&d->save, NULL);
@@ -608,7 +610,8 @@ static void start_timers(struct daemon_ctx *d)
 	uv_signal_init(d->loop, &d->sig_term);
 	uv_signal_init(d->loop, &d->sig_int);
 	uv_signal_init(d->loop, &d->sig_hup);
-	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	uv_signal_init(d->loop, &d->sig_usr2);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d->sig_usr2.data = d;
 	arm_save_timer(d);
 	uv_timer_start(&d->expiry, on_expiry, 100, 100);
 	if (wd > 0) {
@@ -624,6 +627,11 @@ static void start_signals(struct daemon_ctx *d)
 	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
+	/* under mpirun: SIGTERM to mpirun kills every rank a second later, so
+	 * the job is stopped in order with SIGUSR2, which mpirun forwards (the
+	 * front drains, then tells the ranks to leave) */
+	if (d->cluster)
+		uv_signal_start(&d->sig_usr2, on_stop_signal, SIGUSR2);
 	if (early_hup) {
 		log_notice("moed: SIGHUP during start-up: reloading the configuration now");
 		on_hup(&d->sig_hup, SIGHUP);

@@ -292,7 +292,10 @@ static void batch_done(struct pool_job *pj)
 			 b->layer->w->index);
 	} else if (b->call.rc < 0) {
 		log_warn("batch: layer %u: %s", b->layer->w->index, b->call.err);
-		fail_all(b, MOED__STATUS__INTERNAL, b->call.err);
+		/* a cluster rank lost or not answering: the service, not the call */
+		fail_all(b, b->call.rc == -ENOTCONN || b->call.rc == -ETIMEDOUT
+				    ? MOED__STATUS__UNAVAILABLE : MOED__STATUS__INTERNAL,
+			 b->call.err);
 	} else {
 		uint64_t now_ms = uv_now(bt->svc->loop), now_ns = uv_hrtime();
 		b->layer->stats.batches++;

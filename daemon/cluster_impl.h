@@ -93,6 +93,10 @@ struct cluster {
 	int loss_reported;
 	struct cluster_event *events, **events_tail;
 	uint64_t front_seen_ns;         /* ranks: last message from the front */
+	void *hello;                    /* ranks: our hello, sent again with every
+					 * heartbeat until the front acknowledges it */
+	size_t hello_len;
+	int hello_acked;
 
 	uv_loop_t *loop;
 	uv_async_t async;

@@ -74,6 +74,20 @@ for name in v3 mixtral qwen2 v3_fp8 kimi_k2; do
 	start_cluster 3 --model "$CASES/good/$name" --workers 1 || { fail "$name: the job did not start"; continue; }
 	query "$name" "$out"
 	counters "$out" "$CASES/good/$name" && ok "$name: per-rank counters" || fail "$name: per-rank counters"
+	if [ "$name" = v3 ] && [ -f "$top_builddir/python/moed/moed_pb2.py" ]; then
+		# the Python client reads the same placement as moectl
+		PYTHONPATH="$top_builddir/python:$top_srcdir/python" $PY - "$SOCK" "$out/cluster.json" <<'PY' &&
+import json, sys
+import moed
+got = moed.Client(sys.argv[1]).cluster()
+want = json.load(open(sys.argv[2]))
+for k in ("enabled", "placement", "epoch", "front_computes", "timeout_ms"):
+    assert got[k] == want[k], (k, got[k], want[k])
+assert [r["experts"] for r in got["ranks"]] == [r["experts"] for r in want["ranks"]]
+assert [r["pid"] for r in got["ranks"]] == [r["pid"] for r in want["ranks"]]
+PY
+			ok "python client: cluster()" || fail "python client: cluster()"
+	fi
 	stop_cluster
 	if $PY "$top_srcdir/tests/ref/compare.py" "$CASES/good/$name" "$out" >"$TMP/cmp" 2>&1; then
 		ok "$name through 3 ranks matches the reference"

@@ -274,6 +274,23 @@ static void answer(struct cluster *cl, struct admin_op *op, struct service *svc,
 	free(load);
 }
 
+void cluster_counters(struct cluster *cl, struct cluster_counters *ret,
+		      struct cluster_rank_counters *ret_ranks, size_t max)
+{
+	pthread_mutex_lock(&cl->lock);
+	*ret = (struct cluster_counters){ .ranks = cl->size, .epoch = cl->current->epoch,
+					  .calls = cl->cost.calls,
+					  .split_us = cl->cost.split_ns / 1000,
+					  .local_us = cl->cost.local_ns / 1000,
+					  .wait_us = cl->cost.wait_ns / 1000,
+					  .combine_us = cl->cost.combine_ns / 1000 };
+	for (int r = 0; r < cl->size && (size_t)r < max; r++)
+		ret_ranks[r] = (struct cluster_rank_counters){
+			.dispatches = cl->peers[r].dispatches, .bytes_out = cl->peers[r].bytes_out,
+			.bytes_in = cl->peers[r].bytes_in, .compute_us = cl->peers[r].compute_ns / 1000 };
+	pthread_mutex_unlock(&cl->lock);
+}
+
 /* ---- requests in progress ---- */
 
 static void op_closed(uv_handle_t *h)

@@ -88,6 +88,18 @@ assert [r["pid"] for r in got["ranks"]] == [r["pid"] for r in want["ranks"]]
 PY
 			ok "python client: cluster()" || fail "python client: cluster()"
 	fi
+	if [ "$name" = v3 ]; then
+		# the cluster's counters in the metrics: well formed, 3 ranks, bytes sent
+		"$MOECTL" metrics >"$TMP/m.prom" || fail "metrics"
+		grep -qx 'moed_cluster_ranks 3' "$TMP/m.prom" &&
+			grep -q '^moed_cluster_bytes_total{rank="2",direction="out"} [1-9]' "$TMP/m.prom" &&
+			ok "metrics: moed_cluster_*" || fail "metrics: moed_cluster_* missing"
+		if command -v promtool >/dev/null; then
+			promtool check metrics <"$TMP/m.prom" >"$TMP/promtool" 2>&1 &&
+				ok "promtool accepts the cluster metrics" ||
+				{ cat "$TMP/promtool"; fail "promtool check metrics"; }
+		fi
+	fi
 	stop_cluster
 	if $PY "$top_srcdir/tests/ref/compare.py" "$CASES/good/$name" "$out" >"$TMP/cmp" 2>&1; then
 		ok "$name through 3 ranks matches the reference"

@@ -507,6 +507,43 @@ int cluster_open_async(struct cluster *cl)
 	return 0;
 }
 
+void cluster_free(struct cluster *cl)
+{
+	struct cluster_event *ev = cl->events;
+
+	while (cl->epochs) {
+		struct cluster_epoch *ep = cl->epochs;
+
+		cl->epochs = ep->next;
+		cluster_epoch_free(ep);
+	}
+	while (ev) {
+		struct cluster_event *next = ev->next;
+
+		if (ev->tag == 0)
+			cluster_epoch_free(ev->buf);
+		else
+			free(ev->buf);
+		free(ev);
+		ev = next;
+	}
+	for (uint32_t i = 0; i < cl->n_front_masks; i++) {
+		free(cl->front_masks[i]);
+		free(cl->front_computed ? cl->front_computed[i] : NULL);
+	}
+	free(cl->front_masks);
+	free(cl->front_computed);
+	if (cl->first_done)
+		placement_free(&cl->first);
+	free(cl->peers);
+	free(cl->computes);
+	free(cl->hello);
+	free(cl->admin);
+	pthread_mutex_destroy(&cl->lock);
+	pthread_cond_destroy(&cl->cond);
+	free(cl);
+}
+
 void cluster_close_loop(struct cluster *cl)
 {
 	if (!cl)
@@ -546,4 +583,5 @@ void cluster_finish(struct cluster *cl, int failing)
 		for (int r = 1; r < cl->size; r++)
 			cluster_send_copy(cl, r, TAG_SHUTDOWN, &bye, 1);
 	comm_close(cl->comm, 2000);
+	cluster_free(cl);
 }

@@ -116,6 +116,8 @@ struct cluster {
 };
 
 /* cluster.c, for the others */
+/* Free everything (the communication thread has stopped; no batch runs). */
+void cluster_free(struct cluster *cl);
 void cluster_epoch_unref(struct cluster *cl, struct cluster_epoch *ep);     /* under lock */
 struct cluster_epoch *cluster_epoch_new(uint32_t n_layers, uint64_t epoch);
 void cluster_epoch_free(struct cluster_epoch *ep);

@@ -35,6 +35,7 @@ struct cluster_rank_state {
 	struct pool *pool;
 	struct plugin_gen *gen;         /* the expert backend's generation */
 	uint64_t **computed;            /* [n_layers][E] pairs computed here */
+	uint32_t n_layers;
 	uint64_t dispatches;
 	uint8_t **first_masks;          /* the engine's specs point at them */
 	uv_signal_t sig_term, sig_int, sig_usr2;
@@ -409,6 +410,19 @@ static void on_query(struct cluster *cl, struct cluster_event *ev)
 		free(m);
 }
 
+static void on_pool_closed(void *arg)
+{
+	struct cluster *cl = arg;
+	struct cluster_rank_state *rs = cl->rs;
+
+	uv_close((uv_handle_t *)&rs->sig_term, NULL);
+	uv_close((uv_handle_t *)&rs->sig_int, NULL);
+	uv_close((uv_handle_t *)&rs->sig_usr2, NULL);
+	if (rs->signalled)
+		uv_close((uv_handle_t *)&rs->stop_timer, NULL);
+	cluster_close_loop(cl);
+}
+
 static void rank_stop(struct cluster *cl, int code)
 {
 	struct cluster_rank_state *rs = cl->rs;
@@ -417,7 +431,13 @@ static void rank_stop(struct cluster *cl, int code)
 		return;
 	rs->stopping = 1;
 	rs->exit_code = code;
-	uv_stop(rs->loop);      /* its handles die with the process */
+	if (code) {
+		uv_stop(rs->loop);      /* the job is ending: its handles die with it */
+		return;
+	}
+	/* in order: the batches queued finish, then the loop runs out */
+	host_set_pool(NULL);
+	pool_shutdown(rs->pool, on_pool_closed, cl);
 }
 
 void cluster_rank_event(struct cluster *cl, struct cluster_event *ev)
@@ -547,6 +567,7 @@ static int rank_setup(struct cluster *cl, const struct moed_config *cfg, char *e
 		cluster_epoch_free(ep);
 		return -ENOMEM;
 	}
+	rs->n_layers = e->n_layers;
 	for (uint32_t i = 0; i < e->n_layers; i++) {
 		rs->first_masks[i] = cluster_mask(&cl->first, cl->rank);
 		ep->mask[i] = cluster_mask(&cl->first, cl->rank);
@@ -612,10 +633,19 @@ int cluster_rank_serve(struct cluster *cl, const struct moed_config *cfg)
 		 cl->rank, rs.engine->n_layers, (unsigned long long)rs.engine->model->weight_bytes,
 		 workers);
 	uv_run(rs.loop, UV_RUN_DEFAULT);
-	/* like the front after abandoned calls: plugin threads may still be in
-	 * the bindings, so the engine stays mapped; the process exits next */
 	if (rs.exit_code)
 		comm_abort(cl->comm, rs.exit_code);
 	comm_close(cl->comm, 2000);
-	return rs.exit_code;
+	cl->comm = NULL;
+	/* the pool has stopped: no batch uses the bindings any more */
+	cluster_free(cl);
+	engine_free(rs.engine);
+	for (uint32_t i = 0; rs.first_masks && i < rs.n_layers; i++) {
+		free(rs.first_masks[i]);
+		free(rs.computed[i]);
+	}
+	free(rs.first_masks);
+	free(rs.computed);
+	uv_loop_close(rs.loop);
+	return 0;
 }

@@ -1,16 +1,24 @@
 /*
  * The limits a benchmark is measured against, taken in the same run with the
  * same thread count: cblas_sgemm 4096^3 (median of 3; OpenBLAS's threads set
- * to `threads` for the measurement) and a streaming read of a 512 MiB buffer
+ * to `threads` for the measurement), a streaming read of a 512 MiB buffer
  * (median of 5; `threads` pthreads each summing one slice, timed from a common
- * start to the last finish).
+ * start to the last finish), and the register-only peaks of AVX-512 fp32 FMA
+ * and of AVX512-BF16 vdpbf16ps (`threads` pthreads each running 24
+ * independent accumulator chains, enough to cover the latency on Zen 4/5 and
+ * Sapphire Rapids; median of 3).  vdpbf16ps on a zmm register is 32 products
+ * and 32 sums, 64 FLOP, counted as a GEMM counts them; where the CPU lacks
+ * AVX512-BF16 its peak is reported as 0 and bf16 work is measured against
+ * sgemm (the plugin then computes bf16 in fp32).
  */
 #include <cblas.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 #include "bench/util.h"
@@ -107,8 +115,110 @@ static double read_bw(unsigned threads)
 	return (double)per * threads * 4 / bench_median(t, 5) / 1e9;
 }
 
+#define CHAINS 24
+#define DOT_ITERS 4000000u
+
+struct peak_arg {
+	int bf16;
+	pthread_barrier_t *start;
+	float sink;
+};
+
+__attribute__((target("avx512f,avx512bf16"))) static float dot_chains(int bf16)
+{
+	__m512 acc[CHAINS], s = _mm512_setzero_ps();
+	__m512 a = _mm512_set1_ps(1e-3f), b = _mm512_set1_ps(0.999f);
+	__m512bh ah = (__m512bh)_mm512_set1_epi16(0x3a83), bh = (__m512bh)_mm512_set1_epi16(0x3f7f);
+
+	for (int i = 0; i < CHAINS; i++)
+		acc[i] = _mm512_set1_ps((float)i);
+	/* unrolled, so the chains live in registers, not on the stack */
+	if (bf16)
+		for (unsigned n = 0; n < DOT_ITERS; n++) {
+#pragma GCC unroll 32
+			for (int i = 0; i < CHAINS; i++)
+				acc[i] = _mm512_dpbf16_ps(acc[i], ah, bh);
+		}
+	else
+		for (unsigned n = 0; n < DOT_ITERS; n++) {
+#pragma GCC unroll 32
+			for (int i = 0; i < CHAINS; i++)
+				acc[i] = _mm512_fmadd_ps(acc[i], b, a);
+		}
+	for (int i = 0; i < CHAINS; i++)
+		s = _mm512_add_ps(s, acc[i]);
+	return _mm512_reduce_add_ps(s);
+}
+
+static void *peak_thread(void *arg)
+{
+	struct peak_arg *p = arg;
+
+	pthread_barrier_wait(p->start);
+	p->sink = dot_chains(p->bf16);
+	return NULL;
+}
+
+/* GFLOP/s of `threads` threads running dot_chains(bf16). */
+static double dot_peak(unsigned threads, int bf16)
+{
+	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
+	pthread_t *th = xmalloc(threads * sizeof(*th));
+	pthread_barrier_t start;
+	double t[3];
+
+	for (int r = 0; r < 3; r++) {
+		double t0;
+
+		pthread_barrier_init(&start, NULL, threads + 1);
+		for (unsigned i = 0; i < threads; i++) {
+			pa[i] = (struct peak_arg){ bf16, &start, 0 };
+			if (pthread_create(&th[i], NULL, peak_thread, &pa[i])) {
+				perror("pthread_create");
+				exit(1);
+			}
+		}
+		pthread_barrier_wait(&start);
+		t0 = bench_now();
+		for (unsigned i = 0; i < threads; i++)
+			pthread_join(th[i], NULL);
+		t[r] = bench_now() - t0;
+		pthread_barrier_destroy(&start);
+	}
+	free(pa), free(th);
+	/* fmadd: 16 lanes x 2 FLOP; dpbf16: 16 lanes x 2 pairs x 2 FLOP */
+	return (double)threads * DOT_ITERS * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
+}
+
 void limits_measure(unsigned threads, struct limits *ret)
 {
 	ret->peak = sgemm_peak(threads);
 	ret->bw = read_bw(threads);
+	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0) : 0;
+	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1) : 0;
+}
+
+void bench_evict(void)
+{
+	static float *buf;
+	static size_t n;
+	volatile float sink;
+	v4f acc = { 0 };
+
+	if (!buf) {
+		long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+
+		n = (size_t)(l3 > (16l << 20) ? 4 * l3 : 64l << 20) / sizeof(float);
+		buf = xmalloc(n * sizeof(float));
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (float)(i & 3);
+	}
+	for (size_t i = 0; i < n; i += 16) {       /* one load per 64-byte line */
+		v4f v;
+
+		memcpy(&v, buf + i, sizeof(v));
+		acc += v;
+	}
+	sink = acc[0];
+	(void)sink;
 }

@@ -38,7 +38,7 @@ const struct command moectl_commands[] = {
 	{ "reload", "reload [--wait]", "re-read the daemon's configuration", cmd_reload },
 	{ "metrics", "metrics [--openmetrics]",
 	  "the Prometheus exposition: requests, latency, tokens per expert, MaxVio, bias", cmd_metrics },
-	{ "bench", "bench --clients N --tokens T --duration S [--layer L] [--compare] [--output FILE]",
+	{ "bench", "bench --clients N --tokens T --duration S [--layer L] [--compare] [--dtype bf16] [--output FILE]",
 	  "end-to-end load: tokens/s and latency of N concurrent clients", cmd_bench },
 	{ NULL, NULL, NULL, NULL },
 };

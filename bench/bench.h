@@ -40,8 +40,9 @@ struct limits {
 	double bf16_peak;       /* AVX512-BF16 vdpbf16ps, GFLOP/s; 0 = not on this CPU */
 };
 
-/* All limits with `threads` threads (OpenBLAS's for sgemm, ours for the rest). */
-void limits_measure(unsigned threads, struct limits *ret);
+/* All limits with `threads` threads (OpenBLAS's for sgemm, ours for the
+ * rest); quick: small sizes, for tests of the harness only. */
+void limits_measure(unsigned threads, int quick, struct limits *ret);
 
 /* Push the weights of the previous call out of the caches: reads a buffer of
  * four times the L3 (at least 64 MiB). */

@@ -38,13 +38,15 @@
  *
  *	expert_bench [-p PLUGIN_DIR] [-s S0,S1,..,V3] [-d f32,bf16,fp8] [-t 1,2]
  *	             [-T 1,4,16,64,256,1024] [-o KEY=VALUE]... [-P PEER.py|none]
- *	             [-j RESULTS.json] [-z ZIPF] [-r REPS] [-H HOT_MAX_T]
+ *	             [-j RESULTS.json] [-z ZIPF] [-r REPS] [-H HOT_MAX_T] [-q]
  *
  * -z routes tokens with a Zipf skew (P(expert e) ~ (e + 1)^-ZIPF, a hot-expert
  * mix) instead of uniformly.
  * -o passes a parameter to the plugin's layer_new (kernel=small, isa=avx2,
  * gemm_min_tokens=64, ...), as [expert] keys in moed.conf do.
- * -r reps per row (default 7), -H 0 leaves out the hot rows.
+ * -r reps per row (default 7), -H 0 leaves out the hot rows, -q measures the
+ * limits on small sizes (the harness's smoke test in make check: figures
+ * meaningless).
  */
 #include <cblas.h>
 #include <dlfcn.h>
@@ -444,6 +446,7 @@ int main(int argc, char **argv)
 	double zipf = 0;
 	unsigned reps = 7;
 	size_t hot_max_T = 64;
+	int quick = 0;
 	const char *json_path = NULL;
 	size_t ns, nd, nt, nT, Ts[MAX_LIST];
 	const struct moed_plugin *p;
@@ -452,7 +455,7 @@ int main(int argc, char **argv)
 	void *dl, *state;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:s:d:t:T:o:P:j:z:r:H:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:s:d:t:T:o:P:j:z:r:H:q")) != -1) {
 		switch (opt) {
 		case 'p': dir = optarg; break;
 		case 's': snprintf(sh, sizeof(sh), "%s", optarg); break;
@@ -483,10 +486,11 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'H': hot_max_T = strtoul(optarg, NULL, 10); break;
+		case 'q': quick = 1; break;
 		default:
 			fprintf(stderr, "usage: %s [-p PLUGIN_DIR] [-s S0,..] [-d f32,bf16,fp8] "
 					"[-t 1,2] [-T 1,4,..] [-o KEY=VALUE].. [-P PEER|none] "
-					"[-j JSON] [-z ZIPF] [-r REPS] [-H HOT_MAX_T]\n", argv[0]);
+					"[-j JSON] [-z ZIPF] [-r REPS] [-H HOT_MAX_T] [-q]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -524,10 +528,11 @@ int main(int argc, char **argv)
 		c.threads = (unsigned)strtoul(lists[2][t], NULL, 10);
 		if (c.threads < 1 || c.threads > MAX_THREADS)
 			return 2;
-		limits_measure(c.threads, &lim);
-		printf("\n== %u thread%s: sgemm 4096^3 %.1f GFLOP/s (OpenBLAS %s), read 512 MiB "
+		limits_measure(c.threads, quick, &lim);
+		printf("\n== %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %s "
 		       "%.1f GB/s, fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s%s\n", c.threads,
-		       c.threads > 1 ? "s" : "", lim.peak, openblas_get_corename(), lim.bw,
+		       c.threads > 1 ? "s" : "", quick ? "512^3" : "4096^3", lim.peak,
+		       openblas_get_corename(), quick ? "32 MiB" : "512 MiB", lim.bw,
 		       lim.fma_peak, lim.bf16_peak,
 		       lim.bf16_peak > 0 ? "" : " (no AVX512-BF16: bf16 against sgemm)");
 		openblas_set_num_threads(1);

@@ -9,7 +9,9 @@
  * Sapphire Rapids; median of 3).  vdpbf16ps on a zmm register is 32 products
  * and 32 sums, 64 FLOP, counted as a GEMM counts them; where the CPU lacks
  * AVX512-BF16 its peak is reported as 0 and bf16 work is measured against
- * sgemm (the plugin then computes bf16 in fp32).
+ * sgemm (the plugin then computes bf16 in fp32).  `quick` shrinks every
+ * measurement (sgemm 512^3, a 32 MiB read) for the harness's smoke test,
+ * whose figures mean nothing.
  */
 #include <cblas.h>
 #include <immintrin.h>
@@ -23,7 +25,6 @@
 #include "bench/bench.h"
 #include "bench/util.h"
 
-#define READ_BYTES (512u << 20)
 
 typedef float v4f __attribute__((vector_size(16)));
 
@@ -38,9 +39,8 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-static double sgemm_peak(unsigned threads)
+static double sgemm_peak(unsigned threads, size_t n)
 {
-	size_t n = 4096;
 	float *a = xmalloc(n * n * 4), *b = xmalloc(n * n * 4), *c = xmalloc(n * n * 4);
 	double t[3];
 
@@ -82,10 +82,10 @@ static void *read_slice(void *arg)
 	return NULL;
 }
 
-static double read_bw(unsigned threads)
+static double read_bw(unsigned threads, size_t bytes)
 {
-	size_t n = READ_BYTES / 4, per = n / threads;
-	float *a = xmalloc(READ_BYTES);
+	size_t n = bytes / 4, per = n / threads;
+	float *a = xmalloc(bytes);
 	struct slice *sl = xmalloc(threads * sizeof(*sl));
 	pthread_t *th = xmalloc(threads * sizeof(*th));
 	pthread_barrier_t start;
@@ -120,11 +120,12 @@ static double read_bw(unsigned threads)
 
 struct peak_arg {
 	int bf16;
+	unsigned iters;
 	pthread_barrier_t *start;
 	float sink;
 };
 
-__attribute__((target("avx512f,avx512bf16"))) static float dot_chains(int bf16)
+__attribute__((target("avx512f,avx512bf16"))) static float dot_chains(int bf16, unsigned iters)
 {
 	__m512 acc[CHAINS], s = _mm512_setzero_ps();
 	__m512 a = _mm512_set1_ps(1e-3f), b = _mm512_set1_ps(0.999f);
@@ -134,13 +135,13 @@ __attribute__((target("avx512f,avx512bf16"))) static float dot_chains(int bf16)
 		acc[i] = _mm512_set1_ps((float)i);
 	/* unrolled, so the chains live in registers, not on the stack */
 	if (bf16)
-		for (unsigned n = 0; n < DOT_ITERS; n++) {
+		for (unsigned n = 0; n < iters; n++) {
 #pragma GCC unroll 32
 			for (int i = 0; i < CHAINS; i++)
 				acc[i] = _mm512_dpbf16_ps(acc[i], ah, bh);
 		}
 	else
-		for (unsigned n = 0; n < DOT_ITERS; n++) {
+		for (unsigned n = 0; n < iters; n++) {
 #pragma GCC unroll 32
 			for (int i = 0; i < CHAINS; i++)
 				acc[i] = _mm512_fmadd_ps(acc[i], b, a);
@@ -155,12 +156,12 @@ static void *peak_thread(void *arg)
 	struct peak_arg *p = arg;
 
 	pthread_barrier_wait(p->start);
-	p->sink = dot_chains(p->bf16);
+	p->sink = dot_chains(p->bf16, p->iters);
 	return NULL;
 }
 
-/* GFLOP/s of `threads` threads running dot_chains(bf16). */
-static double dot_peak(unsigned threads, int bf16)
+/* GFLOP/s of `threads` threads running dot_chains(bf16, iters). */
+static double dot_peak(unsigned threads, int bf16, unsigned iters)
 {
 	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
 	pthread_t *th = xmalloc(threads * sizeof(*th));
@@ -172,7 +173,7 @@ static double dot_peak(unsigned threads, int bf16)
 
 		pthread_barrier_init(&start, NULL, threads + 1);
 		for (unsigned i = 0; i < threads; i++) {
-			pa[i] = (struct peak_arg){ bf16, &start, 0 };
+			pa[i] = (struct peak_arg){ bf16, iters, &start, 0 };
 			if (pthread_create(&th[i], NULL, peak_thread, &pa[i])) {
 				perror("pthread_create");
 				exit(1);
@@ -187,15 +188,17 @@ static double dot_peak(unsigned threads, int bf16)
 	}
 	free(pa), free(th);
 	/* fmadd: 16 lanes x 2 FLOP; dpbf16: 16 lanes x 2 pairs x 2 FLOP */
-	return (double)threads * DOT_ITERS * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
+	return (double)threads * iters * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
 }
 
-void limits_measure(unsigned threads, struct limits *ret)
+void limits_measure(unsigned threads, int quick, struct limits *ret)
 {
-	ret->peak = sgemm_peak(threads);
-	ret->bw = read_bw(threads);
-	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0) : 0;
-	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1) : 0;
+	unsigned iters = quick ? DOT_ITERS / 64 : DOT_ITERS;
+
+	ret->peak = sgemm_peak(threads, quick ? 512 : 4096);
+	ret->bw = read_bw(threads, quick ? 32u << 20 : 512u << 20);
+	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0, iters) : 0;
+	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1, iters) : 0;
 }
 
 void bench_evict(void)

@@ -5,7 +5,8 @@
  * For each thread count it first measures the limits with that many threads
  * (bench/limits.c): cblas_sgemm 4096^3, a streaming read of 512 MiB, and the
  * register-only peaks of fp32 FMA and of AVX512-BF16 vdpbf16ps.  Then for each
- * shape (S0-S4 of ROUTING.md, V3 of the releases issue), weight type (f32,
+ * shape (S0-S4 of ROUTING.md, V3 of the releases issue, V3-64: V3 with 64
+ * experts, whose peer fits in memory), weight type (f32,
  * bf16, fp8) and T (1 .. 1024 tokens, random distinct top-k routes), forward()
  * on one layer is timed two ways:
  *  - cold (the headline): every rep draws new routes and the caches are
@@ -72,6 +73,9 @@ static const struct shape shapes[] = {
 	{ "S0", 256, 128, 16, 4, 1 },     { "S1", 2048, 1408, 64, 6, 2 },
 	{ "S2", 2048, 768, 128, 8, 0 },   { "S3", 1792, 512, 256, 8, 1 },
 	{ "S4", 1024, 3584, 8, 2, 0 },    { "V3", 7168, 2048, 256, 8, 1 },
+	/* V3 cut to 64 experts, so that the peer's bf16 copy fits in 24 GiB
+	 * beside ours: its decode rows (T <= 16) read what V3's read */
+	{ "V3-64", 7168, 2048, 64, 8, 1 },
 };
 
 /* ---- one configuration ---- */
@@ -302,16 +306,23 @@ static double roofline_ms(const struct config *c, double bytes, double flops,
 	return (mem >= cpu ? mem : cpu) * 1e3;
 }
 
-/* Memory the peer needs beside ours: its weights in its own dtype. */
+/* Whether the peer's weights (in its own dtype) fit in the memory available
+ * now, ours being built already. */
 static int peer_fits(const struct config *c)
 {
 	const struct shape *s = c->s;
 	double n = 3.0 * s->In * s->H * (s->E + s->n_shared);
-	double peer = n * (c->dtype == BENCH_F32 ? 4 : 2), ours = n * bench_dtype_size(c->dtype);
-	long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	double peer = n * (c->dtype == BENCH_F32 ? 4 : 2), avail = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
 
-	/* avphys undercounts (page cache is reclaimable): only refuse the clear cases */
-	return pages <= 0 || peer + ours < 1.5 * (double)pages * (double)psz;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lf kB", &avail) == 1)
+			break;
+	if (f)
+		fclose(f);
+	/* numpy builds each matrix in fp32 before narrowing it: leave room */
+	return avail <= 0 || peer < 0.85 * avail * 1024;
 }
 
 static void print_row(const struct config *c, size_t T, const struct row *r)
@@ -431,7 +442,7 @@ static const struct shape *find_shape(const char *id)
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 		if (!strcmp(shapes[i].id, id))
 			return &shapes[i];
-	fprintf(stderr, "unknown shape '%s' (S0..S4, V3)\n", id);
+	fprintf(stderr, "unknown shape '%s' (S0..S4, V3, V3-64)\n", id);
 	exit(2);
 }
 

@@ -2,9 +2,11 @@
  * Compute benchmark of the cpu expert backend against the limits and a peer,
  * all measured in the same run (`make bench` runs it; not part of make check).
  *
- * For each thread count it first measures the limits with that many threads
- * (bench/limits.c): cblas_sgemm 4096^3, a streaming read of 512 MiB, and the
- * register-only peaks of fp32 FMA and of AVX512-BF16 vdpbf16ps.  Then for each
+ * Right before each table (the layer built, the peer started and idle) it
+ * measures the limits with the table's thread count (bench/limits.c):
+ * cblas_sgemm 4096^3, a streaming read of 512 MiB, and the register-only
+ * peaks of fp32 FMA and of AVX512-BF16 vdpbf16ps, so that a noisy machine's
+ * drift between tables shows in their limits too.  For each
  * shape (S0-S4 of ROUTING.md, V3 of the releases issue, V3-64: V3 with 64
  * experts, whose peer fits in memory), weight type (f32,
  * bf16, fp8) and T (1 .. 1024 tokens, random distinct top-k routes), forward()
@@ -95,7 +97,8 @@ struct config {
 	size_t hot_max_T;
 	const char *peer;       /* script or NULL */
 	double zipf;            /* routing skew, 0 = uniform */
-	const struct limits *lim;
+	int quick;              /* -q: limits on small sizes */
+	struct limits *lim;     /* measured by run_config() before its rows */
 	FILE *json;
 };
 
@@ -397,6 +400,15 @@ static void run_config(const struct config *c)
 		       c->dtype == BENCH_F32 ? "f32" : "bf16");
 	else if (c->peer)
 		peer = peer_start(c->peer, s, c->dtype, c->threads, Tmax, c->zipf);
+	/* the limits right before the rows, the peer idle, the pool started */
+	limits_measure(c->threads, c->quick, c->lim);
+	openblas_set_num_threads(1);
+	printf("\nlimits, %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %s %.1f GB/s, "
+	       "fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s%s", c->threads,
+	       c->threads > 1 ? "s" : "", c->quick ? "512^3" : "4096^3", c->lim->peak,
+	       openblas_get_corename(), c->quick ? "32 MiB" : "512 MiB", c->lim->bw,
+	       c->lim->fma_peak, c->lim->bf16_peak,
+	       c->lim->bf16_peak > 0 ? "" : " (no AVX512-BF16: bf16 against sgemm)");
 	printf("\n%s %s, %u thread%s%s%s, %s routes, layer built in %.1f s; peak %.1f GFLOP/s "
 	       "(%s), read %.1f GB/s\n", s->id, bench_dtype_name(c->dtype), c->threads,
 	       c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text,
@@ -462,6 +474,7 @@ int main(int argc, char **argv)
 	size_t ns, nd, nt, nT, Ts[MAX_LIST];
 	const struct moed_plugin *p;
 	struct config c = { 0 };
+	struct limits lim;
 	char path[512];
 	void *dl, *state;
 	int opt;
@@ -529,29 +542,21 @@ int main(int argc, char **argv)
 	}
 	c = (struct config){ .plugin = p, .params = params, .n_params = n_params,
 			     .params_text = params_text, .Ts = Ts, .nT = nT, .peer = peer,
-			     .zipf = zipf, .reps = reps, .hot_max_T = hot_max_T,
+			     .zipf = zipf, .reps = reps, .hot_max_T = hot_max_T, .quick = quick,
+			     .lim = &lim,
 			     .json = c.json };
 	for (size_t i = 0; i < n_params; i++)
 		c.exact |= !strcmp(params[i].key, "precision") && !strcmp(params[i].value, "exact");
 	for (size_t t = 0; t < nt; t++) {
-		struct limits lim;
-
 		c.threads = (unsigned)strtoul(lists[2][t], NULL, 10);
 		if (c.threads < 1 || c.threads > MAX_THREADS)
 			return 2;
-		limits_measure(c.threads, quick, &lim);
-		printf("\n== %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %s "
-		       "%.1f GB/s, fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s%s\n", c.threads,
-		       c.threads > 1 ? "s" : "", quick ? "512^3" : "4096^3", lim.peak,
-		       openblas_get_corename(), quick ? "32 MiB" : "512 MiB", lim.bw,
-		       lim.fma_peak, lim.bf16_peak,
-		       lim.bf16_peak > 0 ? "" : " (no AVX512-BF16: bf16 against sgemm)");
 		openblas_set_num_threads(1);
 		if (fake_host_set_threads(c.threads) < 0) {
 			fprintf(stderr, "cannot start %u threads\n", c.threads);
 			return 1;
 		}
-		c.lim = &lim;
+		printf("\n== %u thread%s\n", c.threads, c.threads > 1 ? "s" : "");
 		for (size_t s = 0; s < ns; s++)
 			for (size_t d = 0; d < nd; d++) {
 				c.s = find_shape(lists[0][s]);

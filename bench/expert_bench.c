@@ -6,11 +6,10 @@
  * measures the limits with the table's thread count (bench/limits.c):
  * cblas_sgemm 4096^3, a streaming read of 512 MiB, and the register-only
  * peaks of fp32 FMA and of AVX512-BF16 vdpbf16ps, so that a noisy machine's
- * drift between tables shows in their limits too.  For each
- * shape (S0-S4 of ROUTING.md, V3 of the releases issue, V3-64: V3 with 64
- * experts, whose peer fits in memory), weight type (f32,
- * bf16, fp8) and T (1 .. 1024 tokens, random distinct top-k routes), forward()
- * on one layer is timed two ways:
+ * drift between tables shows in their limits too.  For each shape (S0-S4 of
+ * ROUTING.md, V3 of the releases issue, V3-64: V3 with 64 experts, whose peer
+ * fits in memory), weight type (f32, bf16, fp8) and T (1 .. 1024 tokens,
+ * random distinct top-k routes), forward() on one layer is timed two ways:
  *  - cold (the headline): every rep draws new routes and the caches are
  *    flushed before it (bench_evict(), what the other layers of a real model
  *    do between two visits to this one), so each rep reads its weights from

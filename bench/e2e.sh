@@ -152,8 +152,10 @@ r = {"model": model, "weights": w, "threads": threads,
      "c32_over_one_32_token_call": many["tokens_per_s"] / one32["tokens_per_s"],
      "c32_p99_over_p50": many["p99_us"] / many["p50_us"],
      "errors": p1["errors"] + one32["errors"] + many["errors"]}
+r["t1_outside_compute_fraction"] = 1 - r["serial_t1_compute_p50_ms"] / r["serial_t1_p50_ms"]
 print("moectl bench, 1 client x 1 token: round trip p50 %.3f ms, daemon compute p50 %.3f ms"
-      % (r["serial_t1_p50_ms"], r["serial_t1_compute_p50_ms"]))
+      " (%.1f%% of the round trip outside compute)" % (r["serial_t1_p50_ms"],
+      r["serial_t1_compute_p50_ms"], 100 * r["t1_outside_compute_fraction"]))
 for T in (1, 32):
     if T in kern:
         k = kern[T]

@@ -356,15 +356,15 @@ static void json_row(const struct config *c, size_t T, const struct row *r, doub
 		return;
 	fprintf(c->json,
 		"%s{\"shape\":\"%s\",\"dtype\":\"%s\",\"threads\":%u,\"zipf\":%g,"
-		"\"params\":\"%s\",\"T\":%zu,\"reps\":%u,\"ms\":%.4f,\"tokens_per_s\":%.2f,"
+		"\"params\":\"%s\",\"T\":%zu,\"reps\":%u,\"ms\":%.6g,\"tokens_per_s\":%.2f,"
 		"\"experts\":%.2f,\"weight_bytes\":%.0f,\"flops\":%.0f,"
 		"\"weight_gb_per_s\":%.3f,\"of_read_bw\":%.4f,\"gflops\":%.2f,"
-		"\"of_sgemm_peak\":%.4f,\"of_dtype_peak\":%.4f,\"roofline_ms\":%.4f,"
-		"\"bound\":\"%s\",\"efficiency\":%.4f,\"hot_ms\":%.4f,"
-		"\"hot_roofline_ms\":%.4f,\"hot_efficiency\":%.4f,\"peer_ms\":%.4f,"
-		"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.2f,"
-		"\"sgemm_peak_gflops\":%.2f,\"fma_peak_gflops\":%.2f,"
-		"\"bf16_peak_gflops\":%.2f,\"dtype_peak_gflops\":%.2f,\"blas_core\":\"%s\"}",
+		"\"of_sgemm_peak\":%.4f,\"of_dtype_peak\":%.4f,\"roofline_ms\":%.6g,"
+		"\"bound\":\"%s\",\"efficiency\":%.4f,\"hot_ms\":%.6g,"
+		"\"hot_roofline_ms\":%.6g,\"hot_efficiency\":%.4f,\"peer_ms\":%.6g,"
+		"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.6g,"
+		"\"sgemm_peak_gflops\":%.6g,\"fma_peak_gflops\":%.6g,"
+		"\"bf16_peak_gflops\":%.6g,\"dtype_peak_gflops\":%.6g,\"blas_core\":\"%s\"}",
 		ftell(c->json) > 2 ? ",\n" : "\n", c->s->id, bench_dtype_name(c->dtype),
 		c->threads, c->zipf, c->params_text, T, c->reps, r->ms, T / r->ms * 1e3,
 		r->experts, r->bytes, r->flops, r->bytes / r->ms / 1e6,

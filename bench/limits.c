@@ -1,21 +1,30 @@
 /*
  * The limits a benchmark is measured against, taken in the same run with the
  * same thread count: cblas_sgemm 4096^3 (median of 3; OpenBLAS's threads set
- * to `threads` for the measurement) and a streaming read of a 512 MiB buffer
+ * to `threads` for the measurement), a streaming read of a 512 MiB buffer
  * (median of 5; `threads` pthreads each summing one slice, timed from a common
- * start to the last finish).
+ * start to the last finish), and the register-only peaks of AVX-512 fp32 FMA
+ * and of AVX512-BF16 vdpbf16ps (`threads` pthreads each running 24
+ * independent accumulator chains, enough to cover the latency on Zen 4/5 and
+ * Sapphire Rapids; median of 3).  vdpbf16ps on a zmm register is 32 products
+ * and 32 sums, 64 FLOP, counted as a GEMM counts them; where the CPU lacks
+ * AVX512-BF16 its peak is reported as 0 and bf16 work is measured against
+ * sgemm (the plugin then computes bf16 in fp32).  `quick` shrinks every
+ * measurement (sgemm 512^3, a 32 MiB read) for the harness's smoke test,
+ * whose figures mean nothing.
  */
 #include <cblas.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 #include "bench/util.h"
 
-#define READ_BYTES (512u << 20)
 
 typedef float v4f __attribute__((vector_size(16)));
 
@@ -30,9 +39,8 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-static double sgemm_peak(unsigned threads)
+static double sgemm_peak(unsigned threads, size_t n)
 {
-	size_t n = 4096;
 	float *a = xmalloc(n * n * 4), *b = xmalloc(n * n * 4), *c = xmalloc(n * n * 4);
 	double t[3];
 
@@ -74,10 +82,10 @@ static void *read_slice(void *arg)
 	return NULL;
 }
 
-static double read_bw(unsigned threads)
+static double read_bw(unsigned threads, size_t bytes)
 {
-	size_t n = READ_BYTES / 4, per = n / threads;
-	float *a = xmalloc(READ_BYTES);
+	size_t n = bytes / 4, per = n / threads;
+	float *a = xmalloc(bytes);
 	struct slice *sl = xmalloc(threads * sizeof(*sl));
 	pthread_t *th = xmalloc(threads * sizeof(*th));
 	pthread_barrier_t start;
@@ -107,8 +115,113 @@ static double read_bw(unsigned threads)
 	return (double)per * threads * 4 / bench_median(t, 5) / 1e9;
 }
 
-void limits_measure(unsigned threads, struct limits *ret)
+#define CHAINS 24
+#define DOT_ITERS 4000000u
+
+struct peak_arg {
+	int bf16;
+	unsigned iters;
+	pthread_barrier_t *start;
+	float sink;
+};
+
+__attribute__((target("avx512f,avx512bf16"))) static float dot_chains(int bf16, unsigned iters)
 {
-	ret->peak = sgemm_peak(threads);
-	ret->bw = read_bw(threads);
+	__m512 acc[CHAINS], s = _mm512_setzero_ps();
+	__m512 a = _mm512_set1_ps(1e-3f), b = _mm512_set1_ps(0.999f);
+	__m512bh ah = (__m512bh)_mm512_set1_epi16(0x3a83), bh = (__m512bh)_mm512_set1_epi16(0x3f7f);
+
+	for (int i = 0; i < CHAINS; i++)
+		acc[i] = _mm512_set1_ps((float)i);
+	/* unrolled, so the chains live in registers, not on the stack */
+	if (bf16)
+		for (unsigned n = 0; n < iters; n++) {
+#pragma GCC unroll 32
+			for (int i = 0; i < CHAINS; i++)
+				acc[i] = _mm512_dpbf16_ps(acc[i], ah, bh);
+		}
+	else
+		for (unsigned n = 0; n < iters; n++) {
+#pragma GCC unroll 32
+			for (int i = 0; i < CHAINS; i++)
+				acc[i] = _mm512_fmadd_ps(acc[i], b, a);
+		}
+	for (int i = 0; i < CHAINS; i++)
+		s = _mm512_add_ps(s, acc[i]);
+	return _mm512_reduce_add_ps(s);
+}
+
+static void *peak_thread(void *arg)
+{
+	struct peak_arg *p = arg;
+
+	pthread_barrier_wait(p->start);
+	p->sink = dot_chains(p->bf16, p->iters);
+	return NULL;
+}
+
+/* GFLOP/s of `threads` threads running dot_chains(bf16, iters). */
+static double dot_peak(unsigned threads, int bf16, unsigned iters)
+{
+	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
+	pthread_t *th = xmalloc(threads * sizeof(*th));
+	pthread_barrier_t start;
+	double t[3];
+
+	for (int r = 0; r < 3; r++) {
+		double t0;
+
+		pthread_barrier_init(&start, NULL, threads + 1);
+		for (unsigned i = 0; i < threads; i++) {
+			pa[i] = (struct peak_arg){ bf16, iters, &start, 0 };
+			if (pthread_create(&th[i], NULL, peak_thread, &pa[i])) {
+				perror("pthread_create");
+				exit(1);
+			}
+		}
+		pthread_barrier_wait(&start);
+		t0 = bench_now();
+		for (unsigned i = 0; i < threads; i++)
+			pthread_join(th[i], NULL);
+		t[r] = bench_now() - t0;
+		pthread_barrier_destroy(&start);
+	}
+	free(pa), free(th);
+	/* fmadd: 16 lanes x 2 FLOP; dpbf16: 16 lanes x 2 pairs x 2 FLOP */
+	return (double)threads * iters * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
+}
+
+void limits_measure(unsigned threads, int quick, struct limits *ret)
+{
+	unsigned iters = quick ? DOT_ITERS / 64 : DOT_ITERS;
+
+	ret->peak = sgemm_peak(threads, quick ? 512 : 4096);
+	ret->bw = read_bw(threads, quick ? 32u << 20 : 512u << 20);
+	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0, iters) : 0;
+	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1, iters) : 0;
+}
+
+void bench_evict(void)
+{
+	static float *buf;
+	static size_t n;
+	volatile float sink;
+	v4f acc = { 0 };
+
+	if (!buf) {
+		long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+
+		n = (size_t)(l3 > (16l << 20) ? 4 * l3 : 64l << 20) / sizeof(float);
+		buf = xmalloc(n * sizeof(float));
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (float)(i & 3);
+	}
+	for (size_t i = 0; i < n; i += 16) {       /* one load per 64-byte line */
+		v4f v;
+
+		memcpy(&v, buf + i, sizeof(v));
+		acc += v;
+	}
+	sink = acc[0];
+	(void)sink;
 }

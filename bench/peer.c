@@ -1,9 +1,10 @@
 /*
  * The PyTorch peer (bench/torch_peer.py) as a child process driven over two
  * pipes, so its runs interleave with ours rep by rep and share whatever the
- * machine is doing at the time.  Lines to the peer: "run T" (one forward on T
- * tokens; answer "ms <time>"), "check T FILE" (compare its output with ours,
- * raw float32 in FILE; answer "err <max rel>"), then EOF.  It answers "ready"
+ * machine is doing at the time.  Lines to the peer: "run T K REP" (one forward
+ * on T tokens with rep REP's routes; answer "ms <time>"), "check T K FILE"
+ * (compare its output for rep 0 with ours, raw float32 in FILE; answer
+ * "err <max rel>"), then EOF.  It answers "ready"
  * once its weights are built.  The interpreter is $MOED_BENCH_PYTHON, default
  * /usr/bin/python3 (Debian's, with python3-torch).  The peer gets the same
  * thread count in OPENBLAS_NUM_THREADS and OMP_NUM_THREADS as well as
@@ -37,8 +38,8 @@ static int answer(struct peer *p, const char *key, double *ret)
 	return -1;
 }
 
-struct peer *peer_start(const char *script, const struct shape *s, int bf16, unsigned threads,
-			size_t max_T, double zipf)
+struct peer *peer_start(const char *script, const struct shape *s, enum bench_dtype d,
+			unsigned threads, size_t max_T, double zipf)
 {
 	const char *py = getenv("MOED_BENCH_PYTHON") ? getenv("MOED_BENCH_PYTHON")
 						      : "/usr/bin/python3";
@@ -55,7 +56,7 @@ struct peer *peer_start(const char *script, const struct shape *s, int bf16, uns
 	snprintf(arg[3], 32, "%u", s->n_shared);
 	snprintf(arg[4], 32, "%u", threads);
 	snprintf(arg[5], 32, "%zu", max_T);
-	snprintf(arg[6], 32, "%s", bf16 ? "bf16" : "f32");
+	snprintf(arg[6], 32, "%s", bench_dtype_name(d));
 	snprintf(arg[7], 32, "%.17g", zipf);
 	fflush(stdout);
 	p->pid = fork();
@@ -90,11 +91,11 @@ fail:
 	return NULL;
 }
 
-double peer_time(struct peer *p, const struct shape *s, size_t T)
+double peer_time(struct peer *p, const struct shape *s, size_t T, unsigned rep)
 {
 	double ms;
 
-	fprintf(p->to, "run %zu %u\n", T, s->k);
+	fprintf(p->to, "run %zu %u %u\n", T, s->k, rep);
 	fflush(p->to);
 	return answer(p, "ms", &ms) ? -1 : ms / 1e3;
 }

@@ -7,10 +7,14 @@ tokens.  Weights, inputs and routes come from the same counter-based generator
 as expert_bench.c (splitmix64 of (tensor id << 40) + index), so both sides run
 the same layer.
 
+--dtype fp8 builds the bench's E4M3 codes and 128x128 block scales and runs
+bf16 on their dequantisation (exact: an e4m3 value times a power of two fits
+in bf16), which is what a CPU user of PyTorch does with an FP8 checkpoint.
+
 Driven over stdin/stdout by bench/peer.c: prints "ready" once the weights are
-built, then answers "run T K" with "ms <time of one forward>" and
-"check T K FILE" (our output, raw float32) with "err <worst token's
-max|ours - peer| / max|peer|>", until EOF."""
+built, then answers "run T K REP" with "ms <time of one forward on rep REP's
+routes>" and "check T K FILE" (our output for rep 0, raw float32) with
+"err <worst token's max|ours - peer| / max|peer|>", until EOF."""
 import argparse
 import sys
 import time
@@ -50,12 +54,39 @@ def value_int(tid, i, scale):
     return (f - np.float32(0.5)) * np.float32(scale)
 
 
-def weight(tid, rows, cols, bf16):
+def e4m3_table():
+    """The 256 E4M3 values (OCP FP8: bias 7, no infinities; NaN codes unused)."""
+    t = np.zeros(256, dtype=np.float32)
+    for c in range(256):
+        e, m = (c >> 3) & 15, c & 7
+        v = m / 8.0 * 2.0 ** -6 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
+        t[c] = -v if c & 0x80 else v
+    return t
+
+
+E4M3 = e4m3_table()
+
+
+def fp8_scales(tid, rows, cols):
+    """Mirror of gen_scales(): block (i, j) scale 2^(-12 + h % 4), row-major."""
+    br, bc = -(-rows // 128), -(-cols // 128)
+    with np.errstate(over="ignore"):
+        h = splitmix64(np.uint64((tid << 40) + (1 << 39)) + np.arange(br * bc, dtype=np.uint64))
+    return np.ldexp(np.float32(1), (h % np.uint64(4)).astype(np.int32) - 12).reshape(br, bc)
+
+
+def weight(tid, rows, cols, dtype):
     f = values(tid, rows * cols, 0.05).reshape(rows, cols)
-    if not bf16:
+    if dtype == "f32":
         return torch.from_numpy(f)
-    u = (f.view(np.uint32) >> np.uint32(16)).astype(np.uint16)
-    return torch.from_numpy(u.view(np.int16)).view(torch.bfloat16)
+    u = f.view(np.uint32)
+    if dtype == "fp8":
+        codes = ((u >> np.uint32(24)) & np.uint32(0x80)) | ((u >> np.uint32(13)) % np.uint32(0x78))
+        s = fp8_scales(tid, rows, cols)
+        f = E4M3[codes] * np.repeat(np.repeat(s, 128, 0), 128, 1)[:rows, :cols]
+        u = f.astype(np.float32).view(np.uint32)
+    h = (u >> np.uint32(16)).astype(np.uint16)
+    return torch.from_numpy(h.view(np.int16)).view(torch.bfloat16)
 
 
 def pick_expert(h, E, zipf):
@@ -74,8 +105,8 @@ def pick_expert(h, E, zipf):
     return E - 1
 
 
-def routes(E, k, T, zipf):
-    rid = 3 * E + 4
+def routes(E, k, T, zipf, rep):
+    rid, r = 3 * E + 4, rep << 32
     ex = np.zeros((T, k), dtype=np.int64)
     w = np.zeros((T, k), dtype=np.float32)
     for t in range(T):
@@ -83,12 +114,12 @@ def routes(E, k, T, zipf):
             at = t * k + j
             a = 0
             while True:
-                e = pick_expert(splitmix64_int((rid << 40) + at * 64 + a), E, zipf)
+                e = pick_expert(splitmix64_int((rid << 40) + r + at * 64 + a), E, zipf)
                 if e not in ex[t, :j]:
                     break
                 a += 1
             ex[t, j] = e
-            w[t, j] = value_int(rid + 1, at, 0.4) + np.float32(0.3)
+            w[t, j] = value_int(rid + 1, r + at, 0.4) + np.float32(0.3)
     return torch.from_numpy(ex), torch.from_numpy(w)
 
 
@@ -111,19 +142,19 @@ def main():
     ap = argparse.ArgumentParser()
     for name in ("--H", "--I", "--E", "--shared", "--threads", "--max-tokens"):
         ap.add_argument(name, type=int, required=True)
-    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
+    ap.add_argument("--dtype", choices=("f32", "bf16", "fp8"), default="f32")
     ap.add_argument("--zipf", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    bf16 = a.dtype == "bf16"
-    dt = torch.bfloat16 if bf16 else torch.float32
-    experts = [(weight(3 * e, a.I, a.H, bf16), weight(3 * e + 1, a.I, a.H, bf16),
-                weight(3 * e + 2, a.H, a.I, bf16)) for e in range(a.E)]
+    d = a.dtype
+    dt = torch.float32 if d == "f32" else torch.bfloat16
+    experts = [(weight(3 * e, a.I, a.H, d), weight(3 * e + 1, a.I, a.H, d),
+                weight(3 * e + 2, a.H, a.I, d)) for e in range(a.E)]
     Is = a.shared * a.I
     shared = None
     if Is:
-        shared = (weight(3 * a.E, Is, a.H, bf16), weight(3 * a.E + 1, Is, a.H, bf16),
-                  weight(3 * a.E + 2, a.H, Is, bf16))
+        shared = (weight(3 * a.E, Is, a.H, d), weight(3 * a.E + 1, Is, a.H, d),
+                  weight(3 * a.E + 2, a.H, Is, d))
     xall = torch.from_numpy(values(3 * a.E + 3, a.max_tokens * a.H, 0.05).reshape(-1, a.H))
     cache = {}
     print("ready 1", flush=True)
@@ -131,9 +162,10 @@ def main():
         for line in sys.stdin:
             cmd = line.split()
             T, k = int(cmd[1]), int(cmd[2])
-            if (T, k) not in cache:
-                cache[(T, k)] = routes(a.E, k, T, a.zipf)
-            ex, w = cache[(T, k)]
+            rep = int(cmd[3]) if cmd[0] == "run" and len(cmd) > 3 else 0
+            if (T, k, rep) not in cache:
+                cache[(T, k, rep)] = routes(a.E, k, T, a.zipf, rep)
+            ex, w = cache[(T, k, rep)]
             x = xall[:T].to(dt)
             if cmd[0] == "run":
                 t0 = time.perf_counter()

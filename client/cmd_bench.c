@@ -5,7 +5,10 @@
  * Every request's latency is kept, so the percentiles are exact.  --compare
  * first runs one client for S seconds, then N, and prints the tokens/s ratio:
  * what the daemon's coalescing and worker pool make of concurrency.  A live
- * progress line goes to stderr when it is a terminal.
+ * progress line goes to stderr when it is a terminal.  --dtype bf16 sends the
+ * hidden states as bf16, as moectl infer --dtype does.  Each reply's
+ * compute_us (the daemon's time in the backend) is kept beside the round
+ * trip, so the report also says how much of a request is compute.
  */
 #include "config.h"
 
@@ -28,6 +31,7 @@ struct bench_cfg {
 	uint64_t clients, tokens, seconds;
 	uint32_t layer, hidden;
 	int compare;
+	Moed__DType dtype;              /* of the hidden states on the wire */
 	const char *output;
 };
 
@@ -36,7 +40,8 @@ struct client {
 	pthread_t thread;
 	double deadline;
 	uint64_t seed;
-	double *lat;                    /* microseconds */
+	double *lat;                    /* round trips, microseconds */
+	double *comp;                   /* the daemon's compute_us of each */
 	size_t n, cap;
 	int unreachable;
 };
@@ -44,6 +49,7 @@ struct client {
 struct phase {
 	uint64_t clients, requests, errors;
 	double seconds, tokens_per_s, p50, p90, p99;
+	double compute_p50, compute_p99;        /* compute_us percentiles */
 };
 
 static atomic_ullong done_requests, failed_requests;
@@ -53,7 +59,7 @@ static double now_s(void)
 	return mono_ns() / 1e9;
 }
 
-static int keep_latency(struct client *c, double us)
+static int keep_latency(struct client *c, double us, double compute_us)
 {
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 1024;
@@ -61,8 +67,13 @@ static int keep_latency(struct client *c, double us)
 		if (!v)
 			return -1;
 		c->lat = v;
+		v = realloc(c->comp, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		c->comp = v;
 		c->cap = cap;
 	}
+	c->comp[c->n] = compute_us;
 	c->lat[c->n++] = us;
 	return 0;
 }
@@ -73,18 +84,24 @@ static void *client_main(void *arg)
 	const struct bench_cfg *cfg = c->cfg;
 	size_t n = cfg->tokens * cfg->hidden;
 	float *x = malloc(n * sizeof(float));
+	uint16_t *h = cfg->dtype == MOED__DTYPE__BF16 ? malloc(n * sizeof(*h)) : NULL;
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__InferRequest ir = MOED__INFER_REQUEST__INIT;
 	Moed__Tensor t;
 	uint64_t shape[2];
 	struct conn conn;
 
-	if (!x || moectl_connect(cfg->g, &conn) != EXIT_OK) {
+	if (!x || (cfg->dtype == MOED__DTYPE__BF16 && !h) ||
+	    moectl_connect(cfg->g, &conn) != EXIT_OK) {
 		c->unreachable = 1;
 		free(x);
+		free(h);
 		return NULL;
 	}
-	tensor_wrap2(&t, shape, MOED__DTYPE__F32, x, cfg->tokens, cfg->hidden);
+	if (h)
+		tensor_wrap2(&t, shape, MOED__DTYPE__BF16, h, cfg->tokens, cfg->hidden);
+	else
+		tensor_wrap2(&t, shape, MOED__DTYPE__F32, x, cfg->tokens, cfg->hidden);
 	ir.layer = cfg->layer;
 	ir.hidden = &t;
 	req.body_case = MOED__REQUEST__BODY_INFER;
@@ -92,6 +109,8 @@ static void *client_main(void *arg)
 	while (now_s() < c->deadline) {
 		Moed__Response *resp;
 		random_fill(x, n, c->seed++);
+		for (size_t i = 0; h && i < n; i++)
+			h[i] = tensor_f32_to_bf16(x[i]);
 		double t0 = now_s();
 		int r = conn_call(&conn, &req, &resp);
 		if (r == EXIT_UNREACHABLE) {
@@ -103,13 +122,17 @@ static void *client_main(void *arg)
 			atomic_fetch_add(&failed_requests, 1);
 			continue;
 		}
+		double us = (now_s() - t0) * 1e6;
+		double compute = resp->body_case == MOED__RESPONSE__BODY_INFER
+				 ? (double)resp->infer->compute_us : 0;
 		moed__response__free_unpacked(resp, NULL);
-		if (keep_latency(c, (now_s() - t0) * 1e6) < 0)
+		if (keep_latency(c, us, compute) < 0)
 			break;
 		atomic_fetch_add(&done_requests, 1);
 	}
 	conn_close(&conn);
 	free(x);
+	free(h);
 	return NULL;
 }
 
@@ -128,7 +151,7 @@ static double percentile(const double *v, size_t n, double p)
 static int run_phase(const struct bench_cfg *cfg, uint64_t clients, struct phase *ret)
 {
 	struct client *c = calloc(clients, sizeof(*c));
-	double start = now_s(), *all;
+	double start = now_s(), *all, *comp;
 	size_t total = 0;
 	int unreachable = 0;
 
@@ -158,21 +181,35 @@ static int run_phase(const struct bench_cfg *cfg, uint64_t clients, struct phase
 		fputc('\n', stderr);
 	double elapsed = now_s() - start;
 	all = malloc((total ? total : 1) * sizeof(*all));
+	comp = malloc((total ? total : 1) * sizeof(*comp));
+	if (!all || !comp) {
+		free(all), free(comp);
+		all = comp = NULL;
+	}
 	total = 0;
-	for (uint64_t i = 0; all && i < clients; i++) {
-		memcpy(all + total, c[i].lat, c[i].n * sizeof(*all));
+	for (uint64_t i = 0; i < clients; i++) {
+		if (all) {
+			memcpy(all + total, c[i].lat, c[i].n * sizeof(*all));
+			memcpy(comp + total, c[i].comp, c[i].n * sizeof(*comp));
+		}
 		total += c[i].n;
 		free(c[i].lat);
+		free(c[i].comp);
 	}
-	if (all)
+	if (all) {
 		qsort(all, total, sizeof(*all), cmp_double);
+		qsort(comp, total, sizeof(*comp), cmp_double);
+	}
 	*ret = (struct phase){ .clients = clients, .requests = total,
 			       .errors = atomic_load(&failed_requests), .seconds = elapsed,
 			       .tokens_per_s = (double)total * (double)cfg->tokens / elapsed,
 			       .p50 = all ? percentile(all, total, 0.50) : 0,
 			       .p90 = all ? percentile(all, total, 0.90) : 0,
-			       .p99 = all ? percentile(all, total, 0.99) : 0 };
+			       .p99 = all ? percentile(all, total, 0.99) : 0,
+			       .compute_p50 = comp ? percentile(comp, total, 0.50) : 0,
+			       .compute_p99 = comp ? percentile(comp, total, 0.99) : 0 };
 	free(all);
+	free(comp);
 	free(c);
 	return unreachable ? EXIT_UNREACHABLE : EXIT_OK;
 }
@@ -190,16 +227,18 @@ static json_object *phase_json(const struct phase *p, uint64_t tokens)
 	json_object_object_add(o, "p50_us", json_object_new_double(p->p50));
 	json_object_object_add(o, "p90_us", json_object_new_double(p->p90));
 	json_object_object_add(o, "p99_us", json_object_new_double(p->p99));
+	json_object_object_add(o, "compute_p50_us", json_object_new_double(p->compute_p50));
+	json_object_object_add(o, "compute_p99_us", json_object_new_double(p->compute_p99));
 	return o;
 }
 
 static void phase_print(const struct phase *p, uint64_t tokens)
 {
-	printf("%3llu client%s: %llu requests (%llu tokens) in %.1f s: %.1f tokens/s, latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %llu errors\n",
+	printf("%3llu client%s: %llu requests (%llu tokens) in %.1f s: %.1f tokens/s, latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms (compute p50 %.2f ms), %llu errors\n",
 	       (unsigned long long)p->clients, p->clients == 1 ? " " : "s",
 	       (unsigned long long)p->requests, (unsigned long long)(p->requests * tokens),
 	       p->seconds, p->tokens_per_s, p->p50 / 1e3, p->p90 / 1e3, p->p99 / 1e3,
-	       (unsigned long long)p->errors);
+	       p->compute_p50 / 1e3, (unsigned long long)p->errors);
 }
 
 static int parse(const struct global *g, int argc, char **argv, struct bench_cfg *cfg)
@@ -211,12 +250,14 @@ static int parse(const struct global *g, int argc, char **argv, struct bench_cfg
 		{ "layer", required_argument, NULL, 'l' },
 		{ "compare", no_argument, NULL, 'C' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "dtype", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c, have_layer = 0;
 
-	*cfg = (struct bench_cfg){ .g = g, .clients = 1, .tokens = 1, .seconds = 10 };
+	*cfg = (struct bench_cfg){ .g = g, .clients = 1, .tokens = 1, .seconds = 10,
+				   .dtype = MOED__DTYPE__F32 };
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -242,6 +283,14 @@ static int parse(const struct global *g, int argc, char **argv, struct bench_cfg
 			break;
 		case 'C': cfg->compare = 1; break;
 		case 'o': cfg->output = optarg; break;
+		case 'D':
+			if (!strcmp(optarg, "bf16"))
+				cfg->dtype = MOED__DTYPE__BF16;
+			else if (!strcmp(optarg, "f32") || !strcmp(optarg, "fp32"))
+				cfg->dtype = MOED__DTYPE__F32;
+			else
+				return usage_error("bench", "--dtype '%s': want f32 or bf16", optarg);
+			break;
 		default: return usage_error("bench", "unknown option");
 		}
 	}
@@ -275,6 +324,8 @@ int cmd_bench(const struct global *g, int argc, char **argv)
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "layer", json_object_new_int64(cfg.layer));
 	json_object_object_add(o, "tokens_per_request", json_object_new_uint64(cfg.tokens));
+	json_object_object_add(o, "dtype", json_object_new_string(
+		cfg.dtype == MOED__DTYPE__BF16 ? "bf16" : "f32"));
 	json_object_object_add(o, "concurrent", phase_json(&conc, cfg.tokens));
 	if (cfg.compare) {
 		json_object_object_add(o, "serial", phase_json(&serial, cfg.tokens));
@@ -286,8 +337,9 @@ int cmd_bench(const struct global *g, int argc, char **argv)
 	if (g->json) {
 		json_print(o);
 	} else {
-		printf("layer %u, %llu token%s per request\n", cfg.layer,
-		       (unsigned long long)cfg.tokens, cfg.tokens == 1 ? "" : "s");
+		printf("layer %u, %llu token%s per request, %s hidden states\n", cfg.layer,
+		       (unsigned long long)cfg.tokens, cfg.tokens == 1 ? "" : "s",
+		       cfg.dtype == MOED__DTYPE__BF16 ? "bf16" : "f32");
 		if (cfg.compare)
 			phase_print(&serial, cfg.tokens);
 		phase_print(&conc, cfg.tokens);

@@ -41,7 +41,7 @@ const struct command moectl_commands[] = {
 	{ "cluster", "cluster (show | rebalance)",
 	  "expert parallelism: experts, bytes and load per rank; rebalance from the recent load",
 	  cmd_cluster },
-	{ "bench", "bench --clients N --tokens T --duration S [--layer L] [--compare] [--output FILE]",
+	{ "bench", "bench --clients N --tokens T --duration S [--layer L] [--compare] [--dtype bf16] [--output FILE]",
 	  "end-to-end load: tokens/s and latency of N concurrent clients", cmd_bench },
 	{ NULL, NULL, NULL, NULL },
 };

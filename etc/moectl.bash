@@ -32,7 +32,7 @@ _moectl()
 	bias) opts+=" show reset freeze thaw --layer" ;;
 	reload) opts+=" --wait" ;;
 	metrics) opts+=" --openmetrics" ;;
-	bench) opts+=" --clients --tokens --duration --layer --compare --output" ;;
+	bench) opts+=" --clients --tokens --duration --layer --compare --dtype --output" ;;
 	cluster) opts+=" show rebalance" ;;
 	esac
 	COMPREPLY=($(compgen -W "$opts" -- "$cur"))

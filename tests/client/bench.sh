@@ -24,6 +24,17 @@ print("bench made %d requests, the daemon served %d; speedup %.2f" % (made, serv
 assert served == made, (served, made)
 assert b["layer"] == 1 and b["tokens_per_request"] == 2
 PY
+"$MOECTL" --json bench --clients 2 --tokens 3 --duration 1 --dtype bf16 >"$TMP/bf16.json" ||
+	fail "bench --dtype bf16 exited $?"
+$PY - "$TMP/bf16.json" <<'PY' && ok "bench --dtype bf16 report" || fail "bench --dtype bf16 report"
+import json, sys
+b = json.load(open(sys.argv[1]))
+p = b["concurrent"]
+assert b["dtype"] == "bf16" and p["errors"] == 0 and p["requests"] > 0, b
+# the daemon's compute time is part of each round trip
+assert 0 < p["compute_p50_us"] <= p["p50_us"] and p["compute_p50_us"] <= p["compute_p99_us"], p
+PY
+expect_fail 2 "want f32 or bf16" "$MOECTL" bench --dtype fp16
 expect_fail 2 "--clients must be" "$MOECTL" bench --clients 0
 expect_fail 2 "--duration must be" "$MOECTL" bench --duration 0
 expect_fail 2 "unexpected argument" "$MOECTL" bench extra

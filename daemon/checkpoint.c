@@ -574,10 +574,7 @@ int checkpoint_add_experts(struct moed_model *m, const struct model_want *want, 
 	memcpy(maps + m->n_maps, c.files, c.n_files * sizeof(*maps));
 	m->maps = maps;
 	m->n_maps += c.n_files;
-	free(c.files);
-	c.files = NULL;
-	c.n_files = 0;
-	c.m = m;
+	c.m = m;        /* the files are the model's now; c.files still finds tensors */
 	for (uint32_t i = 0; i < m->n_layers && r == 0; i++) {
 		struct moed_layer *l = &m->layers[i];
 
@@ -585,6 +582,9 @@ int checkpoint_add_experts(struct moed_model *m, const struct model_want *want, 
 			if (!l->expert_gate[e] && model_wants(want, m->n_experts, l->index, e))
 				r = load_expert(&c, m, l->index, e, l);
 	}
+	free(c.files);
+	c.files = NULL;
+	c.n_files = 0;
 	model_count_bytes(m);
 out:
 	if (r == -ENOMEM)

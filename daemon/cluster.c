@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "daemon/cluster.h"
 #include "daemon/cluster_impl.h"
 #include "daemon/cluster_wire.h"
 #include "daemon/log.h"
@@ -110,6 +111,13 @@ int cluster_want_live(void *ctx, uint32_t E, uint32_t layer, uint32_t e)
 		want = ep->mask[li][e];
 	pthread_mutex_unlock(&cl->lock);
 	return want;
+}
+
+void cluster_set_preparing(struct cluster *cl, struct cluster_epoch *ep)
+{
+	pthread_mutex_lock(&cl->lock);
+	cl->preparing = ep;
+	pthread_mutex_unlock(&cl->lock);
 }
 
 /* ---- the first placement (every rank computes the same one) ---- */

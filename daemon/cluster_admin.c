@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "daemon/arena.h"
+#include "daemon/cluster.h"
 #include "daemon/cluster_impl.h"
 #include "daemon/cluster_wire.h"
 #include "daemon/log.h"
@@ -329,6 +330,8 @@ static void retire_on_ranks(struct cluster *cl, uint64_t epoch)
 		cluster_send_copy(cl, r, TAG_RETIRE, &m, sizeof(m));
 }
 
+static void cluster_admin_retire_front(struct cluster *cl);
+
 static void rebalance_fail(struct cluster *cl, struct admin_op *op)
 {
 	log_warn("cluster: rebalance to epoch %llu failed: %s",
@@ -337,6 +340,7 @@ static void rebalance_fail(struct cluster *cl, struct admin_op *op)
 	retire_on_ranks(cl, op->next_ep->epoch);
 	cluster_epoch_free(op->next_ep);
 	op->next_ep = NULL;
+	cluster_admin_retire_front(cl);
 	op_end(cl, op);
 }
 
@@ -459,12 +463,18 @@ void cluster_admin_event(struct cluster *cl, struct cluster_event *ev)
 	free(ev);
 }
 
-void cluster_admin_retire(struct cluster *cl, uint64_t epoch)
+/* The front's experts no live epoch holds go. */
+static void cluster_admin_retire_front(struct cluster *cl)
 {
 	struct model_want want = { .expert = cluster_want_live, .ctx = cl };
 
-	retire_on_ranks(cl, epoch);
 	model_drop_experts(cl->engine->model, &want);
+}
+
+void cluster_admin_retire(struct cluster *cl, uint64_t epoch)
+{
+	retire_on_ranks(cl, epoch);
+	cluster_admin_retire_front(cl);
 }
 
 /* ---- rebalance ---- */
@@ -500,7 +510,7 @@ static void front_load_done(uv_work_t *w, int status)
 			snprintf(op->err, sizeof(op->err), "the front: %s", strerror(-r));
 	}
 	op->front_pending = 0;
-	cl->preparing = NULL;
+	cluster_set_preparing(cl, NULL);
 	rebalance_step(cl, op);
 }
 
@@ -633,7 +643,7 @@ int handle_cluster_rebalance(struct service *svc, struct caller *c, const struct
 		return 0;
 	}
 	log_info("cluster: rebalancing to epoch %llu", (unsigned long long)op->next_ep->epoch);
-	cl->preparing = op->next_ep;
+	cluster_set_preparing(cl, op->next_ep);
 	op->n_wait = cl->size - 1;
 	for (int x = 1; x < cl->size; x++)
 		if (send_prepare(cl, op->next_ep, x) < 0) {
@@ -646,7 +656,7 @@ int handle_cluster_rebalance(struct service *svc, struct caller *c, const struct
 	r = uv_queue_work(svc->loop, &op->work, front_load_work, front_load_done);
 	if (r < 0) {
 		op->front_pending = 0;
-		cl->preparing = NULL;
+		cluster_set_preparing(cl, NULL);
 		op->failed = 1;
 		snprintf(op->err, sizeof(op->err), "cannot start loading: %s", uv_strerror(r));
 		rebalance_step(cl, op);

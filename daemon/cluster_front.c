@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "daemon/cluster.h"
 #include "daemon/cluster_impl.h"
 #include "daemon/cluster_wire.h"
 #include "daemon/log.h"

@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "daemon/cluster.h"
+#include <uv.h>
+
+#include "daemon/model.h"
 #include "daemon/cluster_comm.h"
 #include "daemon/engine.h"
 #include "daemon/placement.h"
@@ -133,6 +135,8 @@ int cluster_send_copy(struct cluster *cl, int dest, int tag, const void *msg, si
 /* model_want: an expert a live epoch or the one being prepared holds here
  * (ctx: the cluster; cl->engine set). */
 int cluster_want_live(void *ctx, uint32_t E, uint32_t layer, uint32_t e);
+/* Set (or clear) the epoch being prepared, under the lock. */
+void cluster_set_preparing(struct cluster *cl, struct cluster_epoch *ep);
 /* Start the loop's event handle (cluster.c). */
 int cluster_open_async(struct cluster *cl);
 /* cluster_rank.c: a message for a rank's loop (takes ev); the front is lost */

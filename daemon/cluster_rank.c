@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "daemon/cluster.h"
 #include "daemon/cluster_impl.h"
 #include "daemon/cluster_wire.h"
 #include "daemon/host.h"
@@ -239,6 +240,14 @@ static void send_prepared(struct cluster *cl, uint64_t epoch, int rc, const char
 	comm_send(cl->comm, 0, TAG_PREPARED, m, sizeof(*m) + n);
 }
 
+/* Free the experts no live epoch (nor one being prepared) holds. */
+static void drop_unused(struct cluster *cl)
+{
+	struct model_want want = { .expert = cluster_want_live, .ctx = cl };
+
+	model_drop_experts(cl->rs->engine->model, &want);
+}
+
 static void prepare_done(uv_work_t *w, int status)
 {
 	struct rank_prepare *p = w->data;
@@ -246,7 +255,7 @@ static void prepare_done(uv_work_t *w, int status)
 	struct engine *e = cl->rs->engine;
 	int r = status < 0 ? status : p->rc;
 
-	cl->preparing = NULL;
+	cluster_set_preparing(cl, NULL);
 	for (uint32_t i = 0; r == 0 && i < e->n_layers; i++) {
 		r = engine_bind_expert(cl->rs->gen, &e->layers[i], cl->rs->cfg->expert_params.p,
 				       cl->rs->cfg->expert_params.n, p->ep->mask[i], &p->ep->b[i]);
@@ -259,6 +268,7 @@ static void prepare_done(uv_work_t *w, int status)
 			(unsigned long long)p->ep->epoch, p->err);
 		send_prepared(cl, p->ep->epoch, r, p->err);
 		cluster_epoch_free(p->ep);
+		drop_unused(cl);
 	} else {
 		pthread_mutex_lock(&cl->lock);
 		p->ep->refs = 1;        /* live until the front retires it */
@@ -323,12 +333,15 @@ static void on_prepare(struct cluster *cl, struct cluster_event *ev)
 	if (r == 0) {
 		p->cl = cl;
 		p->w.data = p;
-		r = cl->preparing ? -EBUSY
-		    : uv_queue_work(cl->rs->loop, &p->w, prepare_work, prepare_done);
-		if (r == 0) {
-			cl->preparing = p->ep;
+		pthread_mutex_lock(&cl->lock);
+		r = cl->preparing ? -EBUSY : 0;
+		if (r == 0)
+			cl->preparing = p->ep;  /* before the work reads it */
+		pthread_mutex_unlock(&cl->lock);
+		if (r == 0 && (r = uv_queue_work(cl->rs->loop, &p->w, prepare_work, prepare_done)) < 0)
+			cluster_set_preparing(cl, NULL);
+		if (r == 0)
 			return;
-		}
 		cluster_epoch_free(p->ep);
 	}
 	send_prepared(cl, epoch, r, r == -EPROTO ? "malformed placement" : strerror(-r));
@@ -348,15 +361,15 @@ static void on_retire(struct cluster *cl, struct cluster_event *ev)
 	}
 	pthread_mutex_unlock(&cl->lock);
 	free(ev->buf);
+	if (!ep && !cl->preparing)
+		drop_unused(cl);        /* a failed rebalance's: what it mapped goes */
 }
 
 /* An epoch no batch uses any more: free it and the experts no live one holds. */
 static void epoch_gone(struct cluster *cl, struct cluster_epoch *ep)
 {
-	struct model_want want = { .expert = cluster_want_live, .ctx = cl };
-
 	cluster_epoch_free(ep);
-	model_drop_experts(cl->rs->engine->model, &want);
+	drop_unused(cl);
 	log_info("cluster: rank %d: an old placement retired, %llu bytes of experts held",
 		 cl->rank, (unsigned long long)cl->rs->engine->model->weight_bytes);
 }

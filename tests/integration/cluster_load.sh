@@ -1,0 +1,147 @@
+#!/bin/bash
+# Expert parallelism under load (issue 16), 3 ranks of one worker each on the
+# v3 case of tests/ref/make_cases.py (16 experts, top-4, layers 1 and 2):
+#  a. hot swap under load across ranks: 4 clients while the router is swapped
+#     40 times; no request fails, every reply equals the numpy reference of
+#     its generation's router configuration;
+#  c. every routed pair is computed on exactly one rank: the per-rank
+#     counters of cluster show, summed, equal the pairs `moectl route` names,
+#     and only experts a rank holds count there;
+#  b. cluster rebalance under skewed load ([cluster] replicas = 2): the
+#     contiguous placement is unbalanced on the skew, clients running through
+#     the rebalance see no failure and the reference output; the epoch moves,
+#     balancedness rises from "previous", and the hot experts' copies on two
+#     ranks both compute (the pairs still sum to the routes).
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/cluster_lib.sh"
+need_mpi
+need_numpy
+PY=${PYTHON3:-/usr/bin/python3}
+CHECK="$top_srcdir/tests/integration/cluster_check.py"
+$PY "$top_srcdir/tests/ref/make_cases.py" "$TMP/cases" >/dev/null || exit 1
+CASE="$TMP/cases/good/v3"
+X="$CASE/x_7.npy"
+$PY "$top_srcdir/tests/ref/swap_expect.py" "$CASE" 1 "$X" "$TMP/expect" || exit 1
+
+# show NAME: moectl --json cluster show into $TMP/NAME.json
+show() {
+	"$MOECTL" --json cluster show >"$TMP/$1.json" 2>"$TMP/err" ||
+		fail "cluster show exited $?: $(cat "$TMP/err")"
+}
+
+# ---- a. hot swap under load across ranks ----
+printf '[cluster]\ntimeout_ms = 10000\n' >"$TMP/a.conf"
+start_cluster 3 --model "$CASE" --workers 1 --config "$TMP/a.conf" ||
+	{ echo "FAIL: the job did not start"; exit 1; }
+show a0
+$PY "$CHECK" held "$TMP/a0.json" 16 --exclusive && ok "contiguous: every expert on one rank" ||
+	fail "contiguous placement: $(cat "$TMP/a0.json")"
+
+: >"$TMP/configs"
+record() {      # generation of layer 1 -> configuration name
+	local gen
+	gen=$("$MOECTL" --json router show |
+		$PY -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["generation"])')
+	echo "$gen $1" >>"$TMP/configs"
+}
+record sigmoid-norm
+rm -f "$TMP/stop"
+$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$X" 1 4 "$TMP/stop" "$TMP/load_a" &
+LOAD=$!
+swaps=0 swap_fail=0
+for i in $(seq 1 10); do
+	for cfg in softmax-topk sigmoid-norm-eps bias-balanced-g0 sigmoid-norm; do
+		case $cfg in
+		softmax-topk) args="softmax-topk" ;;
+		sigmoid-norm-eps) args="sigmoid-norm --param epsilon=0.5" ;;
+		bias-balanced-g0) args="bias-balanced --param gamma=0 --param update_every=1" ;;
+		sigmoid-norm) args="sigmoid-norm" ;;
+		esac
+		if "$MOECTL" router set $args >/dev/null; then record "$cfg"; swaps=$((swaps + 1))
+		else swap_fail=$((swap_fail + 1)); fi
+		sleep 0.05
+	done
+done
+sleep 0.3
+touch "$TMP/stop"
+wait $LOAD
+[ "$swaps" -eq 40 ] && [ "$swap_fail" -eq 0 ] && ok "40 router swaps under load on 3 ranks" ||
+	fail "swaps: $swaps ok, $swap_fail failed"
+$PY "$CHECK" replies "$TMP/load_a" --by-generation "$TMP/configs" "$TMP/expect" &&
+	ok "hot swap: 0 failed, every reply equals its generation's reference" ||
+	fail "replies under hot swap across ranks"
+n_gen=$($PY -c 'import json,sys; print(len({o["generation"] for o in json.load(open(sys.argv[1]))["outputs"]}))' \
+	"$TMP/load_a/summary.json")
+[ "$n_gen" -gt 5 ] && ok "the load spanned $n_gen generations" || fail "load saw only $n_gen generations"
+
+# ---- c. every pair computed on exactly one rank (router back to sigmoid-norm) ----
+show c0
+specs=()
+for spec in "1 x_1000 2" "1 x_7 3" "2 x_1000 1" "2 x_1 4"; do
+	set -- $spec
+	"$MOECTL" --json route --layer "$1" --input "$CASE/$2.npy" >"$TMP/route_$1_$2.json" ||
+		fail "route --layer $1 $2"
+	for _ in $(seq 1 "$3"); do
+		"$MOECTL" infer --layer "$1" --input "$CASE/$2.npy" --output "$TMP/y.npy" >/dev/null ||
+			fail "infer --layer $1 $2"
+	done
+	$PY -c 'import numpy as np, sys
+y, w = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if np.abs(y - w).max() <= 1e-5 * np.abs(w).max() else 1)' \
+		"$TMP/y.npy" "$CASE/y_$1_${2#x_}.npy" || fail "layer $1 $2: output differs from the reference"
+	specs+=("$1:$TMP/route_$1_$2.json:$3")
+done
+show c1
+$PY "$CHECK" computed "$TMP/c0.json" "$TMP/c1.json" "${specs[@]}" &&
+	ok "contiguous: per-rank counters sum to the routed pairs" || fail "computed counters (contiguous)"
+stop_cluster
+
+# ---- b. cluster rebalance under skewed load, replicas = 2 ----
+# rows 440 and 618 of x_1000 route to experts {0,1,2,3} and {0,2,3,4} of
+# layer 1 (experts_1_1000.npy): all on rank 0 under contiguous placement
+XS="$TMP/x_skew.npy" YS="$TMP/y_skew.npy"
+$PY "$CHECK" skew "$CASE" 1 440,618 16 "$XS" "$YS" || exit 1
+printf '[cluster]\nreplicas = 2\n' >"$TMP/b.conf"
+start_cluster 3 --model "$CASE" --workers 1 --config "$TMP/b.conf" ||
+	{ echo "FAIL: the job did not start"; exit 1; }
+for _ in 1 2 3 4; do
+	"$MOECTL" infer --layer 1 --input "$XS" >/dev/null || fail "skewed infer"
+done
+show b0
+$PY "$CHECK" balance "$TMP/b0.json" 1 lt 0.5 && ok "contiguous is unbalanced on the skew" ||
+	fail "contiguous balancedness on the skew: $(cat "$TMP/b0.json")"
+rm -f "$TMP/stop"
+$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$XS" 1 4 "$TMP/stop" "$TMP/load_b" &
+LOAD=$!
+sleep 1
+"$MOECTL" --json cluster rebalance >"$TMP/b1.json" 2>"$TMP/err" ||
+	fail "cluster rebalance exited $?: $(cat "$TMP/err")"
+sleep 1
+touch "$TMP/stop"
+wait $LOAD
+$PY "$CHECK" replies "$TMP/load_b" --expect "$YS" &&
+	ok "rebalance under load: 0 failed, outputs equal the reference" || fail "replies under rebalance"
+$PY - "$TMP/b0.json" "$TMP/b1.json" <<'PY' && ok "rebalance: epoch +1, balancedness rose" || fail "rebalance answer: $(cat "$TMP/b1.json")"
+import json, sys
+b0, b1 = (json.load(open(p)) for p in sys.argv[1:3])
+print("epoch %d -> %d; layer 1 balancedness previous %.4f, now %.4f; placement %s"
+      % (b0["epoch"], b1["epoch"], b1["previous"]["1"], b1["balancedness"]["1"], b1["placement"]))
+assert b1["epoch"] == b0["epoch"] + 1
+assert b1["placement"] == "balanced" and b1["replicas"] == 2
+assert b1["previous"]["1"] < 0.5 < b1["balancedness"]["1"]
+PY
+show b2
+$PY "$CHECK" held "$TMP/b2.json" 16 && ok "balanced: every expert held" ||
+	fail "balanced placement: $(cat "$TMP/b2.json")"
+"$MOECTL" --json route --layer 1 --input "$XS" >"$TMP/route_skew.json" || fail "route skew"
+for _ in 1 2 3; do
+	"$MOECTL" infer --layer 1 --input "$XS" >/dev/null || fail "skewed infer after the rebalance"
+done
+"$MOECTL" --json route --layer 1 --input "$CASE/x_1000.npy" >"$TMP/route_b1000.json" || fail "route"
+"$MOECTL" infer --layer 1 --input "$CASE/x_1000.npy" --output "$TMP/y.npy" >/dev/null || fail "infer"
+show b3
+$PY "$CHECK" computed "$TMP/b2.json" "$TMP/b3.json" --split "1:$TMP/route_skew.json:3" \
+	"1:$TMP/route_b1000.json:1" && ok "replicated experts split over their copies, pairs sum to routes" ||
+	fail "computed counters after the rebalance: $(cat "$TMP/b3.json")"
+stop_cluster
+finish

@@ -22,6 +22,9 @@ usage:
   cluster_check.py skew CASE LAYER ROWS REPEAT X.npy Y.npy
       X = rows ROWS (comma list) of CASE's x_1000 repeated REPEAT times, and
       its reference output from y_LAYER_1000
+  cluster_check.py skewpick ROUTE.json X.npy LIMIT REPEAT XOUT.npy
+      XOUT = the two rows of X whose routes have the most experts below
+      LIMIT, repeated REPEAT times
   cluster_check.py balance SHOW.json LAYER OP BOUND
       balancedness of LAYER compared (lt, gt) with BOUND"""
 import collections
@@ -179,6 +182,14 @@ def cmd_skew(case, layer, rows, repeat, xout, yout):
     return 0
 
 
+def cmd_skewpick(route, xfile, limit, repeat, xout):
+    routes = load(route)["experts"]
+    best = sorted(range(len(routes)), key=lambda i: (-sum(e < int(limit) for e in routes[i]), i))[:2]
+    print("rows %s route to %s" % (best, [routes[i] for i in best]))
+    np.save(xout, np.load(xfile)[best * int(repeat)])
+    return 0
+
+
 def cmd_balance(show, layer, op, bound):
     x = load(show)["balancedness"][layer]
     good = x < float(bound) if op == "lt" else x > float(bound)
@@ -188,7 +199,7 @@ def cmd_balance(show, layer, op, bound):
 
 def main():
     cmds = {"pid": cmd_pid, "held": cmd_held, "computed": cmd_computed, "replies": cmd_replies,
-            "skew": cmd_skew, "balance": cmd_balance}
+            "skew": cmd_skew, "skewpick": cmd_skewpick, "balance": cmd_balance}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     return cmds[sys.argv[1]](*sys.argv[2:])

@@ -97,31 +97,61 @@ $PY "$CHECK" computed "$TMP/c0.json" "$TMP/c1.json" "${specs[@]}" &&
 stop_cluster
 
 # ---- b. cluster rebalance under skewed load, replicas = 2 ----
-# rows 440 and 618 of x_1000 route to experts {0,1,2,3} and {0,2,3,4} of
-# layer 1 (experts_1_1000.npy): all on rank 0 under contiguous placement
-XS="$TMP/x_skew.npy" YS="$TMP/y_skew.npy"
-$PY "$CHECK" skew "$CASE" 1 440,618 16 "$XS" "$YS" || exit 1
-printf '[cluster]\nreplicas = 2\n' >"$TMP/b.conf"
-start_cluster 3 --model "$CASE" --workers 1 --config "$TMP/b.conf" ||
-	{ echo "FAIL: the job did not start"; exit 1; }
-for _ in 1 2 3 4; do
-	"$MOECTL" infer --layer 1 --input "$XS" >/dev/null || fail "skewed infer"
-done
-show b0
-$PY "$CHECK" balance "$TMP/b0.json" 1 lt 0.5 && ok "contiguous is unbalanced on the skew" ||
-	fail "contiguous balancedness on the skew: $(cat "$TMP/b0.json")"
-rm -f "$TMP/stop"
-$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$XS" 1 4 "$TMP/stop" "$TMP/load_b" &
-LOAD=$!
-sleep 1
-"$MOECTL" --json cluster rebalance >"$TMP/b1.json" 2>"$TMP/err" ||
-	fail "cluster rebalance exited $?: $(cat "$TMP/err")"
-sleep 1
-touch "$TMP/stop"
-wait $LOAD
-$PY "$CHECK" replies "$TMP/load_b" --expect "$YS" &&
-	ok "rebalance under load: 0 failed, outputs equal the reference" || fail "replies under rebalance"
-$PY - "$TMP/b0.json" "$TMP/b1.json" <<'PY' && ok "rebalance: epoch +1, balancedness rose" || fail "rebalance answer: $(cat "$TMP/b1.json")"
+# job_gone WHAT: the job died; say so with the front's last words
+job_gone() {
+	local rc
+	for _ in $(seq 1 50); do
+		kill -0 "$MOED_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$MOED_PID" 2>/dev/null && return 1
+	wait "$MOED_PID"
+	rc=$?
+	fail "$1: the job died (exit $rc); its log: $(grep -v '^\[' "$TMP/moed.log" |
+		grep -E 'err|warn|signal|rebalanc|Segmentation' | tail -6)"
+	MOED_PID=
+	return 0
+}
+
+# rebalance NAME MODEL XS YS XA: on MODEL, where XS's routes of layer 1 put
+# (nearly) all pairs on rank 0 under contiguous placement and YS is the output
+# XS must keep: the skew shows, clients through the rebalance see no failure
+# and YS, balancedness rises, the hot experts' copies both compute, and the
+# pairs of XS and of XA (any input) sum to their routes.
+rebalance() {
+	local name=$1 model=$2 xs=$3 ys=$4 xa=$5 rc
+	rm -f "$TMP"/*.state      # the previous job's model's
+	printf '[cluster]\nreplicas = 2\n' >"$TMP/b.conf"
+	start_cluster 3 --model "$model" --workers 1 --config "$TMP/b.conf" ||
+		{ fail "$name: the job did not start"; return; }
+	for _ in 1 2 3 4; do
+		"$MOECTL" infer --layer 1 --input "$xs" --output "$TMP/y.npy" >/dev/null || fail "$name: skewed infer"
+	done
+	$PY -c 'import numpy as np, sys
+y, w = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if np.abs(y - w).max() <= 1e-5 * np.abs(w).max() else 1)' "$TMP/y.npy" "$ys" ||
+		fail "$name: skewed output differs from the expected one"
+	show b0
+	$PY "$CHECK" balance "$TMP/b0.json" 1 lt 0.5 && ok "$name: contiguous is unbalanced on the skew" ||
+		fail "$name: contiguous balancedness on the skew: $(cat "$TMP/b0.json")"
+	rm -f "$TMP/stop"
+	$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$xs" 1 4 "$TMP/stop" "$TMP/load_$name" &
+	LOAD=$!
+	sleep 1
+	"$MOECTL" --json cluster rebalance >"$TMP/b1.json" 2>"$TMP/err"
+	rc=$?
+	sleep 1
+	touch "$TMP/stop"
+	wait $LOAD
+	if [ "$rc" -ne 0 ]; then
+		fail "$name: cluster rebalance under load exited $rc: $(cat "$TMP/err")"
+		job_gone "$name: cluster rebalance" || stop_cluster
+		return
+	fi
+	$PY "$CHECK" replies "$TMP/load_$name" --expect "$ys" &&
+		ok "$name: rebalance under load: 0 failed, outputs unchanged" ||
+		fail "$name: replies under rebalance"
+	$PY - "$TMP/b0.json" "$TMP/b1.json" <<'PY' && ok "$name: rebalance: epoch +1, balancedness rose" ||
 import json, sys
 b0, b1 = (json.load(open(p)) for p in sys.argv[1:3])
 print("epoch %d -> %d; layer 1 balancedness previous %.4f, now %.4f; placement %s"
@@ -130,18 +160,41 @@ assert b1["epoch"] == b0["epoch"] + 1
 assert b1["placement"] == "balanced" and b1["replicas"] == 2
 assert b1["previous"]["1"] < 0.5 < b1["balancedness"]["1"]
 PY
-show b2
-$PY "$CHECK" held "$TMP/b2.json" 16 && ok "balanced: every expert held" ||
-	fail "balanced placement: $(cat "$TMP/b2.json")"
-"$MOECTL" --json route --layer 1 --input "$XS" >"$TMP/route_skew.json" || fail "route skew"
-for _ in 1 2 3; do
-	"$MOECTL" infer --layer 1 --input "$XS" >/dev/null || fail "skewed infer after the rebalance"
-done
-"$MOECTL" --json route --layer 1 --input "$CASE/x_1000.npy" >"$TMP/route_b1000.json" || fail "route"
-"$MOECTL" infer --layer 1 --input "$CASE/x_1000.npy" --output "$TMP/y.npy" >/dev/null || fail "infer"
-show b3
-$PY "$CHECK" computed "$TMP/b2.json" "$TMP/b3.json" --split "1:$TMP/route_skew.json:3" \
-	"1:$TMP/route_b1000.json:1" && ok "replicated experts split over their copies, pairs sum to routes" ||
-	fail "computed counters after the rebalance: $(cat "$TMP/b3.json")"
-stop_cluster
+		fail "$name: rebalance answer: $(cat "$TMP/b1.json")"
+	show b2
+	$PY "$CHECK" held "$TMP/b2.json" 16 && ok "$name: balanced: every expert held" ||
+		fail "$name: balanced placement: $(cat "$TMP/b2.json")"
+	"$MOECTL" --json route --layer 1 --input "$xs" >"$TMP/route_skew.json" || fail "$name: route"
+	for _ in 1 2 3; do
+		"$MOECTL" infer --layer 1 --input "$xs" --output "$TMP/y.npy" >/dev/null ||
+			fail "$name: skewed infer after the rebalance"
+	done
+	"$MOECTL" --json route --layer 1 --input "$xa" >"$TMP/route_xa.json" || fail "$name: route"
+	"$MOECTL" infer --layer 1 --input "$xa" >/dev/null || fail "$name: infer after the rebalance"
+	show b3
+	$PY "$CHECK" computed "$TMP/b2.json" "$TMP/b3.json" --split "1:$TMP/route_skew.json:3" \
+		"1:$TMP/route_xa.json:1" &&
+		ok "$name: replicated experts split over their copies, pairs sum to the routes" ||
+		fail "$name: computed counters after the rebalance: $(cat "$TMP/b3.json")"
+	stop_cluster
+}
+
+# synthetic:S0: two rows of 400 random ones whose routes stay on experts 0..4
+# (rank 0's); the output to keep is the one before the rebalance
+$PY -c 'import numpy as np, sys
+np.save(sys.argv[1], np.random.default_rng(5).standard_normal((400, 256)).astype(np.float32))' "$TMP/x_s0.npy"
+start_moed --model synthetic:S0 --workers 1 || exit 1
+"$MOECTL" --json route --layer 1 --input "$TMP/x_s0.npy" >"$TMP/route_s0.json" || fail "route S0"
+$PY "$CHECK" skewpick "$TMP/route_s0.json" "$TMP/x_s0.npy" 5 16 "$TMP/xs_s0.npy" || exit 1
+"$MOECTL" infer --layer 1 --input "$TMP/xs_s0.npy" --output "$TMP/ys_s0.npy" >/dev/null || fail "infer S0"
+stop_moed
+rebalance S0 synthetic:S0 "$TMP/xs_s0.npy" "$TMP/ys_s0.npy" "$TMP/x_s0.npy"
+
+# the v3 checkpoint: rows 440 and 618 of x_1000 route to experts {0,1,2,3}
+# and {0,2,3,4} of layer 1 (experts_1_1000.npy); numpy's output to keep.
+# (A rebalance on a checkpoint maps new experts with checkpoint_add_experts;
+# at the time of writing it crashed every rank there: see the report of the
+# branch h-ctest.)
+$PY "$CHECK" skew "$CASE" 1 440,618 16 "$TMP/xs_v3.npy" "$TMP/ys_v3.npy" || exit 1
+rebalance v3 "$CASE" "$TMP/xs_v3.npy" "$TMP/ys_v3.npy" "$CASE/x_1000.npy"
 finish

@@ -192,9 +192,8 @@ rebalance S0 synthetic:S0 "$TMP/xs_s0.npy" "$TMP/ys_s0.npy" "$TMP/x_s0.npy"
 
 # the v3 checkpoint: rows 440 and 618 of x_1000 route to experts {0,1,2,3}
 # and {0,2,3,4} of layer 1 (experts_1_1000.npy); numpy's output to keep.
-# (A rebalance on a checkpoint maps new experts with checkpoint_add_experts;
-# at the time of writing it crashed every rank there: see the report of the
-# branch h-ctest.)
+# Both models: a rebalance maps a checkpoint's new experts from its files
+# (checkpoint_add_experts), a synthetic model's are generated.
 $PY "$CHECK" skew "$CASE" 1 440,618 16 "$TMP/xs_v3.npy" "$TMP/ys_v3.npy" || exit 1
 rebalance v3 "$CASE" "$TMP/xs_v3.npy" "$TMP/ys_v3.npy" "$CASE/x_1000.npy"
 finish

@@ -40,6 +40,20 @@ wait_job() {
 	JOB_S=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 
+# no_leftovers WHAT: no rank of this test's jobs runs any more (5 s grace)
+no_leftovers() {
+	local p left
+	for _ in $(seq 1 50); do
+		left=
+		for p in $CLUSTER_PIDS; do
+			grep -qF "$SOCK" "/proc/$p/cmdline" 2>/dev/null && left="$left $p"
+		done
+		[ -z "$left" ] && { ok "$1: no rank outlives the job"; return; }
+		sleep 0.1
+	done
+	fail "$1: ranks still running after the job ended:$left ($(ps -o pid,stat,args -p "${left# }" | tail -n +2))"
+}
+
 # rank_pid N: the pid of rank N from cluster show
 rank_pid() {
 	"$MOECTL" --json cluster show >"$TMP/show.json" && $PY "$CHECK" pid "$TMP/show.json" "$1"
@@ -63,6 +77,7 @@ elif [ "$JOB_RC" -eq 0 ]; then
 else
 	ok "the job ended (exit $JOB_RC) ${JOB_S} s after kill -9 of rank 2"
 fi
+[ "$JOB_RC" = 999 ] || no_leftovers "rank 2 killed"
 grep -E "cluster: rank 2 .*lost" "$TMP/moed.log" && ok "the front's log names rank 2 lost" ||
 	fail "no 'cluster: rank 2 ... lost' in the log: $(grep cluster: "$TMP/moed.log" | tail -5)"
 touch "$TMP/stop"
@@ -95,6 +110,7 @@ elif [ "$JOB_RC" -eq 0 ]; then
 else
 	ok "the job ended (exit $JOB_RC) with rank 2 stopped"
 fi
+[ "$JOB_RC" = 999 ] || no_leftovers "rank 2 stopped"
 grep -E "cluster: rank 2 .*(lost|did not answer)" "$TMP/moed.log" && ok "the front's log names rank 2" ||
 	fail "no 'cluster: rank 2' in the log: $(grep cluster: "$TMP/moed.log" | tail -5)"
 kill -CONT "$P2" 2>/dev/null

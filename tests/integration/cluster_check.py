@@ -22,9 +22,9 @@ usage:
   cluster_check.py skew CASE LAYER ROWS REPEAT X.npy Y.npy
       X = rows ROWS (comma list) of CASE's x_1000 repeated REPEAT times, and
       its reference output from y_LAYER_1000
-  cluster_check.py skewpick ROUTE.json X.npy LIMIT REPEAT XOUT.npy
-      XOUT = the two rows of X whose routes have the most experts below
-      LIMIT, repeated REPEAT times
+  cluster_check.py skewpick ROUTE.json X.npy LO:HI REPEAT XOUT.npy
+      XOUT = the two rows of X whose routes have the most experts in
+      [LO, HI), repeated REPEAT times
   cluster_check.py balance SHOW.json LAYER OP BOUND
       balancedness of LAYER compared (lt, gt) with BOUND"""
 import collections
@@ -182,9 +182,11 @@ def cmd_skew(case, layer, rows, repeat, xout, yout):
     return 0
 
 
-def cmd_skewpick(route, xfile, limit, repeat, xout):
+def cmd_skewpick(route, xfile, lohi, repeat, xout):
     routes = load(route)["experts"]
-    best = sorted(range(len(routes)), key=lambda i: (-sum(e < int(limit) for e in routes[i]), i))[:2]
+    lo, hi = (int(v) for v in lohi.split(":"))
+    best = sorted(range(len(routes)),
+                  key=lambda i: (-sum(lo <= e < hi for e in routes[i]), i))[:2]
     print("rows %s route to %s" % (best, [routes[i] for i in best]))
     np.save(xout, np.load(xfile)[best * int(repeat)])
     return 0

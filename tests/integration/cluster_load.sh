@@ -11,7 +11,11 @@
 #     contiguous placement is unbalanced on the skew, clients running through
 #     the rebalance see no failure and the reference output; the epoch moves,
 #     balancedness rises from "previous", and the hot experts' copies on two
-#     ranks both compute (the pairs still sum to the routes).
+#     ranks both compute (the pairs still sum to the routes); on
+#     synthetic:S0 (outputs as before the rebalance) and on the checkpoint
+#     (outputs as numpy's);
+#  d. six rebalances in a row under load whose skew moves between ranks:
+#     each maps and retires experts, no request fails, no output changes.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/cluster_lib.sh"
 need_mpi
@@ -185,10 +189,71 @@ $PY -c 'import numpy as np, sys
 np.save(sys.argv[1], np.random.default_rng(5).standard_normal((400, 256)).astype(np.float32))' "$TMP/x_s0.npy"
 start_moed --model synthetic:S0 --workers 1 || exit 1
 "$MOECTL" --json route --layer 1 --input "$TMP/x_s0.npy" >"$TMP/route_s0.json" || fail "route S0"
-$PY "$CHECK" skewpick "$TMP/route_s0.json" "$TMP/x_s0.npy" 5 16 "$TMP/xs_s0.npy" || exit 1
-"$MOECTL" infer --layer 1 --input "$TMP/xs_s0.npy" --output "$TMP/ys_s0.npy" >/dev/null || fail "infer S0"
+$PY "$CHECK" skewpick "$TMP/route_s0.json" "$TMP/x_s0.npy" 0:5 16 "$TMP/xs_s0.npy" || exit 1
+$PY "$CHECK" skewpick "$TMP/route_s0.json" "$TMP/x_s0.npy" 10:16 16 "$TMP/xt_s0.npy" || exit 1
+for x in xs xt; do
+	"$MOECTL" infer --layer 1 --input "$TMP/${x}_s0.npy" --output "$TMP/y${x#x}_s0.npy" >/dev/null ||
+		fail "infer S0"
+done
 stop_moed
 rebalance S0 synthetic:S0 "$TMP/xs_s0.npy" "$TMP/ys_s0.npy" "$TMP/x_s0.npy"
+
+# ---- d. rebalances in a row under a skew that moves ----
+# With a 1 s stats window each phase's window holds only its own skew (the
+# experts of rank 0's range, then of rank 2's, ...), so every rebalance
+# moves experts: ranks map new ones and retire the old epoch's while 4
+# clients run.  Every phase: 0 failed, the output unchanged, the epoch +1.
+printf '[daemon]\nstats_window_s = 1\n[cluster]\nreplicas = 2\n' >"$TMP/d.conf"
+rm -f "$TMP"/*.state
+start_cluster 3 --model synthetic:S0 --workers 1 --config "$TMP/d.conf" ||
+	{ echo "FAIL: the job did not start"; exit 1; }
+show d0
+phases=0 moved=0 done_ok=0
+for phase in s t s t s t; do
+	phases=$((phases + 1))
+	rm -f "$TMP/stop"
+	$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$TMP/x${phase}_s0.npy" 1 4 "$TMP/stop" \
+		"$TMP/load_d$phases" >/dev/null &
+	LOAD=$!
+	sleep 1.3
+	"$MOECTL" --json cluster rebalance >"$TMP/d1.json" 2>"$TMP/err"
+	rc=$?
+	sleep 0.3
+	touch "$TMP/stop"
+	wait $LOAD
+	if [ "$rc" -ne 0 ]; then
+		fail "phase $phases (skew $phase): cluster rebalance exited $rc: $(cat "$TMP/err");" \
+			"the log: $(grep -E ' (err|warning): ' "$TMP/moed.log" | tail -3)"
+		kill -0 "$MOED_PID" 2>/dev/null && continue
+		break
+	fi
+	done_ok=$((done_ok + 1))
+	$PY "$CHECK" replies "$TMP/load_d$phases" --expect "$TMP/y${phase}_s0.npy" >"$TMP/out" 2>&1 ||
+		fail "phase $phases (skew $phase): $(cat "$TMP/out")"
+	$PY - "$TMP/d0.json" "$TMP/d1.json" >"$TMP/out" 2>&1 <<'PY' || fail "phase $phases: $(cat "$TMP/out")"
+import json, sys
+b0, b1 = (json.load(open(p)) for p in sys.argv[1:3])
+assert b1["epoch"] == b0["epoch"] + 1, "epoch %d -> %d" % (b0["epoch"], b1["epoch"])
+experts = lambda j: [r["experts"]["1"] for r in j["ranks"]]
+print("moved" if experts(b0) != experts(b1) else "same")
+PY
+	grep -qx moved "$TMP/out" && moved=$((moved + 1))
+	mv "$TMP/d1.json" "$TMP/d0.json"
+done
+[ "$done_ok" -eq 6 ] && [ "$moved" -ge 5 ] &&
+	ok "6 rebalances under a moving skew ($moved moved experts): 0 failed, outputs unchanged" ||
+	fail "rebalances under a moving skew: $done_ok of $phases done, $moved moved experts"
+if kill -0 "$MOED_PID" 2>/dev/null; then
+	show d2
+	"$MOECTL" --json route --layer 1 --input "$TMP/x_s0.npy" >"$TMP/route_d.json" || fail "route"
+	"$MOECTL" infer --layer 1 --input "$TMP/x_s0.npy" >/dev/null || fail "infer after the rebalances"
+	show d3
+	$PY "$CHECK" computed "$TMP/d2.json" "$TMP/d3.json" "1:$TMP/route_d.json:1" &&
+		ok "after the rebalances: pairs sum to the routes" || fail "computed counters after the rebalances"
+	stop_cluster
+else
+	job_gone "rebalances under a moving skew"
+fi
 
 # the v3 checkpoint: rows 440 and 618 of x_1000 route to experts {0,1,2,3}
 # and {0,2,3,4} of layer 1 (experts_1_1000.npy); numpy's output to keep.

@@ -64,6 +64,9 @@ static json_object *rank_json(const Moed__ClusterRank *r)
 	json_object_object_add(o, "bytes", opt_u64(r->has_bytes, r->bytes));
 	json_object_object_add(o, "window_tokens", opt_u64(r->has_window_tokens, r->window_tokens));
 	json_object_object_add(o, "dispatches", opt_u64(r->has_dispatches, r->dispatches));
+	json_object_object_add(o, "bytes_out", opt_u64(r->has_bytes_out, r->bytes_out));
+	json_object_object_add(o, "bytes_in", opt_u64(r->has_bytes_in, r->bytes_in));
+	json_object_object_add(o, "compute_us", opt_u64(r->has_compute_us, r->compute_us));
 	return o;
 }
 
@@ -81,6 +84,11 @@ json_object *cluster_json(const Moed__ClusterResponse *cl, int rebalance)
 	json_object_object_add(o, "front_computes",
 			       opt_bool(cl->has_front_computes, cl->front_computes));
 	json_object_object_add(o, "timeout_ms", opt_u64(cl->has_timeout_ms, cl->timeout_ms));
+	json_object_object_add(o, "calls", opt_u64(cl->has_calls, cl->calls));
+	json_object_object_add(o, "split_us", opt_u64(cl->has_split_us, cl->split_us));
+	json_object_object_add(o, "local_us", opt_u64(cl->has_local_us, cl->local_us));
+	json_object_object_add(o, "wait_us", opt_u64(cl->has_wait_us, cl->wait_us));
+	json_object_object_add(o, "combine_us", opt_u64(cl->has_combine_us, cl->combine_us));
 	json_object_object_add(o, "ranks", ranks);
 	json_object_object_add(o, "balancedness", balance_json(cl->balancedness, cl->n_balancedness));
 	if (rebalance)
@@ -143,7 +151,13 @@ void cluster_print(FILE *f, const Moed__ClusterResponse *cl, int rebalance)
 		else
 			fputs(" -\n", f);
 	}
-	fputs("(* the front)\n\n", f);
+	fputs("(* the front)\n", f);
+	if (cl->has_calls && cl->calls)
+		fprintf(f, "per batch (%" PRIu64 "): split %.1f us, own share %.1f us, waiting %.1f us, "
+			"combine %.1f us\n", cl->calls, (double)cl->split_us / (double)cl->calls,
+			(double)cl->local_us / (double)cl->calls, (double)cl->wait_us / (double)cl->calls,
+			(double)cl->combine_us / (double)cl->calls);
+	fputc('\n', f);
 	fprintf(f, rebalance ? "%-6s %-12s %s\n" : "%-6s %s\n", "layer", "balancedness", "before");
 	for (size_t i = 0; i < cl->n_balancedness; i++) {
 		const Moed__ClusterBalance *b = cl->balancedness[i];

@@ -142,6 +142,13 @@ int handle_router_set(struct service *svc, struct caller *c, const struct reply_
 int handle_expert_set(struct service *svc, struct caller *c, const struct reply_to *to,
 		      Moed__Request *req)
 {
+	if (svc->cluster) {
+		/* the ranks hold layer objects of the running backend per epoch */
+		reply_error(to, MOED__STATUS__FAILED_PRECONDITION,
+			    "the experts are spread over the ranks of a cluster: the expert backend "
+			    "changes only with a restart of the job");
+		return 0;
+	}
 	return plugin_set(svc, c, to, req->expert_set, 0);
 }
 

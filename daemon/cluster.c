@@ -268,6 +268,12 @@ static void on_message(void *ctx, int source, int tag, void *buf, size_t len)
 	} else if (cl->rank == 0 && tag == TAG_HELLO) {
 		on_hello(cl, source, buf, len);
 		free(buf);
+		pthread_mutex_unlock(&cl->lock);
+		cluster_send_copy(cl, source, TAG_HELLO, "", 1);       /* the acknowledgement */
+		return;
+	} else if (tag == TAG_HELLO) {
+		cl->hello_acked = 1;
+		free(buf);
 	} else if (cl->rank == 0 && tag == TAG_RESULT) {
 		on_result(cl, source, buf, len);
 	} else {
@@ -329,12 +335,13 @@ static void on_tick(void *ctx, uint64_t now)
 		if (now - cl->peers[0].last_sent_ns > cl->heartbeat_ns) {
 			cl->peers[0].last_sent_ns = now;
 			send_to[0] = 0;
+			send_to[1] = cl->hello && !cl->hello_acked;
 		}
 	}
 	pthread_mutex_unlock(&cl->lock);
 	if (send_to[0] == 0)
-		cluster_send_copy(cl, 0, TAG_HEARTBEAT, &beat, 1);
-	(void)send_to[1];
+		cluster_send_copy(cl, 0, send_to[1] ? TAG_HELLO : TAG_HEARTBEAT,
+				  send_to[1] ? cl->hello : &beat, send_to[1] ? cl->hello_len : 1);
 }
 
 static void on_send_failed(void *ctx, int dest, int err)

@@ -59,6 +59,19 @@ int cluster_front_prepare(struct cluster *cl, struct engine *e, char *err, size_
 int cluster_front_start(struct cluster *cl, uv_loop_t *loop, struct engine *e,
 			const struct moed_param *expert_params, size_t n_expert_params,
 			void (*lost)(void *arg), void *arg, char *err, size_t errlen);
+/* For the metrics: the front's counters (loop thread). */
+struct cluster_rank_counters {
+	uint64_t dispatches, bytes_out, bytes_in, compute_us;
+};
+struct cluster_counters {
+	int ranks;
+	uint64_t epoch;
+	uint64_t calls, split_us, local_us, wait_us, combine_us;
+};
+/* *ret, and per rank 1.. into ret_ranks[rank] (at most max ranks). */
+void cluster_counters(struct cluster *cl, struct cluster_counters *ret,
+		      struct cluster_rank_counters *ret_ranks, size_t max);
+
 /* The daemon's loop is closing: release the cluster's handles on it. */
 void cluster_close_loop(struct cluster *cl);
 /* At exit: tell the ranks to leave and leave, or end the whole job with

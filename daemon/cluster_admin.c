@@ -128,6 +128,10 @@ static int fill_rank(struct cluster *cl, struct admin_op *op, const struct clust
 	cr->has_bytes = 1;
 	cr->dispatches = r ? cl->peers[r].dispatches : 0;
 	cr->has_dispatches = 1;
+	cr->bytes_out = r ? cl->peers[r].bytes_out : 0;
+	cr->bytes_in = r ? cl->peers[r].bytes_in : 0;
+	cr->compute_us = r ? cl->peers[r].compute_ns / 1000 : 0;
+	cr->has_bytes_out = cr->has_bytes_in = cr->has_compute_us = r > 0;
 	cr->window_tokens = (uint64_t)window[r];
 	cr->has_window_tokens = 1;
 	cr->n_experts = e->n_layers;
@@ -200,6 +204,12 @@ static void answer(struct cluster *cl, struct admin_op *op, struct service *svc,
 	cr.has_front_computes = 1;
 	cr.timeout_ms = cl->timeout_ns / 1000000;
 	cr.has_timeout_ms = 1;
+	cr.calls = cl->cost.calls;
+	cr.split_us = cl->cost.split_ns / 1000;
+	cr.local_us = cl->cost.local_ns / 1000;
+	cr.wait_us = cl->cost.wait_ns / 1000;
+	cr.combine_us = cl->cost.combine_ns / 1000;
+	cr.has_calls = cr.has_split_us = cr.has_local_us = cr.has_wait_us = cr.has_combine_us = 1;
 	cr.n_balancedness = e->n_layers;
 	cr.balancedness = arena_alloc(&a, e->n_layers ? e->n_layers : 1, sizeof(*cr.balancedness));
 	if (!cr.balancedness)
@@ -262,6 +272,23 @@ static void answer(struct cluster *cl, struct admin_op *op, struct service *svc,
 	free(window);
 	free(rank_load);
 	free(load);
+}
+
+void cluster_counters(struct cluster *cl, struct cluster_counters *ret,
+		      struct cluster_rank_counters *ret_ranks, size_t max)
+{
+	pthread_mutex_lock(&cl->lock);
+	*ret = (struct cluster_counters){ .ranks = cl->size, .epoch = cl->current->epoch,
+					  .calls = cl->cost.calls,
+					  .split_us = cl->cost.split_ns / 1000,
+					  .local_us = cl->cost.local_ns / 1000,
+					  .wait_us = cl->cost.wait_ns / 1000,
+					  .combine_us = cl->cost.combine_ns / 1000 };
+	for (int r = 0; r < cl->size && (size_t)r < max; r++)
+		ret_ranks[r] = (struct cluster_rank_counters){
+			.dispatches = cl->peers[r].dispatches, .bytes_out = cl->peers[r].bytes_out,
+			.bytes_in = cl->peers[r].bytes_in, .compute_us = cl->peers[r].compute_ns / 1000 };
+	pthread_mutex_unlock(&cl->lock);
 }
 
 /* ---- requests in progress ---- */

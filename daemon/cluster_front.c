@@ -125,8 +125,8 @@ static void *build_dispatch(const struct engine_call *c, const struct split *s, 
 }
 
 /* Add rank r's partial sums (res) into y; 0, or -errno with c->err. */
-static int combine(struct engine_call *c, const struct split *s, size_t k, size_t H, int r,
-		   const void *res, size_t len)
+static int combine(struct cluster *cl, struct engine_call *c, const struct split *s, size_t k,
+		   size_t H, int r, const void *res, size_t len)
 {
 	const struct wire_result *h = res;
 	const float *y;
@@ -145,6 +145,8 @@ static int combine(struct engine_call *c, const struct split *s, size_t k, size_
 		return -EPROTO;
 	}
 	y = (const float *)(h + 1);
+	__atomic_fetch_add(&cl->peers[r].bytes_in, len, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&cl->peers[r].compute_ns, h->compute_ns, __ATOMIC_RELAXED);
 	for (size_t t = 0; t < c->n_tokens; t++) {
 		if (!token_on(s, t, k, r))
 			continue;
@@ -195,6 +197,7 @@ static int send_dispatches(struct cluster *cl, struct engine_call *c, const stru
 			return -ENOMEM;
 		pthread_mutex_lock(&cl->lock);
 		cl->peers[r].dispatches++;
+		cl->peers[r].bytes_out += len;
 		cl->peers[r].last_sent_ns = mono_ns();
 		pthread_mutex_unlock(&cl->lock);
 	}
@@ -229,9 +232,10 @@ static int cluster_forward(void *ctx, struct engine_call *c)
 	struct split s = { 0 };
 	struct cluster_epoch *ep;
 	struct binding *b;
-	uint64_t seq;
+	uint64_t seq, t[5];
 	int r, waiting = 0;
 
+	t[0] = mono_ns();
 	pthread_mutex_lock(&cl->lock);
 	if (cl->lost_rank >= 0) {
 		snprintf(c->err, sizeof(c->err), "cluster: rank %d lost (%s)", cl->lost_rank,
@@ -266,11 +270,13 @@ static int cluster_forward(void *ctx, struct engine_call *c)
 		r = send_dispatches(cl, c, &s, k, H, pd.id, ep->epoch);
 	}
 	b = ep->b[li];
+	t[1] = mono_ns();
 	if (r == 0)
 		r = b->gen->desc->expert->forward(b->obj, c->x, T, k, s.local, c->weights, c->y);
 	if (r < 0 && !c->err[0])
 		snprintf(c->err, sizeof(c->err), "expert backend '%s' failed: %s", b->gen->name,
 			 strerror(-r));
+	t[2] = mono_ns();
 	if (waiting) {
 		int ok = wait_results(cl, &pd);
 
@@ -280,9 +286,20 @@ static int cluster_forward(void *ctx, struct engine_call *c)
 			r = cl->lost_rank >= 0 ? -ENOTCONN : -ETIMEDOUT;
 		}
 	}
+	t[3] = mono_ns();
 	for (int i = 1; i < cl->size && r == 0; i++)
 		if (pd.res[i])
-			r = combine(c, &s, k, H, i, pd.res[i], pd.res_len[i]);
+			r = combine(cl, c, &s, k, H, i, pd.res[i], pd.res_len[i]);
+	t[4] = mono_ns();
+	if (r == 0) {
+		struct cluster_cost *cc = &cl->cost;
+
+		__atomic_fetch_add(&cc->calls, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cc->split_ns, t[1] - t[0], __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cc->local_ns, t[2] - t[1], __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cc->wait_ns, t[3] - t[2], __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cc->combine_ns, t[4] - t[3], __ATOMIC_RELAXED);
+	}
 out:
 	for (int i = 0; pd.res && i < cl->size; i++)
 		free(pd.res[i]);

@@ -18,15 +18,19 @@
 
 struct cluster_peer {
 	char host[64];
-	uint64_t **front_computed;      /* the front: [n_layers][E] pairs computed here */
-	struct cluster_epoch *preparing;        /* an epoch being mapped in, or NULL */
-	int rebalanced;
 	uint32_t pid;
 	uint64_t bytes;                 /* routed-expert bytes it holds (hello, counts) */
 	int hello;
 	uint64_t last_seen_ns;          /* any message from it */
 	uint64_t last_sent_ns;          /* our last message to it */
 	uint64_t dispatches;            /* batches sent to it */
+	uint64_t bytes_out, bytes_in;   /* dispatch and result bytes */
+	uint64_t compute_ns;            /* its compute for our batches (results say) */
+};
+
+/* The front's cost of dispatch and combine since start (atomic adds). */
+struct cluster_cost {
+	uint64_t calls, split_ns, local_ns, wait_ns, combine_ns;
 };
 
 /* One placement generation.  refs: batches using it + 1 while current. */
@@ -80,6 +84,7 @@ struct cluster {
 	uint64_t **front_computed;      /* the front: [n_layers][E] pairs computed here */
 	struct cluster_epoch *preparing;        /* an epoch being mapped in, or NULL */
 	int rebalanced;
+	struct cluster_cost cost;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;            /* results, hellos, loss */
@@ -93,6 +98,10 @@ struct cluster {
 	int loss_reported;
 	struct cluster_event *events, **events_tail;
 	uint64_t front_seen_ns;         /* ranks: last message from the front */
+	void *hello;                    /* ranks: our hello, sent again with every
+					 * heartbeat until the front acknowledges it */
+	size_t hello_len;
+	int hello_acked;
 
 	uv_loop_t *loop;
 	uv_async_t async;

@@ -494,7 +494,14 @@ static int send_hello(struct cluster *cl)
 
 	memcpy(h.host, cl->host, sizeof(h.host));
 	snprintf(h.version, sizeof(h.version), "%s", PACKAGE_VERSION);
-	return cluster_send_copy(cl, 0, TAG_HELLO, &h, sizeof(h));
+	pthread_mutex_lock(&cl->lock);
+	cl->hello = malloc(sizeof(h));
+	if (cl->hello) {
+		memcpy(cl->hello, &h, sizeof(h));
+		cl->hello_len = sizeof(h);
+	}
+	pthread_mutex_unlock(&cl->lock);
+	return cl->hello ? cluster_send_copy(cl, 0, TAG_HELLO, &h, sizeof(h)) : -ENOMEM;
 }
 
 /* The model, the engine with the expert backend on this rank's subset, the

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "daemon/batch.h"
+#include "daemon/cluster.h"
 #include "daemon/engine.h"
 #include "daemon/metrics.h"
 #include "daemon/service.h"
@@ -293,6 +294,51 @@ out:
 	free(roles);
 }
 
+/* Expert parallelism (under mpirun): the ranks, the placement's epoch, per
+ * rank the batches and bytes exchanged and its compute, and the front's
+ * time per phase of dispatch + combine. */
+static void cluster(struct out *o, struct cluster *cl)
+{
+	static const char *const phase[4] = { "split", "own_share", "wait", "combine" };
+	struct cluster_rank_counters *rk;
+	struct cluster_counters c;
+	uint64_t us[4];
+
+	rk = calloc((size_t)cluster_size(cl), sizeof(*rk));
+	if (!rk) {
+		o->b.oom = 1;
+		return;
+	}
+	cluster_counters(cl, &c, rk, (size_t)cluster_size(cl));
+	family(o, "moed_cluster_ranks", "gauge", "Ranks of the mpirun job, the front included.");
+	mbuf_printf(&o->b, "moed_cluster_ranks %d\n", c.ranks);
+	family(o, "moed_cluster_placement_epoch", "gauge", "Placements switched to since start.");
+	mbuf_printf(&o->b, "moed_cluster_placement_epoch %llu\n", (unsigned long long)c.epoch);
+	family(o, "moed_cluster_dispatches_total", "counter", "Batches sent to a rank.");
+	for (int r = 1; r < c.ranks; r++)
+		mbuf_printf(&o->b, "moed_cluster_dispatches_total{rank=\"%d\"} %llu\n", r,
+			    (unsigned long long)rk[r].dispatches);
+	family(o, "moed_cluster_bytes_total", "counter",
+	       "Bytes of hidden states sent to a rank (out) and of partial sums back (in).");
+	for (int r = 1; r < c.ranks; r++)
+		mbuf_printf(&o->b, "moed_cluster_bytes_total{rank=\"%d\",direction=\"out\"} %llu\n"
+			    "moed_cluster_bytes_total{rank=\"%d\",direction=\"in\"} %llu\n", r,
+			    (unsigned long long)rk[r].bytes_out, r, (unsigned long long)rk[r].bytes_in);
+	family(o, "moed_cluster_rank_compute_seconds_total", "counter",
+	       "Expert compute a rank reported for the front's batches.");
+	for (int r = 1; r < c.ranks; r++)
+		mbuf_printf(&o->b, "moed_cluster_rank_compute_seconds_total{rank=\"%d\"} %.6f\n", r,
+			    (double)rk[r].compute_us / 1e6);
+	family(o, "moed_cluster_batch_seconds_total", "counter",
+	       "The front's time per phase of a batch: split and send, its own share of the "
+	       "compute, waiting for the ranks, adding their sums.");
+	us[0] = c.split_us, us[1] = c.local_us, us[2] = c.wait_us, us[3] = c.combine_us;
+	for (int i = 0; i < 4; i++)
+		mbuf_printf(&o->b, "moed_cluster_batch_seconds_total{phase=\"%s\"} %.6f\n", phase[i],
+			    (double)us[i] / 1e6);
+	free(rk);
+}
+
 int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t *ret_len)
 {
 	struct out o = { .om = openmetrics };
@@ -307,6 +353,8 @@ int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t
 	layers(&o, svc->engine, now);
 	shadows(&o, svc->engine, now);
 	plugins(&o, svc->engine);
+	if (svc->cluster)
+		cluster(&o, svc->cluster);
 	family(&o, "moed_queued_tokens", "gauge", "Accepted infer and route tokens not yet answered.");
 	mbuf_printf(&o.b, "moed_queued_tokens %llu\n", (unsigned long long)bc->queued_tokens);
 	family(&o, "moed_connections", "gauge", "Open client connections.");

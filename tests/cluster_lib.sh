@@ -12,6 +12,8 @@ need_mpi() {
 	# shared memory only: no network, and quiet about it
 	export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 	export OMPI_MCA_rmaps_base_oversubscribe=1
+	# the sanitizer build: Open MPI's own allocations at exit are not ours
+	export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$top_srcdir/tests/lsan-mpi.supp"
 }
 
 # The ranks' pids (mpirun's children, recorded by start_cluster) are killed at

@@ -7,7 +7,8 @@ libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libinih-dev \
 libjson-c-dev libcmocka-dev libsystemd-dev python3 python3-numpy \
 python3-protobuf protobuf-compiler python3-pytest \
 valgrind mandoc systemd util-linux \
-libmicrohttpd-dev python3-prometheus-client prometheus chromium"
+libmicrohttpd-dev python3-prometheus-client prometheus chromium \
+libopenmpi-dev openmpi-bin"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

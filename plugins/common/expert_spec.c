@@ -18,7 +18,8 @@ static int check_scales(const struct moed_host *host, const char *plugin,
 	     (!s->shared_gate_scale || !s->shared_up_scale || !s->shared_down_scale)))
 		goto bad;
 	for (uint32_t e = 0; e < s->n_experts; e++)
-		if (!s->gate_scale[e] || !s->up_scale[e] || !s->down_scale[e])
+		if ((!expert_spec_local(s) || s->local[e]) &&
+		    (!s->gate_scale[e] || !s->up_scale[e] || !s->down_scale[e]))
 			goto bad;
 	return 0;
 bad:

@@ -250,3 +250,33 @@ def stats_dict(s):
                         "batches": l.batches, "tokens": l.tokens,
                         "compute_latency": _latency(l.compute),
                         "request_latency": _latency(l.request)} for l in s.layers]}
+
+
+def _opt(m, name):
+    return getattr(m, name) if m.HasField(name) else None
+
+
+def cluster_dict(c, rebalance=False):
+    """The placement as `moectl --json cluster show` prints it (client/cluster_fmt.c):
+    layers as string keys, absent optional fields as None."""
+    def balance(bs):
+        return {str(b.layer): b.balancedness for b in bs}
+
+    def rank(r):
+        d = {"rank": r.rank, "host": _opt(r, "host"), "pid": _opt(r, "pid"),
+             "front": _opt(r, "front"),
+             "experts": {str(x.layer): list(x.ids) for x in r.experts},
+             "computed": {str(x.layer): list(x.computed) for x in r.experts}}
+        for k in ("bytes", "window_tokens", "dispatches", "bytes_out", "bytes_in", "compute_us"):
+            d[k] = _opt(r, k)
+        return d
+
+    d = {"enabled": c.enabled, "placement": _opt(c, "placement")}
+    for k in ("replicas", "epoch", "front_computes", "timeout_ms", "calls", "split_us",
+              "local_us", "wait_us", "combine_us"):
+        d[k] = _opt(c, k)
+    d["ranks"] = [rank(r) for r in c.ranks] if c.enabled else []
+    d["balancedness"] = balance(c.balancedness)
+    if rebalance:
+        d["previous"] = balance(c.previous)
+    return d

@@ -152,6 +152,17 @@ class Client:
         return w.model_dict(w.check(await self._call(w.simple_request(self._id(), "model")),
                                     "model"))
 
+    async def cluster(self):
+        """Where the experts live under mpirun, as `moectl --json cluster show`
+        prints it ({"enabled": False, ...} on a single process)."""
+        resp = await self._call(w.simple_request(self._id(), "cluster_show"))
+        return w.cluster_dict(w.check(resp, "cluster"))
+
+    async def cluster_rebalance(self):
+        """Rebalance the experts over the ranks by the stats window's load (admin)."""
+        resp = await self._call(w.simple_request(self._id(), "cluster_rebalance"))
+        return w.cluster_dict(w.check(resp, "cluster"), rebalance=True)
+
     async def stats(self, layer=None):
         resp = await self._call(w.simple_request(self._id(), "stats", layer))
         return w.stats_dict(w.check(resp, "stats"))

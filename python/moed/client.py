@@ -168,6 +168,17 @@ class Client:
         """The served model as `moectl --json model` prints it."""
         return w.model_dict(w.check(self._call(w.simple_request(self._id(), "model")), "model"))
 
+    def cluster(self):
+        """Where the experts live under mpirun, as `moectl --json cluster show`
+        prints it ({"enabled": False, ...} on a single process)."""
+        resp = self._call(w.simple_request(self._id(), "cluster_show"))
+        return w.cluster_dict(w.check(resp, "cluster"))
+
+    def cluster_rebalance(self):
+        """Rebalance the experts over the ranks by the stats window's load (admin)."""
+        resp = self._call(w.simple_request(self._id(), "cluster_rebalance"))
+        return w.cluster_dict(w.check(resp, "cluster"), rebalance=True)
+
     def stats(self, layer=None):
         """Per-layer statistics as `moectl --json stats` prints them."""
         resp = self._call(w.simple_request(self._id(), "stats", layer))

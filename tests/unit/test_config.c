@@ -62,13 +62,17 @@ static void test_defaults(void **state)
 	assert_int_equal(c.write_timeout_ms, 30000);
 	assert_null(c.metrics_listen);
 	assert_int_equal(c.metrics_allow_remote, 0);
+	assert_string_equal(c.cluster_placement, "contiguous");
+	assert_int_equal(c.cluster_replicas, 0);
+	assert_int_equal(c.cluster_front_computes, 1);
+	assert_int_equal(c.cluster_timeout_ms, 10000);
 	{
 		char err[256];
 		assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	}
 	config_release(&c);
 	assert_null(c.model_layers);
-	assert_int_equal(config_key_count(), 36);       /* a new row needs a line above */
+	assert_int_equal(config_key_count(), 40);       /* a new row needs a line above */
 }
 
 /* The rows themselves: findable, named "section.name", unique, printable. */

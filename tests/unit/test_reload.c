@@ -235,6 +235,7 @@ static void test_policies(void **state)
 		"model.path", "expert.weights", "daemon.workers", "daemon.socket_mode",
 		"daemon.socket_group", "daemon.stats_window_s", "limits.queue_depth",
 		"model.layers", "metrics.listen", "metrics.allow_remote",
+		"cluster.placement", "cluster.replicas", "cluster.front_computes", "cluster.timeout_ms",
 	};
 	size_t n_restart = 0;
 

@@ -25,6 +25,8 @@ usage:
   cluster_check.py skewpick ROUTE.json X.npy LO:HI REPEAT XOUT.npy
       XOUT = the two rows of X whose routes have the most experts in
       [LO, HI), repeated REPEAT times
+  cluster_check.py close Y.npy WANT.npy
+      Y equals WANT within 1e-5 relative (of WANT's largest magnitude)
   cluster_check.py balance SHOW.json LAYER OP BOUND
       balancedness of LAYER compared (lt, gt) with BOUND"""
 import collections
@@ -192,6 +194,16 @@ def cmd_skewpick(route, xfile, lohi, repeat, xout):
     return 0
 
 
+def cmd_close(yfile, wantfile):
+    y, want = np.load(yfile), np.load(wantfile)
+    if y.shape != want.shape:
+        sys.exit("shape %s, want %s" % (y.shape, want.shape))
+    err = np.abs(y - want).max() / np.abs(want).max()
+    if err > 1e-5:
+        sys.exit("%s: rel err %.2e against %s" % (yfile, err, wantfile))
+    return 0
+
+
 def cmd_balance(show, layer, op, bound):
     x = load(show)["balancedness"][layer]
     good = x < float(bound) if op == "lt" else x > float(bound)
@@ -201,7 +213,7 @@ def cmd_balance(show, layer, op, bound):
 
 def main():
     cmds = {"pid": cmd_pid, "held": cmd_held, "computed": cmd_computed, "replies": cmd_replies,
-            "skew": cmd_skew, "skewpick": cmd_skewpick, "balance": cmd_balance}
+            "skew": cmd_skew, "skewpick": cmd_skewpick, "close": cmd_close, "balance": cmd_balance}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     return cmds[sys.argv[1]](*sys.argv[2:])

@@ -19,6 +19,21 @@ need_mpi() {
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 }
 
+# The ranks' pids (mpirun's children, recorded by start_cluster) are killed at
+# exit too: a rank may outlive a killed mpirun or be stopped by a test.  Only
+# processes still running moed on this test's socket.
+CLUSTER_PIDS=
+cluster_cleanup() {
+	local p
+	for p in $CLUSTER_PIDS; do
+		grep -qF "$SOCK" "/proc/$p/cmdline" 2>/dev/null || continue
+		kill -CONT "$p" 2>/dev/null
+		kill -KILL "$p" 2>/dev/null
+	done
+	cleanup
+}
+trap cluster_cleanup EXIT
+
 # start_cluster N [MPIRUN_ARGS... --] [MOED_ARGS...]
 start_cluster() {
 	local n=$1 mpi_args=()
@@ -33,6 +48,7 @@ start_cluster() {
 	MOED_PID=$!
 	for _ in $(seq 1 1200); do
 		if "$MOECTL" status >/dev/null 2>&1; then
+			CLUSTER_PIDS="$CLUSTER_PIDS $(pgrep -P "$MOED_PID" | tr '\n' ' ')"
 			return 0
 		fi
 		if ! kill -0 "$MOED_PID" 2>/dev/null; then

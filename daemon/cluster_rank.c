@@ -542,20 +542,12 @@ static int send_hello(struct cluster *cl)
 static int rank_setup(struct cluster *cl, const struct moed_config *cfg, char *err, size_t errlen)
 {
 	struct cluster_rank_state *rs = cl->rs;
-	struct model_load_opts opts = { .dtype = model_weights_dtype(cfg->expert_weights),
-					.want = cluster_model_want(cl) };
-	const char *source = cfg->model_path ? cfg->model_path : "synthetic:S0";
 	struct cluster_epoch *ep;
 	struct moed_model *model;
 	struct engine *e;
 	int r;
 
-	if (cfg->model_layers &&
-	    (r = model_parse_layers(cfg->model_layers, &opts.layers, &opts.n_layers, err,
-				    errlen)) < 0)
-		return r;
-	r = model_load_with(source, &opts, &model, err, errlen);
-	free(opts.layers);
+	r = model_load_config(cfg, cluster_model_want(cl), &model, err, errlen);
 	if (r < 0)
 		return r;
 	r = engine_new(model, cfg->plugin_dir, &rs->engine);

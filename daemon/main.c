@@ -562,7 +562,6 @@ static int start_plugins(struct daemon_ctx *d, char *err, size_t errlen)
 
 static int load_model(struct daemon_ctx *d, const char *source, char *err, size_t errlen)
 {
-	struct model_load_opts opts = { 0 };
 	struct moed_model *model;
 	struct rusage ru;
 	int r;
@@ -571,14 +570,8 @@ static int load_model(struct daemon_ctx *d, const char *source, char *err, size_
 	notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=Loading model %s",
 		     (unsigned long long)LOAD_TIMEOUT_USEC, source);
 	/* [expert] weights: as stored (bf16 checkpoints stay bf16) unless told */
-	opts.dtype = model_weights_dtype(d->cfg.expert_weights);
-	opts.want = d->cluster ? cluster_model_want(d->cluster) : NULL;
-	if (d->cfg.model_layers &&
-	    (r = model_parse_layers(d->cfg.model_layers, &opts.layers, &opts.n_layers, err,
-				    errlen)) < 0)
-		return r;
-	r = model_load_with(source, &opts, &model, err, errlen);
-	free(opts.layers);
+	r = model_load_config(&d->cfg, d->cluster ? cluster_model_want(d->cluster) : NULL, &model,
+			      err, errlen);
 	if (r < 0)
 		return r;
 	getrusage(RUSAGE_SELF, &ru);

@@ -12,6 +12,7 @@
 #include "daemon/checkpoint.h"
 #include "daemon/dtype.h"
 #include "daemon/hfconfig.h"
+#include "daemon/conf.h"
 #include "daemon/model_load.h"
 #include "daemon/synthetic.h"
 
@@ -146,6 +147,23 @@ uint32_t model_weights_dtype(const char *weights)
 	return !weights ? 0
 	       : !strcmp(weights, "bf16") ? MOED_DTYPE_BF16
 	       : !strcmp(weights, "fp8") ? MOED_DTYPE_F8_E4M3 : MOED_DTYPE_F32;
+}
+
+int model_load_config(const struct moed_config *cfg, const struct model_want *want,
+		      struct moed_model **ret_model, char *err, size_t errlen)
+{
+	struct model_load_opts opts = { .dtype = model_weights_dtype(cfg->expert_weights),
+					.want = want };
+	int r;
+
+	if (cfg->model_layers &&
+	    (r = model_parse_layers(cfg->model_layers, &opts.layers, &opts.n_layers, err,
+				    errlen)) < 0)
+		return r;
+	r = model_load_with(cfg->model_path ? cfg->model_path : "synthetic:S0", &opts, ret_model,
+			    err, errlen);
+	free(opts.layers);
+	return r;
 }
 
 int model_load_experts(struct moed_model *m, const struct model_want *want, char *err,

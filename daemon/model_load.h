@@ -32,6 +32,13 @@ struct model_load_opts {
 int model_load_with(const char *path, const struct model_load_opts *opts,
 		    struct moed_model **ret_model, char *err, size_t errlen);
 
+struct moed_config;
+
+/* Load the model of a configuration: [model] path (default synthetic:S0) and
+ * layers, [expert] weights; only the experts `want` asks for (NULL: all). */
+int model_load_config(const struct moed_config *cfg, const struct model_want *want,
+		      struct moed_model **ret_model, char *err, size_t errlen);
+
 /* The dtype [expert] weights asks for ("bf16", "fp8", "fp32"; NULL = 0, as
  * stored). */
 uint32_t model_weights_dtype(const char *weights);

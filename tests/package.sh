@@ -136,6 +136,8 @@ elif [ -e "$api" ] || [ -e "$admin" ]; then
 	FAIL "socket-activated start: $api or $admin is in use"
 else
 	# what StateDirectory=moed with DynamicUser=yes makes
+	# (/var/lib/private itself is systemd's: removed at the end when made here)
+	[ -d /var/lib/private ] || made_private=yes
 	[ -e /var/lib/moed ] || { mkdir -p -m 0700 /var/lib/private && mkdir -p /var/lib/private/moed &&
 		ln -s private/moed /var/lib/moed; }
 	(unset MOED_SOCKET; exec systemd-socket-activate -l "$api" -l "$admin" --fdname=api:admin \
@@ -203,7 +205,7 @@ fi
 grep -q '^# edited by tests/package.sh$' /etc/moed/moed.conf && [ ! -e /etc/moed/moed.conf.dpkg-new ] &&
 	PASS "upgrade kept the edited /etc/moed/moed.conf" || FAIL "upgrade lost the edit of /etc/moed/moed.conf"
 state_after=$(cd /var/lib/moed 2>/dev/null && find . -type f -exec md5sum {} + | sort)
-[ "$state_before" = "$state_after" ] && PASS "upgrade kept /var/lib/moed" ||
+[ -n "$state_before" ] && [ "$state_before" = "$state_after" ] && PASS "upgrade kept /var/lib/moed" ||
 	FAIL "upgrade changed /var/lib/moed: before '$state_before' after '$state_after'"
 
 # ---- purge: nothing left but the group (debian/README.Debian) ----
@@ -228,6 +230,7 @@ for f in /etc/moed /var/lib/moed /var/lib/private/moed \
 done
 left="$left $(dpkg-query -W -f='${Package} ${Status}\n' $names 2>/dev/null | grep -v 'not-installed$' | tr '\n' ' ')"
 left=$(echo $left)
+[ -n "${made_private:-}" ] && rmdir /var/lib/private 2>/dev/null
 [ -z "$left" ] && PASS "purge left nothing (the moed group stays, as debian/README.Debian says)" ||
 	FAIL "left after purge: $left"
 summary

@@ -179,6 +179,24 @@ mkdir -p "$W/example"
 if make -s -C "$W/example" -f "$EX/Makefile" VPATH="$EX" >"$W/example.log" 2>&1 &&
 	[ -f "$W/example/hash-router.so" ]; then
 	PASS "moed-plugin-dev: the example plugin builds from $EX"
+	# and the installed moed loads it (next to a copy of the packaged cpu backend)
+	mkdir -p "$W/plugins" "$W/state"
+	cp "$W/example/hash-router.so" "$PDIR/cpu.so" "$W/plugins/"
+	/usr/sbin/moed --socket "$W/ex.sock" --plugin-dir "$W/plugins" --state-dir "$W/state" \
+		--config /dev/null --router hash-router >"$W/moed-ex.log" 2>&1 &
+	MOED_PID=$!
+	for _ in $(seq 1 300); do
+		/usr/bin/moectl -s "$W/ex.sock" status >/dev/null 2>&1 && break
+		kill -0 "$MOED_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	/usr/bin/moectl -s "$W/ex.sock" --json route --layer 1 --random 4 >"$W/ex-route.json" 2>&1 &&
+		grep -q '"router": *"hash-router"' "$W/ex-route.json" &&
+		PASS "the installed moed routes with the example plugin" ||
+		FAIL "example plugin in the installed moed: $(head -c 300 "$W/ex-route.json"; tail -n 5 "$W/moed-ex.log")"
+	kill -TERM "$MOED_PID" 2>/dev/null
+	wait "$MOED_PID"
+	MOED_PID=
 else
 	FAIL "moed-plugin-dev example: $(tail -n 10 "$W/example.log")"
 fi

@@ -90,7 +90,7 @@ counts=$(for l in E W I P X O; do printf '%s=%s ' "$l" "$(grep -c "^$l: " "$W/li
 for d in $debs; do dpkg-deb -c "$d"; done | awk '{ print $6 }' | sed 's|^\./|/|; s|/$||' |
 	grep -v '^$' | sort -u >"$W/files.list"
 installed=
-trap 'if [ -n "$installed" ]; then [ -n "${MOED_PID:-}" ] && kill -KILL "$MOED_PID" 2>/dev/null; apt_get purge $names >/dev/null 2>&1; fi' EXIT
+trap 'rm -f "${api:-}" "${admin:-}" 2>/dev/null; if [ -n "$installed" ]; then [ -n "${MOED_PID:-}" ] && kill -KILL "$MOED_PID" 2>/dev/null; apt_get purge $names >/dev/null 2>&1; fi' EXIT
 if apt_get install $debs >"$W/install.log" 2>&1; then
 	installed=yes
 	PASS "apt-get install $(echo $debs | sed "s|$W/|./|g")"
@@ -129,6 +129,10 @@ if [ -d /run/systemd/system ]; then
 	# systemd runs the units itself: take the sockets back for this test
 	systemctl stop moed.service moed.socket moed-admin.socket >/dev/null 2>&1
 fi
+# a socket file nobody answers on is left from an earlier run: clear it
+for s in "$api" "$admin"; do
+	[ -S "$s" ] && ! /usr/bin/moectl -s "$s" status >/dev/null 2>&1 && rm -f "$s"
+done
 MOED_PID=
 if ! command -v systemd-socket-activate >/dev/null; then
 	SKIP "socket-activated start: systemd-socket-activate not installed (Debian: systemd)"
@@ -168,6 +172,7 @@ with moed.Client() as c:
 	wait "$MOED_PID"
 	rc=$?
 	MOED_PID=
+	rm -f "$api" "$admin"     # systemd-socket-activate leaves the files behind
 	[ "$rc" -eq 0 ] && PASS "SIGTERM: exit 0" || FAIL "moed exited $rc on SIGTERM: $(tail -n 10 "$W/moed.log")"
 	[ -n "$(ls -A /var/lib/moed/ 2>/dev/null)" ] && PASS "router state saved in /var/lib/moed ($(ls /var/lib/moed/ | tr '\n' ' '))" ||
 		FAIL "nothing saved in /var/lib/moed"

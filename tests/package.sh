@@ -114,6 +114,17 @@ for p in softmax-topk sigmoid-norm bias-balanced cpu; do [ -f "$PDIR/$p.so" ] &&
 [ "$n" -eq 4 ] && PASS "plugins in $PDIR (the directory moed-plugin.pc names)" ||
 	FAIL "plugins in '$PDIR': $(ls "$PDIR" 2>&1)"
 
+case " $names " in *" moed-mpi "*)
+	# the MPI module beside (not inside) moed, its unit installed but disabled
+	mpi=$(dirname "$PDIR")/cluster/mpi.so
+	if [ -f "$mpi" ] && [ -f /lib/systemd/system/moed-mpi.service ] &&
+		! [ -e /etc/systemd/system/multi-user.target.wants/moed-mpi.service ] &&
+		! objdump -p /usr/sbin/moed | grep -q 'NEEDED.*libmpi'; then
+		PASS "moed-mpi: $mpi and a disabled moed-mpi.service; moed itself does not link MPI"
+	else
+		FAIL "moed-mpi: $(ls -l "$mpi" /lib/systemd/system/moed-mpi.service /etc/systemd/system/*/moed-mpi.service 2>&1 | tr '\n' ' ')"
+	fi
+esac
 if /usr/sbin/moed --check-config >"$W/check-config.log" 2>&1; then
 	PASS "/usr/sbin/moed --check-config ($(head -c 120 "$W/check-config.log" | tr '\n' ' '))"
 else

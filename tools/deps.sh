@@ -1,7 +1,10 @@
 #!/bin/sh
-# Install what moed needs to build and test on Debian 12, if it is missing.
-# Runs apt-get as root (directly, or through sudo).
+# Install what moed needs to build and test on Debian 12, if it is missing,
+# and the tools that build and check its Debian packages (PKG_TOOLS;
+# tests/package.sh installs debian/control's Build-Depends itself, with
+# apt-get build-dep).  Runs apt-get as root (directly, or through sudo).
 set -e
+PKG_TOOLS="git dpkg-dev debhelper dh-python lintian"
 PKGS="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libinih-dev \
 libjson-c-dev libcmocka-dev libsystemd-dev python3 python3-numpy \
@@ -10,7 +13,7 @@ valgrind mandoc systemd util-linux \
 libmicrohttpd-dev python3-prometheus-client prometheus chromium \
 libopenmpi-dev openmpi-bin"
 missing=
-for p in $PKGS; do
+for p in $PKGS $PKG_TOOLS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

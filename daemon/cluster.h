@@ -52,8 +52,9 @@ int cluster_rank_serve(struct cluster *cl, const struct moed_config *cfg);
 /* The front, after engine_new() and before the expert backend is bound: give
  * every layer's expert spec the front's share of the first placement. */
 int cluster_front_prepare(struct cluster *cl, struct engine *e, char *err, size_t errlen);
-/* The front, after the plugins are bound: wait for every rank's hello (at
- * most timeout_ms) and send the engine's batches through the cluster from
+/* The front, after the plugins are bound: wait for every rank's hello (as
+ * long as the ranks' heartbeats say they are alive: a rank may take long to
+ * map its experts) and send the engine's batches through the cluster from
  * now on.  lost() is called on the loop when a rank is lost (then the
  * daemon stops and exits non-zero).  -errno + err. */
 int cluster_front_start(struct cluster *cl, uv_loop_t *loop, struct engine *e,

@@ -18,6 +18,7 @@
 #     each maps and retires experts, no request fails, no output changes.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/cluster_lib.sh"
+. "$top_srcdir/tests/swap_lib.sh"
 need_mpi
 need_numpy
 PY=${PYTHON3:-/usr/bin/python3}
@@ -41,34 +42,7 @@ show a0
 $PY "$CHECK" held "$TMP/a0.json" 16 --exclusive && ok "contiguous: every expert on one rank" ||
 	fail "contiguous placement: $(cat "$TMP/a0.json")"
 
-: >"$TMP/configs"
-record() {      # generation of layer 1 -> configuration name
-	local gen
-	gen=$("$MOECTL" --json router show |
-		$PY -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["generation"])')
-	echo "$gen $1" >>"$TMP/configs"
-}
-record sigmoid-norm
-rm -f "$TMP/stop"
-$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$X" 1 4 "$TMP/stop" "$TMP/load_a" &
-LOAD=$!
-swaps=0 swap_fail=0
-for i in $(seq 1 10); do
-	for cfg in softmax-topk sigmoid-norm-eps bias-balanced-g0 sigmoid-norm; do
-		case $cfg in
-		softmax-topk) args="softmax-topk" ;;
-		sigmoid-norm-eps) args="sigmoid-norm --param epsilon=0.5" ;;
-		bias-balanced-g0) args="bias-balanced --param gamma=0 --param update_every=1" ;;
-		sigmoid-norm) args="sigmoid-norm" ;;
-		esac
-		if "$MOECTL" router set $args >/dev/null; then record "$cfg"; swaps=$((swaps + 1))
-		else swap_fail=$((swap_fail + 1)); fi
-		sleep 0.05
-	done
-done
-sleep 0.3
-touch "$TMP/stop"
-wait $LOAD
+swap_under_load "$X" "$TMP/load_a" 10 0.05
 [ "$swaps" -eq 40 ] && [ "$swap_fail" -eq 0 ] && ok "40 router swaps under load on 3 ranks" ||
 	fail "swaps: $swaps ok, $swap_fail failed"
 $PY "$CHECK" replies "$TMP/load_a" --by-generation "$TMP/configs" "$TMP/expect" &&

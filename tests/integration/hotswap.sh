@@ -7,6 +7,7 @@
 # updated plugin file on disk really runs as new code after a swap, and a
 # plugin that fails to load leaves the current generation serving.
 . "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/swap_lib.sh"
 need_numpy
 PY=${PYTHON3:-/usr/bin/python3}
 $PY "$top_srcdir/tests/ref/make_cases.py" "$TMP/cases" >/dev/null || exit 1
@@ -22,32 +23,7 @@ cp "$MOED_TEST_MOCK_DIR/versioned-v1.so" "$PDIR/versioned.so"
 MOED_TEST_PLUGIN_DIR="$PDIR"
 start_moed --model "$CASE" --workers 2 -v || exit 1
 
-touch "$TMP/configs"
-record() {      # generation of layer 1 -> configuration name
-	local gen
-	gen=$("$MOECTL" --json router show | $PY -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["generation"])')
-	echo "$gen $1" >>"$TMP/configs"
-}
-record sigmoid-norm
-rm -f "$TMP/stop"
-$PY "$top_srcdir/tests/integration/swapload.py" "$SOCK" "$X" 1 4 "$TMP/stop" "$TMP/load" &
-LOAD=$!
-swaps=0 swap_fail=0
-for i in $(seq 1 25); do
-	for cfg in softmax-topk sigmoid-norm-eps bias-balanced-g0 sigmoid-norm; do
-		case $cfg in
-		softmax-topk) args="softmax-topk" ;;
-		sigmoid-norm-eps) args="sigmoid-norm --param epsilon=0.5" ;;
-		bias-balanced-g0) args="bias-balanced --param gamma=0 --param update_every=1" ;;
-		sigmoid-norm) args="sigmoid-norm" ;;
-		esac
-		if "$MOECTL" router set $args >/dev/null; then record "$cfg"; swaps=$((swaps + 1))
-		else swap_fail=$((swap_fail + 1)); fi
-	done
-done
-sleep 0.5
-touch "$TMP/stop"
-wait $LOAD
+swap_under_load "$X" "$TMP/load" 25
 [ "$swaps" -eq 100 ] && [ "$swap_fail" -eq 0 ] && ok "100 swaps under load" ||
 	fail "swaps: $swaps ok, $swap_fail failed"
 

@@ -292,7 +292,7 @@ static int load_fp8(struct ckpt *c, const char *name, const struct st_tensor *t,
 		c->m->mapped_bytes += n;
 		return 0;
 	}
-	*ret = malloc(n * dtype_size(c->want));
+	*ret = model_weight_alloc(n * dtype_size(c->want));
 	if (*ret)
 		dtype_f8_dequant(q, scale, d0, d1, c->cfg.block_rows, c->cfg.block_cols, c->want,
 				 *ret);
@@ -333,7 +333,7 @@ static int load_weight(struct ckpt *c, const char *name, uint64_t d0, uint64_t d
 		c->m->mapped_bytes += n * es;
 		return 0;
 	}
-	*ret = malloc(n * es);
+	*ret = model_weight_alloc(n * es);
 	if (!*ret)
 		return -ENOMEM;
 	dtype_convert(t->dtype, src, c->want, *ret, n);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "daemon/dtype.h"
@@ -221,6 +222,27 @@ void model_drop_experts(struct moed_model *m, const struct model_want *w)
 	model_count_bytes(m);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *model_weight_alloc(size_t bytes)
+{
+	static int off = -1;
+	void *p;
+
+	if (bytes < HUGE_PAGE)
+		return malloc(bytes ? bytes : 1);
+	p = aligned_alloc(HUGE_PAGE, bytes);
+	if (off < 0) {
+		const char *v = getenv("MOED_NO_HUGEPAGES");
+
+		off = v && *v && strcmp(v, "0") != 0;
+	}
+	/* advice only: a kernel without THP (or with it "never") says EINVAL */
+	if (p && !off)
+		madvise(p, bytes & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+	return p;
+}
+
 /* Convert one matrix of n elements in place (reallocated) to dtype. */
 static int convert_matrix(const struct moed_model *m, void **slot, size_t n, uint32_t from,
 			  uint32_t to)
@@ -229,7 +251,7 @@ static int convert_matrix(const struct moed_model *m, void **slot, size_t n, uin
 
 	if (!*slot || from == to)
 		return 0;
-	dst = malloc(n * dtype_size(to));
+	dst = model_weight_alloc(n * dtype_size(to));
 	if (!dst)
 		return -ENOMEM;
 	dtype_convert(from, *slot, to, dst, n);

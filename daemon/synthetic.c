@@ -59,7 +59,7 @@ static const struct shape shapes[] = {
 /* n floats uniform in [-a, a), from the stream named by (layer, tensor, expert). */
 static float *fill(size_t n, float a, uint32_t layer, uint32_t tensor, uint32_t expert)
 {
-	float *v = malloc(n * sizeof(float));
+	float *v = model_weight_alloc(n * sizeof(float));
 	uint64_t s = SYNTH_SEED ^ ((uint64_t)layer << 48) ^ ((uint64_t)tensor << 40) ^
 		     ((uint64_t)expert << 8);
 
@@ -79,7 +79,7 @@ static void *fill_fp8(uint32_t R, uint32_t C, uint32_t layer, uint32_t tensor, u
 {
 	uint32_t sr = (R + FP8_BLOCK - 1) / FP8_BLOCK, sc = (C + FP8_BLOCK - 1) / FP8_BLOCK;
 	size_t n = (size_t)R * C;
-	uint8_t *q = malloc(n);
+	uint8_t *q = model_weight_alloc(n);
 	float *s = malloc((size_t)sr * sc * sizeof(float));
 	uint64_t st = SYNTH_SEED ^ ((uint64_t)layer << 48) ^ ((uint64_t)tensor << 40) ^
 		      ((uint64_t)expert << 8);
@@ -250,7 +250,7 @@ int synthetic_add_experts(struct moed_model *m, const struct model_want *want, c
 				goto nomem;
 			/* generated in fp32: held as the rest of the model is */
 			for (int j = 0; j < 3 && !fp8 && m->dtype != MOED_DTYPE_F32; j++) {
-				void *dst = malloc(n * dtype_size(m->dtype));
+				void *dst = model_weight_alloc(n * dtype_size(m->dtype));
 
 				if (!dst)
 					goto nomem;

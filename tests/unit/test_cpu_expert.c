@@ -43,7 +43,7 @@ static const struct moed_plugin *plugin;
 static void *plugin_state;
 static void *dl;
 static const char *cases_dir;
-static const char *const isas[] = { "avx512", "avx2", "generic" };
+static const char *const isas[] = { "avx512bf16", "avx512", "avx2", "generic" };
 
 static struct tcase *case_load(const char *name)
 {
@@ -58,13 +58,21 @@ static struct tcase *case_load(const char *name)
 #define case_free expert_case_free
 #define token_err expert_case_err
 
+static int layer_new_prec(const struct moed_expert_spec *spec, const char *kernel,
+			  const char *isa, const char *precision, void **ret)
+{
+	/* split_min_kb = 0: every call is cut into tasks, however small */
+	struct moed_param p[4] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" },
+				   { "precision", precision } };
+
+	return plugin->expert->layer_new(plugin_state, spec, p, 4, ret);
+}
+
+/* The fp32-activation path (what every test but the bf16 ones checks). */
 static int layer_new(const struct moed_expert_spec *spec, const char *kernel, const char *isa,
 		     void **ret)
 {
-	/* split_min_kb = 0: every call is cut into tasks, however small */
-	struct moed_param p[3] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" } };
-
-	return plugin->expert->layer_new(plugin_state, spec, p, 3, ret);
+	return layer_new_prec(spec, kernel, isa, "exact", ret);
 }
 
 static int forward(void *layer, const struct tcase *c, const float *x, size_t T,

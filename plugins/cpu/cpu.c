@@ -49,9 +49,15 @@
  * for both; bf16 T=1024 took 2.0 s at 48, 2.2 s at 96 and 200). */
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 48u
-/* The same for the native bf16 kernels (precision = bf16): see bf16.c. */
-#define GEMM_MIN_B16 16u
-#define GEMM_MIN_B16_FP8 16u
+/* The same for the native bf16 kernels (precision = bf16), one S1 expert on
+ * n tokens, thread CPU ms, two runs of plugins/cpu/gemm_cmp (row kernel /
+ * packed GEMM): bf16 n=16 2.4/3.5-3.7, 24 3.5-3.9/4.0, 32 4.3-5.5/4.7-5.0,
+ * 48 6.3-7.6/5.9-6.6, 64 8.2-8.3/7.3-7.5; FP8 (the exact FP8 kernel on
+ * rounded activations / GEMM) n=8 2.6-3.0/3.0-3.1, 12 3.4-3.7/2.8-3.0,
+ * 16 3.3-3.4/3.7-3.8.  Either side of the crossover is within the noise of
+ * the other: no valley. */
+#define GEMM_MIN_B16 32u
+#define GEMM_MIN_B16_FP8 12u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
 /* Rows per act task on the sgemm path, and y columns per down task (wider

@@ -19,11 +19,17 @@
  * free lists, grown on demand, freed in layer_free), so calls share nothing
  * mutable and steady state allocates nothing.
  *
- * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16);
+ * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16; with
+ * precision = bf16 32 for BF16, 12 for FP8);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
- * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
- * takes the best the CPU has).
+ * isa = auto|avx512bf16|avx512|avx2|generic (the kernels' instruction set;
+ * auto takes the best the CPU has); precision = exact|bf16 (BF16 and FP8
+ * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
+ * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
+ * with an isa that lacks them, the fp32 kernels on the rounded values (the
+ * FP8 row kernel always: it is memory-bound where it runs); exact is the fp32
+ * path, unchanged.
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
  * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
@@ -160,7 +166,7 @@ static const char *const precision_choices[] = { "exact", "bf16", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16)", .help = "tokens of one expert from which sgemm is used" },
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 12 (FP8)", .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
 	{ .name = "kernel", .type = MOED_PARAM_ENUM, .def = "auto", .choices = kernel_choices,

@@ -50,8 +50,12 @@
 #define B16_NB 4u
 #define B16_ROWS 4u
 /* Bytes ahead of a row to prefetch (as for the exact bf16 rows, small_impl.h). */
+#ifndef B16_PREFETCH
 #define B16_PREFETCH 4096
+#endif
+#ifndef B16_PREFETCH_FAR
 #define B16_PREFETCH_FAR 8192
+#endif
 /* GEMM: tokens per micro-tile, rows per panel (4 vectors of 16). */
 #define PK_MR 6u
 #define PK_ROWS 64u

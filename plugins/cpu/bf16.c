@@ -56,6 +56,8 @@
 #ifndef B16_PREFETCH_FAR
 #define B16_PREFETCH_FAR 8192
 #endif
+/* Bytes ahead of each FP8 row to prefetch (as fp8.c). */
+#define F8_PREFETCH 2048
 /* GEMM: tokens per micro-tile, rows per panel (4 vectors of 16). */
 #define PK_MR 6u
 #define PK_ROWS 64u
@@ -70,6 +72,27 @@ INL __m512bh as_bh(__m512i v)
 INL __mmask32 tail_mask(uint32_t n)
 {
 	return n >= 32 ? 0xffffffffu : (1u << n) - 1;
+}
+
+/*
+ * 32 e4m3 codes to the bf16 bit patterns of their values, exactly: for a
+ * normal code the 7 bits below the sign, shifted under bf16's exponent and
+ * mantissa, with the bias moved from 7 to 127; the 8 subnormal magnitudes
+ * (m * 2^-9, normal numbers in bf16) from a table.  NaN codes never get here.
+ */
+INL __m512i fp8_to_bf16(__m256i q)
+{
+	static const uint16_t sub[32] = { 0, 0x3b00, 0x3b80, 0x3bc0, 0x3c00, 0x3c20, 0x3c40,
+					  0x3c60 };
+	__m512i u = _mm512_cvtepu8_epi16(q);
+	__m512i mag = _mm512_and_si512(u, _mm512_set1_epi16(0x7f));
+	__m512i v = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3c00));
+	__mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
+
+	v = _mm512_mask_mov_epi16(v, is_sub,
+				  _mm512_permutexvar_epi16(mag, _mm512_loadu_si512(sub)));
+	return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(u, _mm512_set1_epi16(0x80)),
+						    8));
 }
 
 /* out[r][j] = rows[r] . xs[j] over len elements, r < R, j < nb. */
@@ -203,13 +226,151 @@ INL void small_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 	}
 }
 
+/*
+ * FP8 rows: out[r][j] = sum over column blocks b of srow[r][b] * (rows[r] . xs[j]
+ * over block b), r < 2, j < nb: the codes decoded to bf16 in registers, each
+ * block's sums (one accumulator per row and token) scaled and added in block
+ * order, so the weights meet the activations exactly as they are stored.
+ */
+INL void f8_dot(const uint8_t *const rows[2], const float *const srow[2], uint32_t bc,
+		uint32_t len, const uint16_t *const *xs, const unsigned nb, float out[2][B16_NB])
+{
+	__m512 tot[2][B16_NB];
+
+#pragma GCC unroll 8
+	for (unsigned r = 0; r < 2; r++)
+#pragma GCC unroll 8
+		for (unsigned j = 0; j < nb; j++)
+			tot[r][j] = _mm512_setzero_ps();
+	for (uint32_t c0 = 0, b = 0; c0 < len; c0 += bc, b++) {
+		uint32_t c1 = len - c0 < bc ? len : c0 + bc;
+		__m512 acc[2][B16_NB];
+
+#pragma GCC unroll 8
+		for (unsigned r = 0; r < 2; r++)
+#pragma GCC unroll 8
+			for (unsigned j = 0; j < nb; j++)
+				acc[r][j] = _mm512_setzero_ps();
+		for (uint32_t c = c0; c < c1; c += 32) {
+			__mmask32 m = tail_mask(c1 - c);
+			__m512bh w0, w1;
+
+			_mm_prefetch((const char *)rows[0] + c + F8_PREFETCH, _MM_HINT_T0);
+			_mm_prefetch((const char *)rows[1] + c + F8_PREFETCH, _MM_HINT_T0);
+			w0 = as_bh(fp8_to_bf16(_mm256_maskz_loadu_epi8(m, rows[0] + c)));
+			w1 = as_bh(fp8_to_bf16(_mm256_maskz_loadu_epi8(m, rows[1] + c)));
+#pragma GCC unroll 8
+			for (unsigned j = 0; j < nb; j++) {
+				__m512bh xv = as_bh(_mm512_maskz_loadu_epi16(m, xs[j] + c));
+
+				acc[0][j] = _mm512_dpbf16_ps(acc[0][j], w0, xv);
+				acc[1][j] = _mm512_dpbf16_ps(acc[1][j], w1, xv);
+			}
+		}
+#pragma GCC unroll 8
+		for (unsigned r = 0; r < 2; r++) {
+			__m512 sv = _mm512_set1_ps(srow[r][b]);
+
+#pragma GCC unroll 8
+			for (unsigned j = 0; j < nb; j++)
+				tot[r][j] = _mm512_fmadd_ps(acc[r][j], sv, tot[r][j]);
+		}
+	}
+	for (unsigned r = 0; r < 2; r++)
+		for (unsigned j = 0; j < nb; j++)
+			out[r][j] = _mm512_reduce_add_ps(tot[r][j]);
+}
+
+INL void f8_dot_n(const uint8_t *const rows[2], const float *const srow[2], uint32_t bc,
+		  uint32_t len, const uint16_t *const *xs, unsigned nb, float out[2][B16_NB])
+{
+	switch (nb) {
+	case 4:
+		f8_dot(rows, srow, bc, len, xs, 4, out);
+		break;
+	case 3:
+		f8_dot(rows, srow, bc, len, xs, 3, out);
+		break;
+	case 2:
+		f8_dot(rows, srow, bc, len, xs, 2, out);
+		break;
+	default:
+		f8_dot(rows, srow, bc, len, xs, 1, out);
+		break;
+	}
+}
+
+/* FP8 act: gate row i with up row i. */
+static void f8_small_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
+			 const struct group *g, uint16_t *act, size_t lda, uint32_t r0,
+			 uint32_t r1)
+{
+	uint32_t H = e->H, In = e->inter, scols = (H + e->bc - 1) / e->bc;
+	const uint16_t *xs[B16_NB];
+	float out[2][B16_NB];
+
+	for (uint32_t i = r0; i < r1; i++) {
+		const uint8_t *rows[2] = { (const uint8_t *)e->gate + (size_t)i * H,
+					   (const uint8_t *)e->up + (size_t)i * H };
+		const float *srow[2] = { e->gate_s + (size_t)(i / e->br) * scols,
+					 e->up_s + (size_t)(i / e->br) * scols };
+
+		for (size_t j0 = 0; j0 < g->n; j0 += B16_NB) {
+			unsigned nb = g->n - j0 < B16_NB ? (unsigned)(g->n - j0) : B16_NB;
+
+			for (unsigned j = 0; j < nb; j++)
+				xs[j] = xb + group_tok(g, j0 + j) * ldx;
+			f8_dot_n(rows, srow, e->bc, H, xs, nb, out);
+			for (unsigned j = 0; j < nb; j++)
+				act[(j0 + j) * lda + i] = bf16_bits(silu(out[0][j]) * out[1][j]);
+		}
+	}
+	if (r1 == In && lda > In)
+		for (size_t j = 0; j < g->n; j++)
+			act[j * lda + In] = 0;
+}
+
+/* FP8 down: rows h and h + 1 (an odd slice's last row paired with itself). */
+static void f8_small_down(const struct expert_w *e, const uint16_t *act, size_t lda,
+			  const struct group *g, float *y, uint32_t h0, uint32_t h1)
+{
+	uint32_t H = e->H, In = e->inter, scols = (In + e->bc - 1) / e->bc;
+	const uint16_t *xs[B16_NB];
+	float out[2][B16_NB];
+
+	for (uint32_t h = h0; h < h1; h += 2) {
+		uint32_t h2 = h + 1 < h1 ? h + 1 : h;
+		const uint8_t *rows[2] = { (const uint8_t *)e->down + (size_t)h * In,
+					   (const uint8_t *)e->down + (size_t)h2 * In };
+		const float *srow[2] = { e->down_s + (size_t)(h / e->br) * scols,
+					 e->down_s + (size_t)(h2 / e->br) * scols };
+
+		for (size_t j0 = 0; j0 < g->n; j0 += B16_NB) {
+			unsigned nb = g->n - j0 < B16_NB ? (unsigned)(g->n - j0) : B16_NB;
+
+			for (unsigned j = 0; j < nb; j++)
+				xs[j] = act + (j0 + j) * lda;
+			f8_dot_n(rows, srow, e->bc, In, xs, nb, out);
+			for (unsigned j = 0; j < nb; j++) {
+				float *yj = y + group_tok(g, j0 + j) * H, w = group_w(g, j0 + j);
+
+				yj[h] += w * out[0][j];
+				if (h2 != h)
+					yj[h2] += w * out[1][j];
+			}
+		}
+	}
+}
+
 /* Two rows at a time for one or two tokens (fewer streams, as small_impl.h). */
 static void b16_small_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 			  const struct group *g, uint16_t *act, size_t lda, uint32_t r0,
 			  uint32_t r1, void *scratch)
 {
 	(void)scratch;
-	if (g->n <= 2)
+	if (e->fp8)
+		f8_small_act(e, xb, ldx, g, act, lda, r0, r1);
+	else if (g->n <= 2)
 		small_act(e, xb, ldx, g, act, lda, r0, r1, 2);
 	else
 		small_act(e, xb, ldx, g, act, lda, r0, r1, B16_ROWS);
@@ -220,7 +381,9 @@ static void b16_small_down(const struct expert_w *e, const uint16_t *act, size_t
 			   void *scratch)
 {
 	(void)scratch;
-	if (g->n <= 2)
+	if (e->fp8)
+		f8_small_down(e, act, lda, g, y, h0, h1);
+	else if (g->n <= 2)
 		small_down(e, act, lda, g, y, h0, h1, 2);
 	else
 		small_down(e, act, lda, g, y, h0, h1, B16_ROWS);
@@ -255,27 +418,6 @@ INL void tr16(__m512i r[16])
 		r[8 + c] = _mm512_shuffle_i32x4(u1, u3, 0x88);
 		r[12 + c] = _mm512_shuffle_i32x4(u1, u3, 0xdd);
 	}
-}
-
-/*
- * 32 e4m3 codes to the bf16 bit patterns of their values, exactly: for a
- * normal code the 7 bits below the sign, shifted under bf16's exponent and
- * mantissa, with the bias moved from 7 to 127; the 8 subnormal magnitudes
- * (m * 2^-9, normal numbers in bf16) from a table.  NaN codes never get here.
- */
-INL __m512i fp8_to_bf16(__m256i q)
-{
-	static const uint16_t sub[32] = { 0, 0x3b00, 0x3b80, 0x3bc0, 0x3c00, 0x3c20, 0x3c40,
-					  0x3c60 };
-	__m512i u = _mm512_cvtepu8_epi16(q);
-	__m512i mag = _mm512_and_si512(u, _mm512_set1_epi16(0x7f));
-	__m512i v = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3c00));
-	__mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
-
-	v = _mm512_mask_mov_epi16(v, is_sub,
-				  _mm512_permutexvar_epi16(mag, _mm512_loadu_si512(sub)));
-	return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(u, _mm512_set1_epi16(0x80)),
-						    8));
 }
 
 /*

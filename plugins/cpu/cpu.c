@@ -361,7 +361,7 @@ static enum unit_kind unit_kind(const struct cpu_layer *l, size_t n)
 {
 	int gemm = use_gemm(l, n);
 
-	if (l->bops && (gemm || !l->fp8))
+	if (l->bops)
 		return gemm ? U_B16_GEMM : U_B16_SMALL;
 	if (gemm)
 		return U_GEMM;
@@ -555,7 +555,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
 	struct pass p = { .l = l, .x = x, .xf = x, .y = y, .down_rows = DOWN_TASK_ROWS };
 	int split, any_f32 = 0, any_b16 = 0;
-	size_t xr_bytes = l->b16 && (!l->bops || l->fp8) ? align64(T * H * sizeof(float)) : 0;
+	size_t xr_bytes = l->b16 && !l->bops ? align64(T * H * sizeof(float)) : 0;
 	size_t xb_bytes = l->bops ? align64(T * b16_ld(H) * sizeof(uint16_t)) : 0;
 	float *xr = NULL;
 	uint16_t *xb = NULL;

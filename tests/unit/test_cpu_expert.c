@@ -366,6 +366,25 @@ static void test_bf16_precision(void **state)
 			free(ye);
 			goto next;
 		}
+		/* exact: the avx512bf16 entry runs the avx512 kernels, bit for bit */
+		for (size_t m = 0; m < 3; m++) {
+			size_t sz = (size_t)c->T * c->H * 4;
+			float *y2 = malloc(sz);
+			void *l1, *l2;
+
+			assert_non_null(y2);
+			if (layer_new_prec(&c->spec, modes[m], "avx512bf16", "exact", &l1) == -ENOTSUP)
+				break;
+			assert_int_equal(layer_new_prec(&c->spec, modes[m], "avx512", "exact", &l2), 0);
+			assert_int_equal(forward(l1, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, y), 0);
+			assert_int_equal(forward(l2, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, y2), 0);
+			assert_memory_equal(y, y2, sz);
+			plugin->expert->layer_free(l1);
+			plugin->expert->layer_free(l2);
+			free(y2);
+		}
 		want = ref_b16(c, &slack);
 		for (size_t m = 0; m < 3; m++)
 			for (size_t k = 0; k < sizeof(isas) / sizeof(isas[0]); k++) {
@@ -427,7 +446,8 @@ static void test_reference_cases(void **state)
 }
 
 /* Each token alone, and the batch reversed, against the whole batch. */
-static void batch_independence(const char *name, const char *kernel, double tol)
+static void batch_independence_prec(const char *name, const char *kernel, const char *prec,
+				    double tol)
 {
 	struct tcase *c = case_load(name);
 	size_t T = c->T, H = c->H, k = c->k;
@@ -439,7 +459,7 @@ static void batch_independence(const char *name, const char *kernel, double tol)
 	void *layer;
 
 	assert_true(all && one && rev && xr && wr && er);
-	assert_int_equal(layer_new(&c->spec, kernel, "auto", &layer), 0);
+	assert_int_equal(layer_new_prec(&c->spec, kernel, "auto", prec, &layer), 0);
 	assert_int_equal(forward(layer, c, x, T, ex, w, all), 0);
 	for (size_t t = 0; t < T; t++) {
 		size_t s = T - 1 - t;
@@ -473,8 +493,19 @@ static void batch_independence(const char *name, const char *kernel, double tol)
 	case_free(c);
 }
 
+static void batch_independence(const char *name, const char *kernel, double tol)
+{
+	batch_independence_prec(name, kernel, "exact", tol);
+}
+
 static void test_batch_independence(void **state)
 {
+	/* precision = bf16: a token's sums do not depend on its neighbours in
+	 * either bf16 kernel (each token has its own accumulators) */
+	batch_independence_prec("hot_bf16", "small", "bf16", 0);
+	batch_independence_prec("hot_bf16", "gemm", "bf16", 0);
+	batch_independence_prec("slices_fp8", "gemm", "bf16", 0);
+	batch_independence_prec("t1000_bf16", "gemm", "bf16", 0);
 	batch_independence("k8_e64_f32", "small", 0);
 	batch_independence("hot_bf16", "small", 0);
 	batch_independence("hot_fp8", "small", 0);
@@ -613,13 +644,16 @@ static void test_task_order(void **state)
 			continue;
 		}
 		c = case_load(names[i]->d_name);
-		for (size_t m = 0; m < 2; m++) {
+		for (size_t m = 0; m < 4; m++) {
 			size_t sz = (size_t)c->T * c->H * 4;
 			float *y[3] = { malloc(sz), malloc(sz), malloc(sz) };
 			void *layer;
 
+			/* m = 2, 3: precision = bf16 */
 			assert_true(y[0] && y[1] && y[2]);
-			assert_int_equal(layer_new(&c->spec, modes[m], "auto", &layer), 0);
+			assert_int_equal(layer_new_prec(&c->spec, modes[m % 2], "auto",
+							m < 2 ? "exact" : "bf16", &layer),
+					 0);
 			for (int p = 0; p < 3; p++) {
 				fake_host_set_order(orders[p]);
 				assert_int_equal(forward(layer, c, c->x.data, c->T,

@@ -23,16 +23,15 @@
  * into task scratch that stays in L2).
  *
  * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16; with
- * precision = bf16 32 for BF16, 12 for FP8);
+ * precision = bf16 32 for BF16, 16 for FP8);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
  * isa = auto|avx512bf16|avx512|avx2|generic (the kernels' instruction set;
  * auto takes the best the CPU has); precision = exact|bf16 (BF16 and FP8
  * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
  * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
- * with an isa that lacks them, the fp32 kernels on the rounded values (the
- * FP8 row kernel always: it is memory-bound where it runs); exact is the fp32
- * path, unchanged.
+ * with an isa that lacks them, the fp32 kernels on the rounded values; exact
+ * is the fp32 path, unchanged.
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
  * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
@@ -60,14 +59,13 @@
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 48u
 /* The same for the native bf16 kernels (precision = bf16), one S1 expert on
- * n tokens, thread CPU ms, two runs of plugins/cpu/gemm_cmp (row kernel /
- * packed GEMM): bf16 n=16 2.4/3.5-3.7, 24 3.5-3.9/4.0, 32 4.3-5.5/4.7-5.0,
- * 48 6.3-7.6/5.9-6.6, 64 8.2-8.3/7.3-7.5; FP8 (the exact FP8 kernel on
- * rounded activations / GEMM) n=8 2.6-3.0/3.0-3.1, 12 3.4-3.7/2.8-3.0,
- * 16 3.3-3.4/3.7-3.8.  Either side of the crossover is within the noise of
- * the other: no valley. */
+ * n tokens, weights read cold, thread CPU ms, two alternated runs of
+ * plugins/cpu/gemm_cmp (row kernel / packed GEMM): bf16 n=8 1.7-2.0/2.8-3.6,
+ * 16 2.7-3.3/3.8-4.1, 32 4.4-5.4/5.0-6.3, 64 9.2-10.8/7.2-8.2; FP8 n=8
+ * 1.9-2.2/2.7-3.5, 16 3.5-3.6/3.2-4.2, 32 6.6-7.8/4.7-5.8.  At the crossover
+ * the two are within the noise of each other: no valley. */
 #define GEMM_MIN_B16 32u
-#define GEMM_MIN_B16_FP8 12u
+#define GEMM_MIN_B16_FP8 16u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
 /* Rows per act task on the sgemm path, and y columns per down task (wider
@@ -172,7 +170,7 @@ static const char *const precision_choices[] = { "exact", "bf16", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 12 (FP8)", .help = "tokens of one expert from which sgemm is used" },
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8)", .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
 	{ .name = "kernel", .type = MOED_PARAM_ENUM, .def = "auto", .choices = kernel_choices,

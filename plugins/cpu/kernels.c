@@ -68,7 +68,7 @@ static int has_avx512bf16(void)
 {
 	return has_avx512() && __builtin_cpu_supports("avx512bw") &&
 	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-	       __builtin_cpu_supports("avx512bf16");
+	       __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
 }
 #endif
 #endif

@@ -7,8 +7,9 @@
  * Small groups (kernels.h's row-slice halves): every weight row is read once,
  * as stored, 32 bf16 per load, and dotted with up to B16_NB tokens' bf16
  * activations from registers (B16_ROWS rows x B16_NB tokens of accumulators);
- * lane sums at the end of a row, in a fixed order.  FP8 small groups keep the
- * exact FP8 kernel, fed rounded activations (cpu.c).
+ * lane sums at the end of a row, in a fixed order.  FP8 rows: 32 codes per
+ * load decoded to bf16 in registers (two VBMI byte lookups, exact), two rows
+ * x B16_NB tokens, each 128-wide block's sums scaled and added in order.
  *
  * Large groups: a register-blocked GEMM.  Weight rows are packed, one panel
  * of 64 rows at a time, into the layout vdpbf16ps wants ([K/2][64 rows][2]:
@@ -24,10 +25,25 @@
  * the multiply.  Packing per call rather than once at layer_new keeps one copy
  * of the weights (the mapped checkpoint) and the FP8 bytes at one per weight.
  *
- * Measured (S1, H 2048, I 1408, one thread, plugins/cpu/gemm_cmp.c: one
- * expert's gate+up+down on T tokens, medians of 7, this machine shared):
- * see that file's top comment for the figures against the fp32 sgemm path
- * and oneDNN's bf16 matmul.
+ * Measured (S1 expert: H 2048, I 1408; one thread; thread CPU ms, best of 9
+ * calls, the range over 3 runs of plugins/cpu/gemm_cmp, whose top comment has
+ * the command; machine shared with other agents):
+ *
+ *	T     fp32 sgemm  bf16 exact  bf16 (this)  FP8 (this)  oneDNN bf16
+ *	64    16.6-19.6   21.5-28.9   7.9-8.4      7.8-9.1     6.0-6.5
+ *	256   55.5-59.9   63.0-68.9   24.2-25.4    26.3-31.8   23.9-25.3
+ *	1024  236-241     258-268     93-100       102-115     87-96
+ *
+ * so bf16 prefill is 2.4x the fp32 path and 2.7x the old bf16 one (widened
+ * to fp32 for sgemm) at T=1024, at 1.0-1.07x oneDNN's time (1.25x at T=64:
+ * oneDNN hides the weight reads better at 64 tokens); FP8 prefill within
+ * 0-10% of bf16 (best against best), up to 15% in single runs.  A dpbf16
+ * peak loop measured 215-235 GFLOP/s on one thread here, this GEMM 175-190.
+ * oneDNN is not used: no faster where it counts, and one dependency less.
+ * Tried and not kept (no gain above the noise, alternated A/B builds):
+ * K-blocking the panel into 32 kB (L1) slices with C kept in memory;
+ * prefetching rows in the pack (1 kB ahead) or the next panel into L2 during
+ * the multiply; row-kernel prefetch distances 1024-8192 (4096 kept).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of

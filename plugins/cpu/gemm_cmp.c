@@ -13,9 +13,11 @@
  *	    -o /tmp/gemm_cmp -ldnnl -ldl -lpthread -lm   (add -DNO_DNNL without it)
  *	OMP_NUM_THREADS=1 /tmp/gemm_cmp plugins/.libs T...
  *
- * Measured 2026-12-02 on this machine (AMD EPYC Zen 5, 2 cores shared with
- * other agents; ms per call, medians, 3 runs each, 1 thread):
- * see plugins/cpu/bf16.c.
+ * Columns: f32 and bf16ex (precision = exact: sgemm, bf16 widened), bf16
+ * and fp8 (precision = bf16, auto path), bf16sm/fp8sm (row kernel forced),
+ * bf16gm/fp8gm (packed GEMM forced), onednn.  GEMM_CMP_FAST=1 skips the exact
+ * ones, GEMM_CMP_NO_DNNL=1 oneDNN.  Figures (2026-12-02): plugins/cpu/bf16.c
+ * and cpu.c (the crossover).
  */
 #include <dlfcn.h>
 #include <math.h>

@@ -95,9 +95,9 @@ typedef void expert_fp8_fn(const struct expert_w *e, const float *in, const stru
  * precision = bf16 (bf16.c): activations rounded to bf16 (round to nearest
  * even), held as bf16 bit patterns in rows ld elements apart (ld even: an odd
  * width gets a zero pad column).  act: act[j][i] as above, stored as bf16;
- * down: as above, y stays fp32.  small_*: the row-reading kernel (bf16
- * weights), gemm_*: the packed-panel GEMM (bf16 or FP8 weights; FP8 needs an
- * even block width bc), scratch: expert_b16_scratch() bytes.
+ * down: as above, y stays fp32.  small_*: the row-reading kernel, gemm_*:
+ * the packed-panel GEMM (bf16 or FP8 weights; FP8 needs an even block width
+ * bc, checked by cpu.c), scratch (gemm_*): expert_b16_scratch() bytes.
  */
 typedef void expert_act_b16_fn(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 			       const struct group *g, uint16_t *act, size_t lda, uint32_t r0,

@@ -684,8 +684,8 @@ static void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t 
 	const void *rows[PK_ROWS];
 	uint32_t ri[PK_ROWS];
 
-	for (size_t j0 = 0; j0 < g->n; j0 += GEMM_TOKENS) {
-		size_t j1 = g->n - j0 < GEMM_TOKENS ? g->n : j0 + GEMM_TOKENS;
+	for (size_t j0 = 0; j0 < g->n; j0 += B16_GEMM_TOKENS) {
+		size_t j1 = g->n - j0 < B16_GEMM_TOKENS ? g->n : j0 + B16_GEMM_TOKENS;
 
 		for (uint32_t h = h0; h < h1; h += PK_ROWS) {
 			uint32_t nr = h1 - h < PK_ROWS ? h1 - h : PK_ROWS;

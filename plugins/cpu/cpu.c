@@ -71,6 +71,10 @@
 /* Rows per act task on the sgemm path, and y columns per down task (wider
  * when a unit takes sgemm, which repacks its act rows for every slice). */
 #define GEMM_TASK_ROWS GEMM_SLICE_MAX
+/* The bf16 GEMM's act tasks: up to B16_GEMM_TOKENS tokens (kernels.h), so a
+ * panel's pack serves more of them, in slices of fewer rows, so one hot
+ * expert still makes enough tasks for every core (S1, 1024 tokens: 6). */
+#define B16_TASK_ROWS 256u
 #define DOWN_TASK_ROWS 128u
 #define DOWN_TASK_ROWS_GEMM GEMM_SLICE_MAX
 /* Passes smaller than this many kB of work (weight bytes read + FLOPs / 4:
@@ -490,8 +494,12 @@ static void down_task(void *arg, size_t i)
 static void add_tasks(struct pass *p, uint32_t k)
 {
 	const struct unit *u = &p->units[k];
-	uint32_t rows = is_gemm(u->kind) ? GEMM_TASK_ROWS : SMALL_TASK_ROWS;
-	size_t toks = is_gemm(u->kind) ? GEMM_TOKENS : u->g.n;
+	uint32_t rows = u->kind == U_B16_GEMM ? B16_TASK_ROWS
+			: is_gemm(u->kind)	? GEMM_TASK_ROWS
+						: SMALL_TASK_ROWS;
+	size_t toks = u->kind == U_B16_GEMM ? B16_GEMM_TOKENS
+		      : is_gemm(u->kind)    ? GEMM_TOKENS
+					    : u->g.n;
 
 	for (size_t j0 = 0; j0 < u->g.n; j0 += toks)
 		for (uint32_t r0 = 0; r0 < u->w.inter; r0 += rows) {
@@ -527,7 +535,7 @@ static size_t max_tasks(const struct moed_expert_spec *s, size_t T, size_t n)
 			     : s->shared_intermediate_size;
 
 	return ((size_t)s->n_experts + 1) * div_up(I, SMALL_TASK_ROWS) +
-	       div_up(I, GEMM_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
+	       div_up(I, B16_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
 }
 
 /* w[t] = sigmoid(g . x[t]), the Qwen2-MoE shared expert's weight. */

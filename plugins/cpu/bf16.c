@@ -76,6 +76,8 @@
 #define F8_PREFETCH 2048
 /* GEMM: tokens per micro-tile, rows per panel (4 vectors of 16). */
 #define PK_MR 6u
+/* ... 5 with FP8 scales: the scaling's live values leave no room for 24 */
+#define PK_MR_SCALED 5u
 #define PK_ROWS 64u
 
 typedef uint32_t u32a __attribute__((may_alias));
@@ -536,15 +538,18 @@ INL void tile_run(const uint32_t *P, uint32_t kp0, uint32_t kp1, const u32a *con
 }
 
 /* The micro-tile over all KP pairs; S (fp8): per-K-block scales, blocks of bcp
- * pairs, each block's sums scaled and added in block order. */
+ * pairs, each block's sums scaled and added in block order.  The running
+ * totals live in memory (L1): in registers they would push the block's
+ * accumulators out of them inside the inner loop. */
 INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, const u32a *const *a,
 	      const unsigned mr, __m512 out[PK_MR][4])
 {
+	float tot[PK_MR * PK_ROWS] __attribute__((aligned(64)));
 	__m512 acc[PK_MR][4];
 
 	for (unsigned m = 0; m < mr; m++)
 		for (unsigned v = 0; v < 4; v++)
-			out[m][v] = acc[m][v] = _mm512_setzero_ps();
+			out[m][v] = _mm512_setzero_ps();
 	if (!S) {
 		tile_run(P, 0, KP, a, mr, out);
 		return;
@@ -559,10 +564,19 @@ INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, cons
 		for (unsigned v = 0; v < 4; v++) {
 			__m512 sv = _mm512_loadu_ps(s + 16 * v);
 
-			for (unsigned m = 0; m < mr; m++)
-				out[m][v] = _mm512_fmadd_ps(acc[m][v], sv, out[m][v]);
+			for (unsigned m = 0; m < mr; m++) {
+				float *t = tot + m * PK_ROWS + 16 * v;
+
+				_mm512_store_ps(t, kb ? _mm512_fmadd_ps(acc[m][v], sv,
+									 _mm512_load_ps(t))
+						      : _mm512_mul_ps(acc[m][v], sv));
+			}
 		}
+		__asm__ volatile("" ::: "memory");
 	}
+	for (unsigned m = 0; m < mr; m++)
+		for (unsigned v = 0; v < 4; v++)
+			out[m][v] = _mm512_load_ps(tot + m * PK_ROWS + 16 * v);
 }
 
 INL void tile_n(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp,
@@ -635,6 +649,7 @@ static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ld
 	uint32_t H = e->H, In = e->inter, KP = (H + 1) / 2;
 	uint32_t *P = scratch;
 	float *S = e->fp8 ? (float *)(P + (size_t)PK_ROWS * KP) : NULL;
+	const unsigned mrmax = S ? PK_MR_SCALED : PK_MR;
 	size_t es = e->fp8 ? 1 : 2;
 	const void *rows[PK_ROWS];
 	uint32_t ri[PK_ROWS];
@@ -651,8 +666,8 @@ static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ld
 			pack_scales(e, e->gate_s, ri, rows, H, 0, PK_ROWS / 2, S);
 			pack_scales(e, e->up_s, ri, rows, H, PK_ROWS / 2, PK_ROWS, S);
 		}
-		for (size_t j = 0; j < g->n; j += PK_MR) {
-			unsigned mr = g->n - j < PK_MR ? (unsigned)(g->n - j) : PK_MR;
+		for (size_t j = 0; j < g->n; j += mrmax) {
+			unsigned mr = g->n - j < mrmax ? (unsigned)(g->n - j) : mrmax;
 			const u32a *a[PK_MR];
 			__m512 c[PK_MR][4];
 
@@ -680,6 +695,7 @@ static void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t 
 	uint32_t H = e->H, In = e->inter, KP = (In + 1) / 2;
 	uint32_t *P = scratch;
 	float *S = e->fp8 ? (float *)(P + (size_t)PK_ROWS * KP) : NULL;
+	const unsigned mrmax = S ? PK_MR_SCALED : PK_MR;
 	size_t es = e->fp8 ? 1 : 2;
 	const void *rows[PK_ROWS];
 	uint32_t ri[PK_ROWS];
@@ -694,8 +710,8 @@ static void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t 
 			pack_panel(rows, In, e->fp8, P);
 			if (S)
 				pack_scales(e, e->down_s, ri, rows, In, 0, PK_ROWS, S);
-			for (size_t j = j0; j < j1; j += PK_MR) {
-				unsigned mr = j1 - j < PK_MR ? (unsigned)(j1 - j) : PK_MR;
+			for (size_t j = j0; j < j1; j += mrmax) {
+				unsigned mr = j1 - j < mrmax ? (unsigned)(j1 - j) : mrmax;
 				const u32a *a[PK_MR];
 				__m512 c[PK_MR][4];
 

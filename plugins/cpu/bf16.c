@@ -27,18 +27,22 @@
  *
  * Measured (S1 expert: H 2048, I 1408; one thread; thread CPU ms, best of 9
  * calls, the range over 3 runs of plugins/cpu/gemm_cmp, whose top comment has
- * the command; machine shared with other agents):
+ * the command; weights read cold below 64 tokens; machine shared with other
+ * agents):
  *
  *	T     fp32 sgemm  bf16 exact  bf16 (this)  FP8 (this)  oneDNN bf16
- *	64    16.6-19.6   21.5-28.9   7.9-8.4      7.8-9.1     6.0-6.5
- *	256   55.5-59.9   63.0-68.9   24.2-25.4    26.3-31.8   23.9-25.3
- *	1024  236-241     258-268     93-100       102-115     87-96
+ *	1     2.24-2.40   1.13-1.21   1.10-1.23    0.66-0.75   (warm L3 only)
+ *	8     3.70-4.60   2.36-2.77   1.65-1.97    1.59-1.68
+ *	64    15.9-17.5   20.1-25.9   7.2-8.2      7.5-8.4     5.7-6.4
+ *	256   50.5-53.9   56.4-63.2   22.2-22.7    24.0-24.9   21.3-23.9
+ *	1024  202-222     230-257     84.9-87.7    91.5-92.8   86.3-88.2
  *
  * so bf16 prefill is 2.4x the fp32 path and 2.7x the old bf16 one (widened
- * to fp32 for sgemm) at T=1024, at 1.0-1.07x oneDNN's time (1.25x at T=64:
- * oneDNN hides the weight reads better at 64 tokens); FP8 prefill within
- * 0-10% of bf16 (best against best), up to 15% in single runs.  A dpbf16
- * peak loop measured 215-235 GFLOP/s on one thread here, this GEMM 175-190.
+ * to fp32 for sgemm) at T=1024, on a par with oneDNN from 256 tokens (1.25x
+ * slower at 64, where oneDNN's weights are pre-reordered once and ours are
+ * packed per call); FP8 prefill 5-10% behind bf16; FP8 decode 1.6-1.7x bf16.
+ * A dpbf16 peak loop measured 215-235 GFLOP/s on one thread here, this GEMM
+ * 195-209 at T=1024.
  * oneDNN is not used: no faster where it counts, and one dependency less.
  * Tried and not kept (no gain above the noise, alternated A/B builds):
  * K-blocking the panel into 32 kB (L1) slices with C kept in memory;

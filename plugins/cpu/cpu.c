@@ -17,13 +17,21 @@
  * Concurrency: forward() may run on many threads at once.  Buffers come from
  * two pools per layer (pass buffers, per-task sgemm scratch: mutex-guarded
  * free lists, grown on demand, freed in layer_free), so calls share nothing
- * mutable and steady state allocates nothing.
+ * mutable and steady state allocates nothing.  Buffers of 2 MB and more are
+ * advised transparent huge pages.  The weights are never copied: every path
+ * reads them where the host put them (the bf16 GEMM packs 64 rows at a time
+ * into task scratch that stays in L2).
  *
- * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16);
+ * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16; with
+ * precision = bf16 32 for BF16, 16 for FP8);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
- * isa = auto|avx512|avx2|generic (the small kernel's instruction set; auto
- * takes the best the CPU has).
+ * isa = auto|avx512bf16|avx512|avx2|generic (the kernels' instruction set;
+ * auto takes the best the CPU has); precision = exact|bf16 (BF16 and FP8
+ * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
+ * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
+ * with an isa that lacks them, the fp32 kernels on the rounded values; exact
+ * is the fp32 path, unchanged.
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
  * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
@@ -37,6 +45,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "include/moed/plugin.h"
 #include "plugins/common/expert_spec.h"
@@ -49,11 +58,23 @@
  * for both; bf16 T=1024 took 2.0 s at 48, 2.2 s at 96 and 200). */
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 48u
+/* The same for the native bf16 kernels (precision = bf16), one S1 expert on
+ * n tokens, weights read cold, thread CPU ms, two alternated runs of
+ * plugins/cpu/gemm_cmp (row kernel / packed GEMM): bf16 n=8 1.7-2.0/2.8-3.6,
+ * 16 2.7-3.3/3.8-4.1, 32 4.4-5.4/5.0-6.3, 64 9.2-10.8/7.2-8.2; FP8 n=8
+ * 1.9-2.2/2.7-3.5, 16 3.5-3.6/3.2-4.2, 32 6.6-7.8/4.7-5.8.  At the crossover
+ * the two are within the noise of each other: no valley. */
+#define GEMM_MIN_B16 32u
+#define GEMM_MIN_B16_FP8 16u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
 /* Rows per act task on the sgemm path, and y columns per down task (wider
  * when a unit takes sgemm, which repacks its act rows for every slice). */
 #define GEMM_TASK_ROWS GEMM_SLICE_MAX
+/* The bf16 GEMM's act tasks: up to B16_GEMM_TOKENS tokens (kernels.h), so a
+ * panel's pack serves more of them, in slices of fewer rows, so one hot
+ * expert still makes enough tasks for every core (S1, 1024 tokens: 6). */
+#define B16_TASK_ROWS 256u
 #define DOWN_TASK_ROWS 128u
 #define DOWN_TASK_ROWS_GEMM GEMM_SLICE_MAX
 /* Passes smaller than this many kB of work (weight bytes read + FLOPs / 4:
@@ -61,6 +82,8 @@
  * helper costs tens of microseconds (S0, T=1 took twice as long on 2 threads
  * as on 1).  Parameter split_min_kb; 0 splits every call. */
 #define SPLIT_MIN_KB 8192u
+/* Scratch buffers from this size on are 2 MB aligned and advised huge pages. */
+#define HUGE_MIN ((size_t)2 << 20)
 
 enum path_mode { PATH_AUTO, PATH_SMALL, PATH_GEMM };
 
@@ -75,9 +98,16 @@ struct scratch_pool {
 	struct scratch *head;
 };
 
+enum precision { PREC_EXACT, PREC_BF16 };
+
 struct cpu_layer {
 	struct moed_expert_spec spec;
 	const struct cpu_isa *isa;
+	/* precision = bf16 and BF16 or FP8 weights: activations rounded to bf16 */
+	int b16;
+	/* ... and these kernels take them as bf16 (NULL: the fp32 kernels take
+	 * them rounded, in fp32) */
+	const struct cpu_bf16_ops *bops;
 	uint32_t gemm_min;
 	uint32_t split_min;     /* kB of work (SPLIT_MIN_COST) before splitting */
 	enum path_mode mode;
@@ -86,12 +116,17 @@ struct cpu_layer {
 	struct scratch_pool passes, tasks;
 };
 
+/* The kernel a unit takes: fp32 activations (small, sgemm, FP8 small) or
+ * bf16 ones (precision = bf16 with native kernels). */
+enum unit_kind { U_SMALL, U_GEMM, U_FP8, U_B16_SMALL, U_B16_GEMM };
+
 /* A unit of work: one expert (or the shared experts) and its group. */
 struct unit {
 	struct expert_w w;
 	struct group g;
-	float *act;             /* g.n rows of w.inter floats */
-	int gemm;
+	/* g.n rows of w.inter floats; U_B16_*: g.n rows of bf16, act_ld apart */
+	float *act;
+	enum unit_kind kind;
 };
 
 /* An act task: rows r0..r1 of a unit for its tokens j0..j1. */
@@ -104,6 +139,9 @@ struct task {
 struct pass {
 	struct cpu_layer *l;
 	const float *x;
+	const float *xf;        /* what the fp32 kernels read: x, or x rounded to bf16 */
+	const uint16_t *xb;     /* U_B16_* units: x in bf16, rows x_ld apart */
+	size_t x_ld;
 	float *y;
 	struct unit *units;
 	size_t n_units;
@@ -130,27 +168,34 @@ static void cpu_fini(void *state)
 }
 
 static const char *const kernel_choices[] = { "auto", "small", "gemm", NULL };
-static const char *const isa_choices[] = { "auto", "avx512", "avx2", "generic", NULL };
+static const char *const isa_choices[] = { "auto", "avx512bf16", "avx512", "avx2", "generic",
+					   NULL };
+static const char *const precision_choices[] = { "exact", "bf16", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16)", .help = "tokens of one expert from which sgemm is used" },
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8)", .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
 	{ .name = "kernel", .type = MOED_PARAM_ENUM, .def = "auto", .choices = kernel_choices,
 	  .help = "force the small or the sgemm path (tests, benchmarks)" },
 	{ .name = "isa", .type = MOED_PARAM_ENUM, .def = "auto", .choices = isa_choices,
-	  .help = "instruction set of the small kernel; auto: the best this CPU has" },
+	  .help = "instruction set of the kernels; auto: the best this CPU has" },
+	{ .name = "precision", .type = MOED_PARAM_ENUM, .def = "bf16 with AVX512-BF16, else exact",
+	  .choices = precision_choices,
+	  .help = "BF16 and FP8 weights: exact keeps fp32 activations, bf16 rounds them to "
+		  "bf16 for native bf16 dot products" },
 };
 
 static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params)
 {
-	uint32_t mode = PATH_AUTO;
+	uint32_t mode = PATH_AUTO, prec = cpu_isa_pick("avx512bf16") ? PREC_BF16 : PREC_EXACT;
 	const char *isa = "auto";
 	const struct param_slot slots[] = {
 		{ "gemm_min_tokens", &l->gemm_min },
 		{ "split_min_kb", &l->split_min },
 		{ "kernel", &mode },
+		{ "precision", &prec },
 	};
 
 	/* an instruction set this build or CPU lacks is "not supported", not a
@@ -168,6 +213,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 			 params, n_params) < 0)
 		return -EINVAL;
 	l->mode = mode == 1 ? PATH_SMALL : mode == 2 ? PATH_GEMM : PATH_AUTO;
+	l->b16 = prec == PREC_BF16;
 	return 0;
 }
 
@@ -181,6 +227,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			 const struct moed_param *params, size_t n_params, void **ret_layer)
 {
 	struct cpu_layer *l;
+	uint32_t imax;
 	int r;
 
 	r = check_spec(spec);
@@ -200,14 +247,24 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	r = parse_params(l, params, n_params);
 	if (r < 0)
 		goto fail;
+	/* precision only concerns weights narrower than fp32 */
+	l->b16 = l->b16 && (spec->dtype == MOED_DTYPE_BF16 || l->fp8);
+	/* the packed GEMM applies FP8 scales per pair of columns */
+	if (l->b16 && (!l->fp8 || spec->scale_block_cols % 2 == 0))
+		l->bops = l->isa->bf16;
 	if (!l->gemm_min)
-		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32 : GEMM_MIN_BF16;
-	l->task_bytes = expert_gemm_scratch(spec->hidden_size,
-					    spec->intermediate_size > spec->shared_intermediate_size
-						    ? spec->intermediate_size
-						    : spec->shared_intermediate_size,
+		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
+			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
+			      : l->bops	  ? GEMM_MIN_B16
+						  : GEMM_MIN_BF16;
+	imax = spec->intermediate_size > spec->shared_intermediate_size
+		       ? spec->intermediate_size
+		       : spec->shared_intermediate_size;
+	l->task_bytes = expert_gemm_scratch(spec->hidden_size, imax,
 					    spec->dtype == MOED_DTYPE_BF16 || l->fp8) *
 			sizeof(float);
+	if (l->bops && expert_b16_scratch(spec->hidden_size, imax) > l->task_bytes)
+		l->task_bytes = expert_b16_scratch(spec->hidden_size, imax);
 	r = -pthread_mutex_init(&l->passes.lock, NULL);
 	if (r < 0)
 		goto fail;
@@ -265,11 +322,16 @@ static struct scratch *scratch_get(struct scratch_pool *sp, size_t bytes)
 	if (s->cap < bytes) {
 		free(s->buf);
 		s->cap = 0;
-		if (posix_memalign(&s->buf, 64, bytes)) {
+		if (posix_memalign(&s->buf, bytes >= HUGE_MIN ? HUGE_MIN : 64, bytes)) {
 			s->buf = NULL;
 			free(s);
 			return NULL;
 		}
+		/* a pass buffer of a large batch (tens of MB of act rows) is read
+		 * and written across its whole size: transparent huge pages save
+		 * TLB misses; advice only, so a refusal changes nothing */
+		if (bytes >= HUGE_MIN)
+			madvise(s->buf, bytes & ~(HUGE_MIN - 1), MADV_HUGEPAGE);
 		s->cap = bytes;
 	}
 	return s;
@@ -298,6 +360,33 @@ static int use_gemm(const struct cpu_layer *l, size_t n)
 	return l->mode == PATH_GEMM || (l->mode == PATH_AUTO && n >= l->gemm_min);
 }
 
+static enum unit_kind unit_kind(const struct cpu_layer *l, size_t n)
+{
+	int gemm = use_gemm(l, n);
+
+	if (l->bops)
+		return gemm ? U_B16_GEMM : U_B16_SMALL;
+	if (gemm)
+		return U_GEMM;
+	return l->fp8 ? U_FP8 : U_SMALL;
+}
+
+static int is_gemm(enum unit_kind k)
+{
+	return k == U_GEMM || k == U_B16_GEMM;
+}
+
+static int is_b16(enum unit_kind k)
+{
+	return k == U_B16_SMALL || k == U_B16_GEMM;
+}
+
+/* Row stride of bf16 activations of width n: even, so pairs never straddle. */
+static size_t b16_ld(uint32_t n)
+{
+	return n + (n & 1);
+}
+
 /* fn(arg, i) for i < n on the host's workers (if worth it), or here. */
 static void run_tasks(size_t n, void (*fn)(void *arg, size_t i), void *arg, int split)
 {
@@ -321,24 +410,47 @@ static void act_task(void *arg, size_t i)
 	struct pass *p = arg;
 	const struct task *t = &p->tasks[i];
 	const struct unit *u = &p->units[t->unit];
+	const struct cpu_isa *isa = p->l->isa;
 	struct group g = sub_group(&u->g, t->j0, t->j1);
-	float *act = u->act + t->j0 * u->w.inter;
-	struct scratch *s;
+	uint32_t In = u->w.inter;
+	float *act = u->act + t->j0 * In;
+	uint16_t *actb = (uint16_t *)u->act + t->j0 * b16_ld(In);
+	struct scratch *s = NULL;
 
-	if (!u->gemm && !u->w.fp8) {
-		p->l->isa->act(&u->w, p->x, &g, act, t->r0, t->r1);
-		return;
+	if (u->kind != U_SMALL && u->kind != U_B16_SMALL) {
+		s = scratch_get(&p->l->tasks, p->l->task_bytes);
+		if (!s) {
+			atomic_store(&p->failed, 1);
+			return;
+		}
 	}
-	s = scratch_get(&p->l->tasks, p->l->task_bytes);
-	if (!s) {
-		atomic_store(&p->failed, 1);
-		return;
+	switch (u->kind) {
+	case U_SMALL:
+		isa->act(&u->w, p->xf, &g, act, t->r0, t->r1);
+		break;
+	case U_GEMM:
+		expert_gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
+		break;
+	case U_FP8:
+		isa->fp8_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
+		break;
+	case U_B16_SMALL:
+		p->l->bops->small_act(&u->w, p->xb, p->x_ld, &g, actb, b16_ld(In), t->r0, t->r1,
+				      NULL);
+		break;
+	case U_B16_GEMM:
+		p->l->bops->gemm_act(&u->w, p->xb, p->x_ld, &g, actb, b16_ld(In), t->r0, t->r1,
+				     s->buf);
+		break;
 	}
-	if (u->gemm)
-		expert_gemm_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
-	else
-		p->l->isa->fp8_act(&u->w, p->x, &g, act, t->r0, t->r1, s->buf);
-	scratch_put(&p->l->tasks, s);
+	/* precision = bf16 through the fp32 kernels: the act meets bf16 down rows
+	 * rounded, as the native kernels store it */
+	if (p->l->b16 && !is_b16(u->kind))
+		for (size_t j = 0; j < g.n; j++)
+			for (uint32_t r = t->r0; r < t->r1; r++)
+				act[j * In + r] = bf16_round(act[j * In + r]);
+	if (s)
+		scratch_put(&p->l->tasks, s);
 }
 
 /* Columns h0..h1 of y: every unit in order, so a token's sum has one order. */
@@ -351,9 +463,15 @@ static void down_task(void *arg, size_t i)
 
 	for (size_t k = 0; k < p->n_units; k++) {
 		const struct unit *u = &p->units[k];
+		const uint16_t *actb = (const uint16_t *)u->act;
+		size_t ld = b16_ld(u->w.inter);
 
-		if (!u->gemm && !u->w.fp8) {
+		if (u->kind == U_SMALL) {
 			p->l->isa->down(&u->w, u->act, &u->g, p->y, h0, h1);
+			continue;
+		}
+		if (u->kind == U_B16_SMALL) {
+			p->l->bops->small_down(&u->w, actb, ld, &u->g, p->y, h0, h1, NULL);
 			continue;
 		}
 		if (!s)
@@ -362,10 +480,12 @@ static void down_task(void *arg, size_t i)
 			atomic_store(&p->failed, 1);
 			return;
 		}
-		if (u->gemm)
+		if (u->kind == U_GEMM)
 			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
-		else
+		else if (u->kind == U_FP8)
 			p->l->isa->fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		else
+			p->l->bops->gemm_down(&u->w, actb, ld, &u->g, p->y, h0, h1, s->buf);
 	}
 	if (s)
 		scratch_put(&p->l->tasks, s);
@@ -375,8 +495,12 @@ static void down_task(void *arg, size_t i)
 static void add_tasks(struct pass *p, uint32_t k)
 {
 	const struct unit *u = &p->units[k];
-	uint32_t rows = u->gemm ? GEMM_TASK_ROWS : SMALL_TASK_ROWS;
-	size_t toks = u->gemm ? GEMM_TOKENS : u->g.n;
+	uint32_t rows = u->kind == U_B16_GEMM ? B16_TASK_ROWS
+			: is_gemm(u->kind)	? GEMM_TASK_ROWS
+						: SMALL_TASK_ROWS;
+	size_t toks = u->kind == U_B16_GEMM ? B16_GEMM_TOKENS
+		      : is_gemm(u->kind)    ? GEMM_TOKENS
+					    : u->g.n;
 
 	for (size_t j0 = 0; j0 < u->g.n; j0 += toks)
 		for (uint32_t r0 = 0; r0 < u->w.inter; r0 += rows) {
@@ -412,7 +536,7 @@ static size_t max_tasks(const struct moed_expert_spec *s, size_t T, size_t n)
 			     : s->shared_intermediate_size;
 
 	return ((size_t)s->n_experts + 1) * div_up(I, SMALL_TASK_ROWS) +
-	       div_up(I, GEMM_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
+	       div_up(I, B16_TASK_ROWS) * ((n + T) / GEMM_TOKENS + 2);
 }
 
 /* w[t] = sigmoid(g . x[t]), the Qwen2-MoE shared expert's weight. */
@@ -436,8 +560,12 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	uint32_t E = s->n_experts, H = s->hidden_size, In = s->intermediate_size;
 	int bf16 = s->dtype == MOED_DTYPE_BF16;
 	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
-	struct pass p = { .l = l, .x = x, .y = y, .down_rows = DOWN_TASK_ROWS };
-	int split;
+	struct pass p = { .l = l, .x = x, .xf = x, .y = y, .down_rows = DOWN_TASK_ROWS };
+	int split, any_f32 = 0, any_b16 = 0;
+	size_t xr_bytes = l->b16 && !l->bops ? align64(T * H * sizeof(float)) : 0;
+	size_t xb_bytes = l->bops ? align64(T * b16_ld(H) * sizeof(uint16_t)) : 0;
+	float *xr = NULL;
+	uint16_t *xb = NULL;
 	struct scratch *sc;
 	size_t *start;
 	uint32_t *tok;
@@ -446,8 +574,8 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 
 	bytes = align64(((size_t)E + 1) * sizeof(size_t)) + align64(n * sizeof(uint32_t)) +
 		align64(n * sizeof(float)) + align64(((size_t)E + 1) * sizeof(struct unit)) +
-		align64(n_tasks * sizeof(struct task)) + align64(T * sizeof(float)) +
-		(n * In + T * (size_t)s->shared_intermediate_size) * sizeof(float);
+		align64(n_tasks * sizeof(struct task)) + align64(T * sizeof(float)) + xr_bytes +
+		xb_bytes + (n * In + T * (size_t)s->shared_intermediate_size) * sizeof(float);
 	sc = scratch_get(&l->passes, bytes);
 	if (!sc)
 		return -ENOMEM;
@@ -464,6 +592,12 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	at += align64(n_tasks * sizeof(struct task));
 	shw = (float *)at;
 	at += align64(T * sizeof(float));
+	if (xr_bytes)
+		xr = (float *)at;
+	at += xr_bytes;
+	if (xb_bytes)
+		xb = (uint16_t *)at;
+	at += xb_bytes;
 	act = (float *)at;
 
 	memset(start, 0, ((size_t)E + 1) * sizeof(size_t));
@@ -494,10 +628,11 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 					   s->scale_block_cols },
 				    .g = { .n = start[e] - begin, .tok = tok + begin,
 					   .w = wt + begin },
-				    .act = act + (size_t)begin * In };
-		u->gemm = use_gemm(l, u->g.n);
-		if (u->gemm)
+				    .act = act + (size_t)begin * In, .kind = unit_kind(l, start[e] - begin) };
+		if (is_gemm(u->kind))
 			p.down_rows = DOWN_TASK_ROWS_GEMM;
+		any_b16 |= is_b16(u->kind);
+		any_f32 |= !is_b16(u->kind);
 		add_tasks(&p, (uint32_t)p.n_units++);
 	}
 	if (s->shared_intermediate_size) {
@@ -508,14 +643,27 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 					   s->shared_gate_scale, s->shared_up_scale,
 					   s->shared_down_scale, s->scale_block_rows,
 					   s->scale_block_cols },
-				    .g = { .n = T }, .act = act + n * In, .gemm = use_gemm(l, T) };
+				    .g = { .n = T }, .act = act + n * In, .kind = unit_kind(l, T) };
 		if (s->shared_expert_gate) {
 			shared_gate_weights(s->shared_expert_gate, x, T, H, shw);
 			u->g.w = shw;
 		}
-		if (u->gemm)
+		if (is_gemm(u->kind))
 			p.down_rows = DOWN_TASK_ROWS_GEMM;
+		any_b16 |= is_b16(u->kind);
+		any_f32 |= !is_b16(u->kind);
 		add_tasks(&p, (uint32_t)p.n_units++);
+	}
+	/* precision = bf16: x rounded once per pass, for each kind of kernel */
+	if (l->b16 && any_f32) {
+		for (size_t i = 0; i < T * H; i++)
+			xr[i] = bf16_round(x[i]);
+		p.xf = xr;
+	}
+	if (any_b16) {
+		l->bops->round_rows(x, T, H, xb, b16_ld(H));
+		p.xb = xb;
+		p.x_ld = b16_ld(H);
 	}
 	atomic_init(&p.failed, 0);
 	split = pass_cost(&p) >= l->split_min * 1024.0;

@@ -62,6 +62,15 @@ static int has_avx512(void)
 	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
 	       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 }
+
+#if MOED_CPU_BF16
+static int has_avx512bf16(void)
+{
+	return has_avx512() && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+	       __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
+}
+#endif
 #endif
 
 static int always(void)
@@ -70,15 +79,20 @@ static int always(void)
 }
 
 const struct cpu_isa cpu_isas[] = {
+#if MOED_CPU_BF16
+	/* the avx512 kernels, plus vdpbf16ps ones for precision = bf16 */
+	{ "avx512bf16", has_avx512bf16, expert_act_avx512, expert_down_avx512,
+	  expert_fp8_act_avx512, expert_fp8_down_avx512, &cpu_bf16_avx512 },
+#endif
 #if defined(__x86_64__)
 	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512, expert_fp8_act_avx512,
-	  expert_fp8_down_avx512 },
+	  expert_fp8_down_avx512, NULL },
 	{ "avx2", has_avx2, expert_act_avx2, expert_down_avx2, expert_fp8_act_avx2,
-	  expert_fp8_down_avx2 },
+	  expert_fp8_down_avx2, NULL },
 #endif
 	{ "generic", always, expert_act_generic, expert_down_generic, expert_fp8_act_generic,
-	  expert_fp8_down_generic },
-	{ NULL, NULL, NULL, NULL, NULL, NULL },
+	  expert_fp8_down_generic, NULL },
+	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 const struct cpu_isa *cpu_isa_pick(const char *name)

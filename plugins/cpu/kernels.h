@@ -15,6 +15,11 @@
  * (fp8_impl.h; the generic entry a row at a time into scratch, fp8.c).
  * Memory holds one byte per weight either way.
  *
+ * precision = bf16 (bf16.c, AVX512-BF16): activations rounded to bf16 meet
+ * bf16 weights, or FP8 codes decoded exactly to bf16, in vdpbf16ps dot
+ * products: a row-reading kernel for small groups and a packed-panel GEMM for
+ * large ones, in the same two halves (struct cpu_bf16_ops).
+ *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
  * weights are widened exactly (bf16 is the top half of an fp32); an FP8
  * weight is fp8 * scale rounded once to fp32.  A token's
@@ -25,10 +30,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Tokens per sgemm block, bf16 rows widened per sgemm, and the most rows
  * of a slice handed to the sgemm halves (callers keep slices within it). */
 #define GEMM_TOKENS 256u
+/* Tokens per block of the bf16 GEMM (bf16.c): each packed panel is used by
+ * up to this many (S1, one expert, 1024 tokens: about 5% faster than 256). */
+#define B16_GEMM_TOKENS 1024u
 #define GEMM_ROWS 256u
 #define GEMM_SLICE_MAX 512u
 /* Weight rows per task of the small kernel (a multiple of its row block). */
@@ -85,6 +94,28 @@ typedef void expert_down_fn(const struct expert_w *e, const float *act, const st
 typedef void expert_fp8_fn(const struct expert_w *e, const float *in, const struct group *g,
 			   float *out, uint32_t r0, uint32_t r1, float *scratch);
 
+/*
+ * precision = bf16 (bf16.c): activations rounded to bf16 (round to nearest
+ * even), held as bf16 bit patterns in rows ld elements apart (ld even: an odd
+ * width gets a zero pad column).  act: act[j][i] as above, stored as bf16;
+ * down: as above, y stays fp32.  small_*: the row-reading kernel, gemm_*:
+ * the packed-panel GEMM (bf16 or FP8 weights; FP8 needs an even block width
+ * bc, checked by cpu.c), scratch (gemm_*): expert_b16_scratch() bytes.
+ */
+typedef void expert_act_b16_fn(const struct expert_w *e, const uint16_t *xb, size_t ldx,
+			       const struct group *g, uint16_t *act, size_t lda, uint32_t r0,
+			       uint32_t r1, void *scratch);
+typedef void expert_down_b16_fn(const struct expert_w *e, const uint16_t *act, size_t lda,
+				const struct group *g, float *y, uint32_t h0, uint32_t h1,
+				void *scratch);
+
+struct cpu_bf16_ops {
+	expert_act_b16_fn *small_act, *gemm_act;
+	expert_down_b16_fn *small_down, *gemm_down;
+	/* T rows of H floats to bf16 rows ld apart */
+	void (*round_rows)(const float *x, size_t T, uint32_t H, uint16_t *xb, size_t ld);
+};
+
 struct cpu_isa {
 	const char *name;
 	int (*supported)(void);
@@ -92,6 +123,9 @@ struct cpu_isa {
 	expert_down_fn *down;
 	expert_fp8_fn *fp8_act;
 	expert_fp8_fn *fp8_down;
+	/* native bf16 dot products (precision = bf16), or NULL: the kernels
+	 * above take activations rounded to bf16 in fp32 instead */
+	const struct cpu_bf16_ops *bf16;
 };
 
 /* Table of kernels, best first, NULL-terminated. */
@@ -126,5 +160,34 @@ void expert_gemm_down(const struct expert_w *e, const float *act, const struct g
 		      float *y, uint32_t h0, uint32_t h1, float *scratch);
 
 float silu(float z);
+
+/* AVX512-BF16 kernels need a compiler that knows the instructions. */
+#if defined(__x86_64__) && defined(__GNUC__) && \
+	((!defined(__clang__) && __GNUC__ >= 10) || (defined(__clang__) && __clang_major__ >= 11))
+#define MOED_CPU_BF16 1
+extern const struct cpu_bf16_ops cpu_bf16_avx512;
+#else
+#define MOED_CPU_BF16 0
+#endif
+size_t expert_b16_scratch(uint32_t H, uint32_t inter);
+
+/* f rounded to bf16, to nearest even (inputs are finite): its bit pattern,
+ * and as an fp32. */
+static inline uint16_t bf16_bits(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	u += 0x7fffu + ((u >> 16) & 1);
+	return (uint16_t)(u >> 16);
+}
+
+static inline float bf16_round(float f)
+{
+	uint32_t u = (uint32_t)bf16_bits(f) << 16;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
 
 #endif

@@ -23,11 +23,14 @@ else
 	fail "loader unit test on the generated cases"
 fi
 
+# the reference keeps activations in fp32: BF16 and FP8 cases run the cpu
+# backend's exact path (precision = bf16 is checked in tests/unit/test_cpu_expert)
+printf '[expert]\nprecision = exact\n' >"$TMP/exact.conf"
 for case in "$CASES"/good/*; do
 	name=$(basename "$case")
 	out="$TMP/out-$name"
 	mkdir -p "$out"
-	start_moed --model "$case" || { fail "$name: moed did not start"; continue; }
+	start_moed --model "$case" --config "$TMP/exact.conf" || { fail "$name: moed did not start"; continue; }
 	for L in $(cat "$case/layers"); do
 		for x in "$case"/x_*.npy; do
 			T=$(basename "$x" .npy); T=${T#x_}
@@ -90,7 +93,7 @@ expect_fail 1 "weights must be bf16, fp32 or fp8" "$MOED" --config "$TMP/w.conf"
 # layer subsets: a checkpoint holding layer 1 only, served with --layers 1
 sub="$CASES/subset/v3_layer1"
 mkdir -p "$TMP/out-subset"
-if start_moed --model "$sub" --layers 1; then
+if start_moed --model "$sub" --layers 1 --config "$TMP/exact.conf"; then
 	for x in "$sub"/x_*.npy; do
 		T=$(basename "$x" .npy); T=${T#x_}
 		"$MOECTL" infer --layer 1 --input "$x" --output "$TMP/out-subset/got_y_1_$T.npy" >/dev/null ||

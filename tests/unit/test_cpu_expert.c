@@ -43,7 +43,7 @@ static const struct moed_plugin *plugin;
 static void *plugin_state;
 static void *dl;
 static const char *cases_dir;
-static const char *const isas[] = { "avx512", "avx2", "generic" };
+static const char *const isas[] = { "avx512bf16", "avx512", "avx2", "generic" };
 
 static struct tcase *case_load(const char *name)
 {
@@ -58,13 +58,21 @@ static struct tcase *case_load(const char *name)
 #define case_free expert_case_free
 #define token_err expert_case_err
 
+static int layer_new_prec(const struct moed_expert_spec *spec, const char *kernel,
+			  const char *isa, const char *precision, void **ret)
+{
+	/* split_min_kb = 0: every call is cut into tasks, however small */
+	struct moed_param p[4] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" },
+				   { "precision", precision } };
+
+	return plugin->expert->layer_new(plugin_state, spec, p, 4, ret);
+}
+
+/* The fp32-activation path (what every test but the bf16 ones checks). */
 static int layer_new(const struct moed_expert_spec *spec, const char *kernel, const char *isa,
 		     void **ret)
 {
-	/* split_min_kb = 0: every call is cut into tasks, however small */
-	struct moed_param p[3] = { { "kernel", kernel }, { "isa", isa }, { "split_min_kb", "0" } };
-
-	return plugin->expert->layer_new(plugin_state, spec, p, 3, ret);
+	return layer_new_prec(spec, kernel, isa, "exact", ret);
 }
 
 static int forward(void *layer, const struct tcase *c, const float *x, size_t T,
@@ -143,6 +151,282 @@ static void test_prefixes(void **state)
 	}
 }
 
+/* ---- precision = bf16 ---- */
+
+/* Against the reference below, activations rounded to bf16 there too: only
+ * fp32 summation order and the kernels' exp differ (TOL_B16), plus an act
+ * element that lies so close to a bf16 rounding midpoint (AMBIGUOUS, relative)
+ * that the kernel's fp32 sums may round it the other way: the reference adds
+ * |w * down_hi| * (that element's bf16 step) to the allowed error of y_h.
+ * Against the fp32-activation reference: the bound man/moed.conf.5 documents. */
+#define TOL_B16 1e-5
+#define AMBIGUOUS 2e-5
+#define TOL_B16_EXACT 1e-2
+
+static float round_bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The bf16 step at f when f lies within AMBIGUOUS of a rounding midpoint, else 0. */
+static double flip_step(float f)
+{
+	uint32_t u, lo, mid;
+	float flo, fmid, fhi;
+
+	memcpy(&u, &f, 4);
+	lo = u & 0xffff0000u;
+	mid = lo + 0x8000u;
+	u = lo + 0x10000u;
+	memcpy(&flo, &lo, 4);
+	memcpy(&fmid, &mid, 4);
+	memcpy(&fhi, &u, 4);
+	return fabs((double)f - fmid) < AMBIGUOUS * fabs((double)f) ? fabs((double)fhi - flo) : 0;
+}
+
+/* y[t] += w * SwiGLU(x) with x and the act rounded to bf16, in double, and
+ * slack[h] += the error a flipped act rounding may add; g, u: [I][H], d:
+ * [H][I] (the weights as the plugin sees them: bf16 values or FP8 codes times
+ * their scales); a, st: I scratch each. */
+static void ref_expert_b16(const float *x, const float *g, const float *u, const float *d,
+			   size_t H, size_t I, double w, double *y, double *slack, float *a,
+			   double *st)
+{
+	for (size_t i = 0; i < I; i++) {
+		double sg = 0, su = 0;
+		float f;
+
+		for (size_t h = 0; h < H; h++) {
+			double xv = round_bf16(x[h]);
+
+			sg += g[i * H + h] * xv;
+			su += u[i * H + h] * xv;
+		}
+		f = (float)(sg / (1 + exp(-sg)) * su);
+		a[i] = round_bf16(f);
+		st[i] = flip_step(f);
+	}
+	for (size_t h = 0; h < H; h++) {
+		double sum = 0, sl = 0;
+
+		for (size_t i = 0; i < I; i++) {
+			sum += (double)d[h * I + i] * a[i];
+			sl += fabs((double)d[h * I + i]) * st[i];
+		}
+		y[h] += w * sum;
+		slack[h] += fabs(w) * sl;
+	}
+}
+
+/* Worst per-token max_h(|y - ref| - slack_h) / max|ref|. */
+static double err_slack(const float *y, const float *ref, const float *slack, size_t T,
+			size_t H)
+{
+	double worst = 0;
+
+	for (size_t t = 0; t < T; t++) {
+		double d = 0, m = 1e-30;
+
+		for (size_t h = 0; h < H; h++) {
+			double v = fabs((double)y[t * H + h] - ref[t * H + h]) - slack[t * H + h];
+
+			d = isnan(v) ? INFINITY : v > d ? v : d;
+			m = fabs(ref[t * H + h]) > m ? fabs(ref[t * H + h]) : m;
+		}
+		worst = d / m > worst ? d / m : worst;
+	}
+	return worst;
+}
+
+/* e4m3 code -> value (bias 7, exponent 0 subnormal: m * 2^-9). */
+static double e4m3(int32_t code)
+{
+	int e = (code >> 3) & 15, m = code & 7;
+	double v = e ? ldexp(8 + m, e - 10) : ldexp(m, -9);
+
+	return code & 0x80 ? -v : v;
+}
+
+/* n matrices of R x C codes times their 128 x 128 block scales. */
+static float *dequant(const struct npy_test *codes, const struct npy_test *scale, size_t n,
+		      size_t R, size_t C)
+{
+	float *w = malloc(n * R * C * 4);
+	size_t rb = (R + 127) / 128, cb = (C + 127) / 128;
+
+	assert_non_null(w);
+	for (size_t e = 0; e < n; e++)
+		for (size_t r = 0; r < R; r++)
+			for (size_t col = 0; col < C; col++) {
+				size_t at = (e * R + r) * C + col;
+				double s = ((const float *)scale->data)[(e * rb + r / 128) * cb +
+									 col / 128];
+
+				w[at] = (float)(e4m3(((const int32_t *)codes->data)[at]) * s);
+			}
+	return w;
+}
+
+/* The whole case's expected output on bf16-rounded activations, and into
+ * *ret_slack the error act roundings may add. */
+static float *ref_b16(const struct tcase *c, float **ret_slack)
+{
+	size_t H = c->H, I = c->I, Is = c->Is, T = c->T;
+	double *acc = calloc(H, sizeof(double)), *sl = calloc(H, sizeof(double));
+	double *st = malloc((I > Is ? I : Is) * 8 + 8);
+	float *y = malloc(T * H * 4), *a = malloc((I > Is ? I : Is) * 4 + 4);
+	float *slack = malloc(T * H * 4);
+	const float *gate = c->gate.data, *up = c->up.data, *down = c->down.data;
+	const float *sg = c->sg.data, *su = c->su.data, *sd = c->sd.data;
+	float *deq[6] = { NULL };
+
+	assert_true(acc && sl && st && y && a && slack);
+	if (c->fp8) {
+		gate = deq[0] = dequant(&c->gate, &c->scale[0], c->E, I, H);
+		up = deq[1] = dequant(&c->up, &c->scale[1], c->E, I, H);
+		down = deq[2] = dequant(&c->down, &c->scale[2], c->E, H, I);
+		if (Is) {
+			sg = deq[3] = dequant(&c->sg, &c->scale[3], 1, Is, H);
+			su = deq[4] = dequant(&c->su, &c->scale[4], 1, Is, H);
+			sd = deq[5] = dequant(&c->sd, &c->scale[5], 1, H, Is);
+		}
+	}
+	for (size_t t = 0; t < T; t++) {
+		const float *xt = (const float *)c->x.data + t * H;
+
+		memset(acc, 0, H * sizeof(double));
+		memset(sl, 0, H * sizeof(double));
+		for (size_t j = 0; j < c->k; j++) {
+			size_t e = (size_t)((const int32_t *)c->experts.data)[t * c->k + j];
+			double w = ((const float *)c->weights.data)[t * c->k + j];
+
+			ref_expert_b16(xt, gate + e * I * H, up + e * I * H, down + e * H * I, H, I,
+				       w, acc, sl, a, st);
+		}
+		if (Is)
+			ref_expert_b16(xt, sg, su, sd, H, Is, 1, acc, sl, a, st);
+		for (size_t h = 0; h < H; h++) {
+			y[t * H + h] = (float)acc[h];
+			slack[t * H + h] = (float)sl[h];
+		}
+	}
+	free(acc);
+	free(sl);
+	free(st);
+	free(a);
+	for (int i = 0; i < 6; i++)
+		free(deq[i]);
+	*ret_slack = slack;
+	return y;
+}
+
+/* Every bf16 and fp8 case, every path and instruction set, precision = bf16;
+ * the odd-sized cases also at every T from 1 to 40.  F32 weights ignore the
+ * setting (bit-equal to exact). */
+static void test_bf16_precision(void **state)
+{
+	static const char *const modes[] = { "auto", "small", "gemm" };
+	struct dirent **names;
+	int n = scandir(cases_dir, &names, NULL, alphasort);
+
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		struct tcase *c;
+		float *want, *slack, *y;
+		int prefixes = !strncmp(name, "odd_dims", 8);
+		double worst = 0, worst_exact = 0;
+
+		if (name[0] == '.') {
+			free(names[i]);
+			continue;
+		}
+		c = case_load(name);
+		y = malloc((size_t)c->T * c->H * 4);
+		assert_non_null(y);
+		if (!c->bf16 && !c->fp8) {
+			float *ye = malloc((size_t)c->T * c->H * 4);
+			void *l1, *l2;
+
+			assert_non_null(ye);
+			assert_int_equal(layer_new_prec(&c->spec, "auto", "auto", "bf16", &l1), 0);
+			assert_int_equal(layer_new_prec(&c->spec, "auto", "auto", "exact", &l2), 0);
+			assert_int_equal(forward(l1, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, y), 0);
+			assert_int_equal(forward(l2, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, ye), 0);
+			assert_memory_equal(y, ye, (size_t)c->T * c->H * 4);
+			plugin->expert->layer_free(l1);
+			plugin->expert->layer_free(l2);
+			free(ye);
+			goto next;
+		}
+		/* exact: the avx512bf16 entry runs the avx512 kernels, bit for bit */
+		for (size_t m = 0; m < 3; m++) {
+			size_t sz = (size_t)c->T * c->H * 4;
+			float *y2 = malloc(sz);
+			void *l1, *l2;
+
+			assert_non_null(y2);
+			if (layer_new_prec(&c->spec, modes[m], "avx512bf16", "exact", &l1) == -ENOTSUP)
+				break;
+			assert_int_equal(layer_new_prec(&c->spec, modes[m], "avx512", "exact", &l2), 0);
+			assert_int_equal(forward(l1, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, y), 0);
+			assert_int_equal(forward(l2, c, c->x.data, c->T, c->experts.data,
+						 c->weights.data, y2), 0);
+			assert_memory_equal(y, y2, sz);
+			plugin->expert->layer_free(l1);
+			plugin->expert->layer_free(l2);
+			free(y2);
+		}
+		want = ref_b16(c, &slack);
+		for (size_t m = 0; m < 3; m++)
+			for (size_t k = 0; k < sizeof(isas) / sizeof(isas[0]); k++) {
+				void *layer;
+				int r = layer_new_prec(&c->spec, modes[m], isas[k], "bf16", &layer);
+
+				if (r == -ENOTSUP)
+					continue;
+				assert_int_equal(r, 0);
+				for (size_t T = prefixes ? 1 : c->T; T <= c->T; T++) {
+					double err, ex;
+
+					assert_int_equal(forward(layer, c, c->x.data, T,
+								 c->experts.data, c->weights.data,
+								 y), 0);
+					err = err_slack(y, want, slack, T, c->H);
+					ex = token_err(y, c->y.data, T, c->H);
+					worst = err > worst ? err : worst;
+					worst_exact = ex > worst_exact ? ex : worst_exact;
+					if (getenv("MOED_TEST_VERBOSE") && T == c->T)
+						printf("    %s %s %s: %.2e %.2e\n", name, modes[m],
+						       isas[k], err, ex);
+					if (err > TOL_B16 || ex > TOL_B16_EXACT)
+						fail_msg("%s %s %s T=%zu: rel err %.2e (bf16 ref), "
+							 "%.2e (fp32 ref)", name, modes[m], isas[k],
+							 T, err, ex);
+				}
+				plugin->expert->layer_free(layer);
+			}
+		printf("  %-16s precision=bf16, every path and isa%s: rel err %.2e against the "
+		       "bf16-activation reference, %.2e against fp32\n", name,
+		       prefixes ? ", T=1..40" : "", worst, worst_exact);
+		free(want);
+		free(slack);
+next:
+		free(y);
+		case_free(c);
+		free(names[i]);
+	}
+	free(names);
+}
+
 static int is_case(const struct dirent *d)
 {
 	return d->d_name[0] != '.';
@@ -162,7 +446,8 @@ static void test_reference_cases(void **state)
 }
 
 /* Each token alone, and the batch reversed, against the whole batch. */
-static void batch_independence(const char *name, const char *kernel, double tol)
+static void batch_independence_prec(const char *name, const char *kernel, const char *prec,
+				    double tol)
 {
 	struct tcase *c = case_load(name);
 	size_t T = c->T, H = c->H, k = c->k;
@@ -174,7 +459,7 @@ static void batch_independence(const char *name, const char *kernel, double tol)
 	void *layer;
 
 	assert_true(all && one && rev && xr && wr && er);
-	assert_int_equal(layer_new(&c->spec, kernel, "auto", &layer), 0);
+	assert_int_equal(layer_new_prec(&c->spec, kernel, "auto", prec, &layer), 0);
 	assert_int_equal(forward(layer, c, x, T, ex, w, all), 0);
 	for (size_t t = 0; t < T; t++) {
 		size_t s = T - 1 - t;
@@ -208,8 +493,19 @@ static void batch_independence(const char *name, const char *kernel, double tol)
 	case_free(c);
 }
 
+static void batch_independence(const char *name, const char *kernel, double tol)
+{
+	batch_independence_prec(name, kernel, "exact", tol);
+}
+
 static void test_batch_independence(void **state)
 {
+	/* precision = bf16: a token's sums do not depend on its neighbours in
+	 * either bf16 kernel (each token has its own accumulators) */
+	batch_independence_prec("hot_bf16", "small", "bf16", 0);
+	batch_independence_prec("hot_bf16", "gemm", "bf16", 0);
+	batch_independence_prec("slices_fp8", "gemm", "bf16", 0);
+	batch_independence_prec("t1000_bf16", "gemm", "bf16", 0);
 	batch_independence("k8_e64_f32", "small", 0);
 	batch_independence("hot_bf16", "small", 0);
 	batch_independence("hot_fp8", "small", 0);
@@ -348,13 +644,16 @@ static void test_task_order(void **state)
 			continue;
 		}
 		c = case_load(names[i]->d_name);
-		for (size_t m = 0; m < 2; m++) {
+		for (size_t m = 0; m < 4; m++) {
 			size_t sz = (size_t)c->T * c->H * 4;
 			float *y[3] = { malloc(sz), malloc(sz), malloc(sz) };
 			void *layer;
 
+			/* m = 2, 3: precision = bf16 */
 			assert_true(y[0] && y[1] && y[2]);
-			assert_int_equal(layer_new(&c->spec, modes[m], "auto", &layer), 0);
+			assert_int_equal(layer_new_prec(&c->spec, modes[m % 2], "auto",
+							m < 2 ? "exact" : "bf16", &layer),
+					 0);
 			for (int p = 0; p < 3; p++) {
 				fake_host_set_order(orders[p]);
 				assert_int_equal(forward(layer, c, c->x.data, c->T,
@@ -410,6 +709,7 @@ int main(void)
 		cmocka_unit_test(test_batch_independence),
 		cmocka_unit_test(test_task_order),
 		cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_bf16_precision),
 		cmocka_unit_test(test_bad_expert_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_concurrent),

@@ -64,14 +64,19 @@ print("counters: every pair computed once, on a rank holding its expert")
 PY
 }
 
+# the cpu backend's exact path: the reference is fp32 (bf16 activations are
+# checked in tests/unit/test_cpu_expert)
+printf '[expert]\nprecision = exact\n' >"$TMP/exact.conf"
+
 # single-process outputs of the v3 case, for the summation-order comparison
-start_moed --model "$CASES/good/v3" --workers 1 || exit 1
+start_moed --model "$CASES/good/v3" --workers 1 --config "$TMP/exact.conf" || exit 1
 query v3 "$TMP/single"
 stop_moed
 
 for name in v3 mixtral qwen2 v3_fp8 kimi_k2; do
 	out="$TMP/out-$name"
-	start_cluster 3 --model "$CASES/good/$name" --workers 1 || { fail "$name: the job did not start"; continue; }
+	start_cluster 3 --model "$CASES/good/$name" --workers 1 --config "$TMP/exact.conf" ||
+		{ fail "$name: the job did not start"; continue; }
 	query "$name" "$out"
 	counters "$out" "$CASES/good/$name" && ok "$name: per-rank counters" || fail "$name: per-rank counters"
 	if [ "$name" = v3 ] && [ -f "$top_builddir/python/moed/moed_pb2.py" ]; then
@@ -122,8 +127,8 @@ assert worst <= 1e-6, worst
 PY
 
 # the front holds no routed experts; balanced placement with replicas
-printf '[cluster]\nfront_computes = 0\n' >"$TMP/nofront.conf"
-printf '[cluster]\nplacement = balanced\nreplicas = 5\n' >"$TMP/replicas.conf"
+printf '[expert]\nprecision = exact\n[cluster]\nfront_computes = 0\n' >"$TMP/nofront.conf"
+printf '[expert]\nprecision = exact\n[cluster]\nplacement = balanced\nreplicas = 5\n' >"$TMP/replicas.conf"
 for variant in nofront replicas; do
 	out="$TMP/out-v3-$variant"
 	start_cluster 3 --model "$CASES/good/v3" --workers 1 --config "$TMP/$variant.conf" ||

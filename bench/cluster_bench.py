@@ -53,7 +53,9 @@ def start(b, tmp, ranks, workers):
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                    OMPI_MCA_btl="self,vader",
                    MOED_CLUSTER_MODULE=os.path.join(b, "cluster/.libs/mpi.so"))
-        cmd = ["mpirun", "--oversubscribe", "-np", str(ranks)] + cmd
+        # Open MPI binds a rank to one core when -np <= 2: a rank must be
+        # free to use the cores its workers run on, as a host of its own would
+        cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + cmd
     log = open(os.path.join(tmp, "log"), "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_up(b, sock, proc)

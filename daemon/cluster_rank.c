@@ -604,8 +604,7 @@ static int rank_setup(struct cluster *cl, const struct moed_config *cfg, char *e
 int cluster_rank_serve(struct cluster *cl, const struct moed_config *cfg)
 {
 	struct cluster_rank_state rs = { .cfg = cfg, .loop = uv_default_loop() };
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned workers = cfg->workers ? cfg->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+	unsigned workers = cfg->workers ? cfg->workers : pool_default_threads();
 	char err[512];
 	int r;
 

@@ -50,7 +50,7 @@ static const struct config_key config_keys[] = {
 	ROW("daemon", "log_level", CONFIG_LOGLEVEL, LIVE, log_level, 0, 0, 0, "info", NULL, NULL,
 	    "err, warning, notice, info or debug"),
 	U32("daemon", "workers", RESTART, workers, 0, 1024, "0",
-	    "worker threads; 0 = one per online CPU"),
+	    "worker threads; 0 = one per CPU moed may run on"),
 	STR("daemon", "admin_group", LIVE, admin_group, NULL, NULL,
 	    "members of this group may use admin operations"),
 	STR("daemon", "admin_socket", RESTART, admin_socket, NULL, NULL,

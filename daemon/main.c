@@ -636,8 +636,7 @@ static void start_signals(struct daemon_ctx *d)
 static int run(struct daemon_ctx *d)
 {
 	char err[512];
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned workers = d->cfg.workers ? d->cfg.workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+	unsigned workers = d->cfg.workers ? d->cfg.workers : pool_default_threads();
 	const char *source = d->cfg.model_path ? d->cfg.model_path : "synthetic:S0";
 	int r;
 

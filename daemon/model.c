@@ -10,10 +10,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
 
 #include "daemon/dtype.h"
+#include "daemon/hugepages.h"
 #include "daemon/model.h"
 #include "daemon/safetensors.h"
 
@@ -222,24 +222,15 @@ void model_drop_experts(struct moed_model *m, const struct model_want *w)
 	model_count_bytes(m);
 }
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
 void *model_weight_alloc(size_t bytes)
 {
-	static int off = -1;
 	void *p;
 
-	if (bytes < HUGE_PAGE)
+	if (bytes < HUGE_PAGE_BYTES)
 		return malloc(bytes ? bytes : 1);
-	p = aligned_alloc(HUGE_PAGE, bytes);
-	if (off < 0) {
-		const char *v = getenv("MOED_NO_HUGEPAGES");
-
-		off = v && *v && strcmp(v, "0") != 0;
-	}
-	/* advice only: a kernel without THP (or with it "never") says EINVAL */
-	if (p && !off)
-		madvise(p, bytes & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+	p = aligned_alloc(HUGE_PAGE_BYTES, bytes);
+	if (p)
+		huge_advise(p, bytes);
 	return p;
 }
 

@@ -94,11 +94,9 @@ void model_drop_experts(struct moed_model *model, const struct model_want *w);
 
 /* A buffer for expert weights the model owns (generated, converted or
  * dequantised): from 2 MiB up it is 2 MiB aligned and its whole 2 MiB pages
- * are advised as transparent huge pages (MADV_HUGEPAGE), so streaming a
- * matrix in decode takes one TLB miss per 2 MiB instead of per 4 KiB; the
- * tail stays in small pages, so nothing is spent beyond the matrix.
- * MOED_NO_HUGEPAGES=1 in the environment turns the advice off (to measure
- * it).  free() releases it; NULL on failure. */
+ * are advised as transparent huge pages (daemon/hugepages.h); the tail stays
+ * in small pages, so nothing is spent beyond the matrix.  free() releases
+ * it; NULL on failure. */
 void *model_weight_alloc(size_t bytes);
 
 /* Does p point into one of the model's mapped files (not to be freed)? */

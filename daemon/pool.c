@@ -30,9 +30,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 #include "daemon/pool.h"
@@ -324,6 +326,17 @@ static void on_async(uv_async_t *h)
 	pthread_mutex_unlock(&p->lock);
 	run_done(p, list);
 	maybe_close(p);
+}
+
+unsigned pool_default_threads(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
 }
 
 int pool_new(uv_loop_t *loop, unsigned threads, unsigned queue_max, struct pool **ret_pool)

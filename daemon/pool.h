@@ -37,6 +37,10 @@ struct pool_job {
 struct pool;
 
 int pool_new(uv_loop_t *loop, unsigned threads, unsigned queue_max, struct pool **ret_pool);
+/* The default number of workers: the CPUs this process may run on (its
+ * affinity mask, which mpirun or a cgroup may narrow), else the online
+ * CPUs; [daemon] workers = N overrides it. */
+unsigned pool_default_threads(void);
 /* Loop thread only.  0, or -EBUSY when the queue is full, -ESHUTDOWN when stopping.
  * The job must stay valid until its done() has run. */
 int pool_submit(struct pool *pool, struct pool_job *job);

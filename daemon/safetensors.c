@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/hugepages.h"
 #include "daemon/safetensors.h"
 #include "include/moed/plugin.h"
 
@@ -234,6 +235,8 @@ int st_open(const char *path, struct st_file **ret_file, char *err, size_t errle
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	r = map == MAP_FAILED ? -errno : 0;
 	close(fd);
+	if (r == 0)
+		huge_advise(map, (size_t)st.st_size);   /* weights served in place */
 	if (r < 0) {
 		snprintf(err, errlen, "%s: mmap: %s", path, strerror(-r));
 		return r;

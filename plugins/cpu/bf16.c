@@ -47,7 +47,10 @@
  * Tried and not kept (no gain above the noise, alternated A/B builds):
  * K-blocking the panel into 32 kB (L1) slices with C kept in memory;
  * prefetching rows in the pack (1 kB ahead) or the next panel into L2 during
- * the multiply; row-kernel prefetch distances 1024-8192 (4096 kept).
+ * the multiply; row-kernel prefetch distances 1024-8192 (4096 kept), and,
+ * with the L2 hint, 2048/4096 and 8192/16384 bytes (2 rows/4) against
+ * 4096/8192 (one 3-run round, no better); no prefetch at all (within the
+ * noise of the L1 hint).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of
@@ -75,6 +78,16 @@
 #endif
 #ifndef B16_PREFETCH_FAR
 #define B16_PREFETCH_FAR 8192
+#endif
+/* ... into L2, not L1: S1 decode, 2 threads, -r 9, alternated A/B builds
+ * (bench/expert_bench -p DIR -P none -s S1 -d bf16 -t 2 -T 1,4,16), median
+ * cold ms over 8-11 runs: T=1 6.69 -> 5.91, T=4 18.7 -> 17.2, T=16 44.6 ->
+ * 37.6 (1 thread, T=1: 10.9 -> 10.2; run-to-run spread 15-25%, so the
+ * runs overlap, the medians moved the same way in every round).  Probably
+ * the L1 hint's lines, 4-8 kB ahead on 2-4 streams, evict rows still in use;
+ * _MM_HINT_T2 gained less (one 3-run round). */
+#ifndef B16_PF_HINT
+#define B16_PF_HINT _MM_HINT_T1
 #endif
 /* Bytes ahead of each FP8 row to prefetch (as fp8.c). */
 #define F8_PREFETCH 2048
@@ -168,7 +181,7 @@ INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *cons
 			w[r] = as_bh(_mm512_loadu_si512(rows[r] + i));
 			_mm_prefetch((const char *)(rows[r] + i) +
 					     (R > 2 ? B16_PREFETCH_FAR : B16_PREFETCH),
-				     _MM_HINT_T0);
+				     B16_PF_HINT);
 		}
 #pragma GCC unroll 8
 		for (unsigned j = 0; j < nb; j++) {

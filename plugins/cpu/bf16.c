@@ -50,7 +50,8 @@
  * the multiply; row-kernel prefetch distances 1024-8192 (4096 kept), and,
  * with the L2 hint, 2048/4096 and 8192/16384 bytes (2 rows/4) against
  * 4096/8192 (one 3-run round, no better); no prefetch at all (within the
- * noise of the L1 hint).
+ * noise of the L1 hint); 4 rows for 1-2 tokens with the L2 hint (no better);
+ * the L2 hint for the FP8 rows (T=1 3.9 -> 4.9 ms, kept L1).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of
@@ -81,9 +82,10 @@
 #endif
 /* ... into L2, not L1: S1 decode, 2 threads, -r 9, alternated A/B builds
  * (bench/expert_bench -p DIR -P none -s S1 -d bf16 -t 2 -T 1,4,16), median
- * cold ms over 8-11 runs: T=1 6.69 -> 5.91, T=4 18.7 -> 17.2, T=16 44.6 ->
- * 37.6 (1 thread, T=1: 10.9 -> 10.2; run-to-run spread 15-25%, so the
- * runs overlap, the medians moved the same way in every round).  Probably
+ * cold ms over 11 (L1) and 18 (L2) runs: T=1 6.76 -> 6.17, T=4 19.1 ->
+ * 17.0, T=16 44.8 -> 37.4 (1 thread, T=1: 10.9 -> 10.2; run-to-run spread
+ * 15-40%, so single runs overlap; the medians moved the same way in every
+ * round).  Probably
  * the L1 hint's lines, 4-8 kB ahead on 2-4 streams, evict rows still in use;
  * _MM_HINT_T2 gained less (one 3-run round). */
 #ifndef B16_PF_HINT

@@ -14,7 +14,8 @@
 #       $EPOCHREALTIME, RUNS times, alternating with `moectl --json infer` of
 #       the same input, which reports its own round trip: the median process
 #       minus the median round trip is what a one-shot command adds to a T=1
-#       call;
+#       call; /bin/true, timed the same way in the same loop, is the floor
+#       (what the shell's fork and exec of any program cost here);
 #     - 32 concurrent one-token clients against one client sending 32-token
 #       requests: aggregate tokens/s ratio (coalescing's cost) and p50/p99;
 #       and against the serial one-token client (what coalescing gains).
@@ -121,12 +122,17 @@ for w in $WEIGHTS; do
 	ctl --json bench --layer "$L" --clients 32 --tokens 1 --duration "$DURATION" >"$TMP/conc32.json"
 	$PY -c 'import numpy as np,sys; np.save(sys.argv[1], (np.random.default_rng(1).random((1, int(sys.argv[2])), dtype=np.float32) * 2 - 1))' "$TMP/x.npy" "$H"
 	: >"$TMP/wall.txt"
+	: >"$TMP/spawn.txt"
 	rm -f "$TMP"/call.*.json
 	for i in $(seq 1 "$RUNS"); do
 		t0=$EPOCHREALTIME
 		ctl infer --layer "$L" --input "$TMP/x.npy" --output "$TMP/y.npy" >/dev/null || exit 1
 		t1=$EPOCHREALTIME
 		echo "$t0 $t1" >>"$TMP/wall.txt"
+		t0=$EPOCHREALTIME
+		/bin/true
+		t1=$EPOCHREALTIME
+		echo "$t0 $t1" >>"$TMP/spawn.txt"
 		ctl --json infer --layer "$L" --input "$TMP/x.npy" >"$TMP/call.$i.json" || exit 1
 	done
 	stop_moed
@@ -136,7 +142,8 @@ w, tmp, model, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 load = lambda n: json.load(open("%s/%s" % (tmp, n)))
 kern = {r["T"]: r for r in load("kernel.json")} if isinstance(load("kernel.json"), list) else {}
 s1, s32, c32 = (load(n) for n in ("serial1.json", "serial32.json", "conc32.json"))
-walls = [(float(b) - float(a)) * 1e3 for a, b in (l.split() for l in open(tmp + "/wall.txt"))]
+span = lambda n: [(float(b) - float(a)) * 1e3 for a, b in (l.split() for l in open(tmp + n))]
+walls, spawns = span("/wall.txt"), span("/spawn.txt")
 calls = [json.load(open(f)) for f in glob.glob(tmp + "/call.*.json")]
 rt = st.median(c["round_trip_us"] for c in calls) / 1e3
 comp = st.median(c["compute_us"] for c in calls) / 1e3
@@ -148,6 +155,7 @@ r = {"model": model, "weights": w, "threads": threads,
      "infer_process_median_ms": wall, "infer_call_round_trip_median_ms": rt,
      "infer_call_compute_median_ms": comp,
      "infer_process_added_ms": wall - rt,
+     "spawn_true_median_ms": st.median(spawns),
      "one_32_token_client_tokens_per_s": one32["tokens_per_s"],
      "one_32_token_client_p50_ms": one32["p50_us"] / 1e3,
      "c32_tokens_per_s": many["tokens_per_s"], "c32_p50_ms": many["p50_us"] / 1e3,
@@ -177,6 +185,8 @@ print("moectl infer --input X.npy --output Y.npy, whole process: median %.3f ms 
       " the T=1 call inside it, from moectl --json infer in the same loop: round trip %.3f ms"
       " (compute %.3f): the process adds %.3f ms"
       % (wall, len(walls), rt, comp, r["infer_process_added_ms"]))
+print("  the shell starting /bin/true in the same loop: median %.3f ms (the floor of any one-shot"
+      " command here)" % r["spawn_true_median_ms"])
 print("one client x 32-token requests: %.1f tokens/s (p50 %.3f ms)"
       % (one32["tokens_per_s"], one32["p50_us"] / 1e3), end="")
 if 32 in kern:

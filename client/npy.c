@@ -363,6 +363,19 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+/* Cut a regular file at `size` (what an overwrite left of a longer old
+ * file); pipes and devices are left alone. */
+static int cut_to(int fd, off_t size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && st.st_size > size && ftruncate(fd, size) < 0)
+		return -errno;
+	return 0;
+}
+
 int npy_write(const char *path, enum npy_type type, const void *data, uint64_t rows,
 	      uint64_t cols, char *err, size_t errlen)
 {
@@ -389,7 +402,10 @@ int npy_write(const char *path, enum npy_type type, const void *data, uint64_t r
 	head[8] = (uint8_t)(total - 10);
 	head[9] = (uint8_t)((total - 10) >> 8);
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	/* No O_TRUNC: ext4 flushes a file truncated to 0 when it is closed
+	 * (auto_da_alloc), 0.2 ms of a one-shot `moectl infer --output` over an
+	 * existing file; the old file is overwritten and cut to the new size. */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(-r));
@@ -398,6 +414,8 @@ int npy_write(const char *path, enum npy_type type, const void *data, uint64_t r
 	r = write_all(fd, head, total);
 	if (r == 0)
 		r = write_all(fd, data, bytes);
+	if (r == 0)
+		r = cut_to(fd, (off_t)(total + bytes));
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r < 0) {

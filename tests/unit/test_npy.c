@@ -131,6 +131,35 @@ static void test_roundtrip_i32(void **state)
 	npy_release(&a);
 }
 
+/* Writing over a longer file leaves exactly the new array (the writer
+ * overwrites in place and cuts the tail instead of truncating first). */
+static void test_overwrite_longer(void **state)
+{
+	float big[8][16], small[2][3] = { { 1, 2, 3 }, { 4, 5, 6 } };
+	struct npy_array a = { .data = NULL };
+	char path[128], err[256];
+	struct stat st;
+
+	for (int i = 0; i < 128; i++)
+		big[i / 16][i % 16] = (float)i;
+	path_in_tmp(path, sizeof(path), "over.npy");
+	assert_int_equal(npy_write(path, NPY_F32, big, 8, 16, err, sizeof(err)), 0);
+	assert_int_equal(npy_write(path, NPY_F32, small, 2, 3, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 128 + sizeof(small));
+	assert_int_equal(npy_read(path, &a, err, sizeof(err)), 0);
+	assert_int_equal(a.rows, 2);
+	assert_int_equal(a.cols, 3);
+	assert_memory_equal(a.data, small, sizeof(small));
+	npy_release(&a);
+	/* and a longer one over the short one */
+	assert_int_equal(npy_write(path, NPY_F32, big, 8, 16, err, sizeof(err)), 0);
+	assert_int_equal(npy_read(path, &a, err, sizeof(err)), 0);
+	assert_int_equal(a.rows, 8);
+	assert_memory_equal(a.data, big, sizeof(big));
+	npy_release(&a);
+}
+
 static void test_v2_v3_headers(void **state)
 {
 	const float x[2][2] = { { 1, 2 }, { 3, 4 } };
@@ -369,7 +398,7 @@ static int make_tmpdir(void **state)
 
 static int remove_tmpdir(void **state)
 {
-	static const char *names[] = { "f32.npy", "i32.npy" };
+	static const char *names[] = { "f32.npy", "i32.npy", "over.npy" };
 	char path[128];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -384,6 +413,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_f32),
 		cmocka_unit_test(test_roundtrip_i32),
+		cmocka_unit_test(test_overwrite_longer),
 		cmocka_unit_test(test_v2_v3_headers),
 		cmocka_unit_test(test_key_order_and_quotes),
 		cmocka_unit_test(test_f64_narrowed),

@@ -51,7 +51,10 @@
  * with the L2 hint, 2048/4096 and 8192/16384 bytes (2 rows/4) against
  * 4096/8192 (one 3-run round, no better); no prefetch at all (within the
  * noise of the L1 hint); 4 rows for 1-2 tokens with the L2 hint (no better);
- * the L2 hint for the FP8 rows (T=1 3.9 -> 4.9 ms, kept L1).
+ * the L2 hint for the FP8 rows (T=1 3.9 -> 4.9 ms, kept L1); FP8 rows of
+ * groups over 4 tokens decoded once into an L1 buffer instead of on every
+ * 4-token pass, and 6 tokens per pass (gemm_cmp, 3 alternated rounds: 15%
+ * faster at 32 tokens, no faster at 8-24, where the GEMM takes over at 16).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of
@@ -165,7 +168,7 @@ INL __m512i fp8_to_bf16(const uint8_t *q, __mmask32 m)
 
 /* out[r][j] = rows[r] . xs[j] over len elements, r < R, j < nb. */
 INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *const *xs,
-		 const unsigned nb, const unsigned R, float out[B16_ROWS][B16_NB])
+		 const unsigned nb, const unsigned R, const int pf, float out[B16_ROWS][B16_NB])
 {
 	__m512 acc[B16_ROWS][B16_NB];
 	uint32_t i = 0;
@@ -182,7 +185,7 @@ INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *cons
 		for (unsigned r = 0; r < R; r++) {
 			w[r] = as_bh(_mm512_loadu_si512(rows[r] + i));
 			_mm_prefetch((const char *)(rows[r] + i) +
-					     (R > 2 ? B16_PREFETCH_FAR : B16_PREFETCH),
+					     (R > 2 ? B16_PREFETCH_FAR : B16_PREFETCH) * (pf ? 1 : 2),
 				     B16_PF_HINT);
 		}
 #pragma GCC unroll 8
@@ -212,23 +215,28 @@ INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *cons
 			out[r][j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
+/* pf: prefetch the rows ahead (the first pass over them; later passes of a
+ * larger group find the lines already there) */
 INL void b16_dot_n(const uint16_t *const *rows, uint32_t len, const uint16_t *const *xs,
-		   unsigned nb, const unsigned R, float out[B16_ROWS][B16_NB])
+		   unsigned nb, const unsigned R, int pf, float out[B16_ROWS][B16_NB])
 {
+#define B16_DOT_NB(n) (pf ? b16_dot(rows, len, xs, n, R, 1, out) \
+			  : b16_dot(rows, len, xs, n, R, 0, out))
 	switch (nb) {
 	case 4:
-		b16_dot(rows, len, xs, 4, R, out);
+		B16_DOT_NB(4);
 		break;
 	case 3:
-		b16_dot(rows, len, xs, 3, R, out);
+		B16_DOT_NB(3);
 		break;
 	case 2:
-		b16_dot(rows, len, xs, 2, R, out);
+		B16_DOT_NB(2);
 		break;
 	default:
-		b16_dot(rows, len, xs, 1, R, out);
+		B16_DOT_NB(1);
 		break;
 	}
+#undef B16_DOT_NB
 }
 
 /* Row `first + r` of w (rows of len), clamped to end - 1 (results ignored). */
@@ -256,7 +264,7 @@ INL void small_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 
 			for (unsigned j = 0; j < nb; j++)
 				xs[j] = xb + group_tok(g, j0 + j) * ldx;
-			b16_dot_n(rows, H, xs, nb, R, out);
+			b16_dot_n(rows, H, xs, nb, R, j0 == 0, out);
 			for (unsigned r = 0; r < half && i + r < r1; r++)
 				for (unsigned j = 0; j < nb; j++)
 					act[(j0 + j) * lda + i + r] =
@@ -283,7 +291,7 @@ INL void small_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 
 			for (unsigned j = 0; j < nb; j++)
 				xs[j] = act + (j0 + j) * lda;
-			b16_dot_n(rows, In, xs, nb, R, out);
+			b16_dot_n(rows, In, xs, nb, R, j0 == 0, out);
 			for (unsigned j = 0; j < nb; j++) {
 				float *yj = y + group_tok(g, j0 + j) * H, w = group_w(g, j0 + j);
 
@@ -661,6 +669,41 @@ static void panel_rows(const void *w, uint32_t len, size_t es, uint32_t r, uint3
 	}
 }
 
+/*
+ * Pre-packed BF16 experts (prepack = on): the act panels (gate rows i..i+31
+ * with up rows i..i+31, as b16_gemm_act packs them) for i = 0, 32, ..., then
+ * the down panels (rows h..h+63) for h = 0, 64, ...; a slice starts on a
+ * panel (act tasks at multiples of 32 rows, down slices of 64), so panel
+ * i / 32 (h / 64) is the one the GEMM would have packed.
+ */
+static size_t act_panels_size(const struct expert_w *e)
+{
+	return (size_t)((e->inter + PK_ROWS / 2 - 1) / (PK_ROWS / 2)) * PK_ROWS *
+	       ((e->H + 1) / 2) * 4;
+}
+
+static size_t b16_prepack(const struct expert_w *e, uint32_t *P)
+{
+	size_t act = act_panels_size(e), KPd = (e->inter + 1) / 2;
+	const void *rows[PK_ROWS];
+	uint32_t ri[PK_ROWS];
+
+	if (P) {
+		for (uint32_t i = 0; i < e->inter; i += PK_ROWS / 2) {
+			panel_rows(e->gate, e->H, 2, i, e->inter, rows, ri, PK_ROWS / 2);
+			panel_rows(e->up, e->H, 2, i, e->inter, rows + PK_ROWS / 2,
+				   ri + PK_ROWS / 2, PK_ROWS / 2);
+			pack_panel(rows, e->H, 0,
+				   P + (size_t)(i / (PK_ROWS / 2)) * PK_ROWS * ((e->H + 1) / 2));
+		}
+		for (uint32_t h = 0; h < e->H; h += PK_ROWS) {
+			panel_rows(e->down, e->inter, 2, h, e->H, rows, ri, PK_ROWS);
+			pack_panel(rows, e->inter, 0, P + act / 4 + (size_t)(h / PK_ROWS) * PK_ROWS * KPd);
+		}
+	}
+	return act + (size_t)((e->H + PK_ROWS - 1) / PK_ROWS) * PK_ROWS * KPd * 4;
+}
+
 static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 			 const struct group *g, uint16_t *act, size_t lda, uint32_t r0,
 			 uint32_t r1, void *scratch)
@@ -677,10 +720,14 @@ static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ld
 		uint32_t nr = r1 - i < PK_ROWS / 2 ? r1 - i : PK_ROWS / 2;
 		__mmask32 keep = tail_mask(nr);
 
-		panel_rows(e->gate, H, es, i, r1, rows, ri, PK_ROWS / 2);
-		panel_rows(e->up, H, es, i, r1, rows + PK_ROWS / 2, ri + PK_ROWS / 2,
-			   PK_ROWS / 2);
-		pack_panel(rows, H, e->fp8, P);
+		if (e->packed) {
+			P = (uint32_t *)e->packed + (size_t)(i / (PK_ROWS / 2)) * PK_ROWS * KP;
+		} else {
+			panel_rows(e->gate, H, es, i, r1, rows, ri, PK_ROWS / 2);
+			panel_rows(e->up, H, es, i, r1, rows + PK_ROWS / 2, ri + PK_ROWS / 2,
+				   PK_ROWS / 2);
+			pack_panel(rows, H, e->fp8, P);
+		}
 		if (S) {
 			pack_scales(e, e->gate_s, ri, rows, H, 0, PK_ROWS / 2, S);
 			pack_scales(e, e->up_s, ri, rows, H, PK_ROWS / 2, PK_ROWS, S);
@@ -725,8 +772,13 @@ static void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t 
 		for (uint32_t h = h0; h < h1; h += PK_ROWS) {
 			uint32_t nr = h1 - h < PK_ROWS ? h1 - h : PK_ROWS;
 
-			panel_rows(e->down, In, es, h, h1, rows, ri, PK_ROWS);
-			pack_panel(rows, In, e->fp8, P);
+			if (e->packed) {
+				P = (uint32_t *)e->packed + act_panels_size(e) / 4 +
+				    (size_t)(h / PK_ROWS) * PK_ROWS * KP;
+			} else {
+				panel_rows(e->down, In, es, h, h1, rows, ri, PK_ROWS);
+				pack_panel(rows, In, e->fp8, P);
+			}
 			if (S)
 				pack_scales(e, e->down_s, ri, rows, In, 0, PK_ROWS, S);
 			for (size_t j = j0; j < j1; j += mrmax) {
@@ -785,6 +837,7 @@ const struct cpu_bf16_ops cpu_bf16_avx512 = {
 	.gemm_act = b16_gemm_act,
 	.gemm_down = b16_gemm_down,
 	.round_rows = b16_round_rows,
+	.prepack = b16_prepack,
 };
 
 #pragma GCC pop_options

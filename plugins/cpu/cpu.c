@@ -31,7 +31,9 @@
  * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
  * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
  * with an isa that lacks them, the fp32 kernels on the rounded values; exact
- * is the fp32 path, unchanged.
+ * is the fp32 path, unchanged; prepack = off|on (BF16 weights, precision =
+ * bf16: every expert's GEMM panels packed once at layer_new into a second
+ * copy, and the GEMM then from one token on).
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
  * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
@@ -66,6 +68,12 @@
  * the two are within the noise of each other: no valley. */
 #define GEMM_MIN_B16 32u
 #define GEMM_MIN_B16_FP8 16u
+/* ... and for pre-packed BF16 weights (prepack = on): the GEMM from one
+ * token on (S1, 2 threads, bench/expert_bench -o prepack=on -o
+ * gemm_min_tokens=1|4, 3 alternated rounds, cold ms: T=1 5.0-6.0 / 5.5-6.3,
+ * 16 23.6-29.5 / 32.4-37.5, 64 42.8-50.5 / 47.5-54.3, 256 101-120 / 106-109;
+ * the panel is read as one sequential stream, and nothing is packed). */
+#define GEMM_MIN_B16_PACKED 1u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
 /* Rows per act task on the sgemm path, and y columns per down task (wider
@@ -112,6 +120,9 @@ struct cpu_layer {
 	uint32_t split_min;     /* kB of work (SPLIT_MIN_COST) before splitting */
 	enum path_mode mode;
 	int fp8;                /* FP8 weights: every unit takes sgemm */
+	/* prepack = on: each expert's (and [n_experts] the shared one's) panels
+	 * for the bf16 GEMM, or NULL (packed per call) */
+	uint32_t **packed;
 	size_t task_bytes;      /* sgemm scratch of one task */
 	struct scratch_pool passes, tasks;
 };
@@ -171,10 +182,12 @@ static const char *const kernel_choices[] = { "auto", "small", "gemm", NULL };
 static const char *const isa_choices[] = { "auto", "avx512bf16", "avx512", "avx2", "generic",
 					   NULL };
 static const char *const precision_choices[] = { "exact", "bf16", NULL };
+static const char *const prepack_choices[] = { "off", "on", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8)", .help = "tokens of one expert from which sgemm is used" },
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8), 1 (prepack)",
+	  .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
 	{ .name = "kernel", .type = MOED_PARAM_ENUM, .def = "auto", .choices = kernel_choices,
@@ -185,9 +198,13 @@ static const struct moed_param_decl decls[] = {
 	  .choices = precision_choices,
 	  .help = "BF16 and FP8 weights: exact keeps fp32 activations, bf16 rounds them to "
 		  "bf16 for native bf16 dot products" },
+	{ .name = "prepack", .type = MOED_PARAM_ENUM, .def = "off", .choices = prepack_choices,
+	  .help = "BF16 weights, precision bf16: a second copy of the weights packed for the "
+		  "bf16 GEMM at load (twice the memory), which then starts at fewer tokens" },
 };
 
-static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params)
+static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params,
+			uint32_t *prepack)
 {
 	uint32_t mode = PATH_AUTO, prec = cpu_isa_pick("avx512bf16") ? PREC_BF16 : PREC_EXACT;
 	const char *isa = "auto";
@@ -196,6 +213,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 		{ "split_min_kb", &l->split_min },
 		{ "kernel", &mode },
 		{ "precision", &prec },
+		{ "prepack", prepack },
 	};
 
 	/* an instruction set this build or CPU lacks is "not supported", not a
@@ -223,11 +241,77 @@ static int check_spec(const struct moed_expert_spec *s)
 				      EXPERT_CAP_FP8 | EXPERT_CAP_SHARED_GATE | EXPERT_CAP_LOCAL);
 }
 
+static void prepack_free(struct cpu_layer *l)
+{
+	if (!l->packed)
+		return;
+	for (uint32_t e = 0; e <= l->spec.n_experts; e++)
+		free(l->packed[e]);
+	free(l->packed);
+	l->packed = NULL;
+}
+
+/* One expert's panels: huge-page aligned and advised, as the scratch. */
+static uint32_t *prepack_one(const struct cpu_layer *l, const void *g, const void *u,
+			     const void *d, uint32_t inter)
+{
+	struct expert_w w = { .gate = g, .up = u, .down = d, .H = l->spec.hidden_size,
+			      .inter = inter, .bf16 = 1 };
+	size_t bytes = l->bops->prepack(&w, NULL);
+	void *p;
+
+	if (posix_memalign(&p, bytes >= HUGE_MIN ? HUGE_MIN : 64, bytes))
+		return NULL;
+	if (bytes >= HUGE_MIN)
+		madvise(p, bytes & ~(HUGE_MIN - 1), MADV_HUGEPAGE);
+	l->bops->prepack(&w, p);
+	return p;
+}
+
+/* prepack = on: every (local) expert's and the shared expert's BF16 panels,
+ * packed once here instead of on every GEMM call (bf16.c); other weights
+ * or precisions have no packed GEMM input to keep, and say so. */
+static int prepack_layer(struct cpu_layer *l)
+{
+	const struct moed_expert_spec *s = &l->spec;
+	const uint8_t *local = expert_spec_local(s);
+	uint32_t E = s->n_experts;
+
+	if (!l->bops || s->dtype != MOED_DTYPE_BF16) {
+		host->log(MOED_LOG_NOTICE, PLUGIN,
+			  "prepack = on has no effect here: it needs BF16 weights, precision = "
+			  "bf16 and AVX512-BF16");
+		return 0;
+	}
+	l->packed = calloc((size_t)E + 1, sizeof(*l->packed));
+	if (!l->packed)
+		return -ENOMEM;
+	for (uint32_t e = 0; e < E; e++) {
+		if (local && !local[e])
+			continue;
+		l->packed[e] = prepack_one(l, s->gate[e], s->up[e], s->down[e],
+					   s->intermediate_size);
+		if (!l->packed[e])
+			goto nomem;
+	}
+	if (s->shared_intermediate_size) {
+		l->packed[E] = prepack_one(l, s->shared_gate, s->shared_up, s->shared_down,
+					   s->shared_intermediate_size);
+		if (!l->packed[E])
+			goto nomem;
+	}
+	return 0;
+nomem:
+	host->log(MOED_LOG_ERR, PLUGIN, "prepack = on: out of memory for the packed weights");
+	prepack_free(l);
+	return -ENOMEM;
+}
+
 static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			 const struct moed_param *params, size_t n_params, void **ret_layer)
 {
 	struct cpu_layer *l;
-	uint32_t imax;
+	uint32_t imax, prepack = 0;
 	int r;
 
 	r = check_spec(spec);
@@ -244,7 +328,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		 spec->dtype == MOED_DTYPE_F8_E4M3;
 	l->mode = PATH_AUTO;
 	l->split_min = SPLIT_MIN_KB;
-	r = parse_params(l, params, n_params);
+	r = parse_params(l, params, n_params, &prepack);
 	if (r < 0)
 		goto fail;
 	/* precision only concerns weights narrower than fp32 */
@@ -252,9 +336,15 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	/* the packed GEMM applies FP8 scales per pair of columns */
 	if (l->b16 && (!l->fp8 || spec->scale_block_cols % 2 == 0))
 		l->bops = l->isa->bf16;
+	if (prepack) {
+		r = prepack_layer(l);
+		if (r < 0)
+			goto fail;
+	}
 	if (!l->gemm_min)
 		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
 			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
+			      : l->packed	  ? GEMM_MIN_B16_PACKED
 			      : l->bops	  ? GEMM_MIN_B16
 						  : GEMM_MIN_BF16;
 	imax = spec->intermediate_size > spec->shared_intermediate_size
@@ -276,6 +366,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	*ret_layer = l;
 	return 0;
 fail:
+	prepack_free(l);
 	free(l);
 	return r;
 }
@@ -300,6 +391,7 @@ static void cpu_layer_free(void *layer)
 		return;
 	pool_drain(&l->passes);
 	pool_drain(&l->tasks);
+	prepack_free(l);
 	free(l);
 }
 
@@ -625,7 +717,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 					   l->fp8 ? s->gate_scale[e] : NULL,
 					   l->fp8 ? s->up_scale[e] : NULL,
 					   l->fp8 ? s->down_scale[e] : NULL, s->scale_block_rows,
-					   s->scale_block_cols },
+					   s->scale_block_cols, l->packed ? l->packed[e] : NULL },
 				    .g = { .n = start[e] - begin, .tok = tok + begin,
 					   .w = wt + begin },
 				    .act = act + (size_t)begin * In, .kind = unit_kind(l, start[e] - begin) };
@@ -642,7 +734,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 					   s->shared_intermediate_size, bf16, l->fp8,
 					   s->shared_gate_scale, s->shared_up_scale,
 					   s->shared_down_scale, s->scale_block_rows,
-					   s->scale_block_cols },
+					   s->scale_block_cols, l->packed ? l->packed[E] : NULL },
 				    .g = { .n = T }, .act = act + n * In, .kind = unit_kind(l, T) };
 		if (s->shared_expert_gate) {
 			shared_gate_weights(s->shared_expert_gate, x, T, H, shw);

@@ -53,6 +53,9 @@ struct expert_w {
 	int fp8;
 	const float *gate_s, *up_s, *down_s;
 	uint32_t br, bc;
+	/* BF16 weights pre-packed for the bf16 GEMM (cpu_bf16_ops.prepack), or
+	 * NULL: the GEMM packs each panel as it goes */
+	const uint32_t *packed;
 };
 
 /*
@@ -114,6 +117,9 @@ struct cpu_bf16_ops {
 	expert_down_b16_fn *small_down, *gemm_down;
 	/* T rows of H floats to bf16 rows ld apart */
 	void (*round_rows)(const float *x, size_t T, uint32_t H, uint16_t *xb, size_t ld);
+	/* BF16 expert e's panels for gemm_* in P (64-byte aligned), ready for
+	 * e->packed; returns the bytes they take (P NULL: only that) */
+	size_t (*prepack)(const struct expert_w *e, uint32_t *P);
 };
 
 struct cpu_isa {

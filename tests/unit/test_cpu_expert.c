@@ -427,6 +427,83 @@ next:
 	free(names);
 }
 
+/* prepack = on: BF16 weights packed once at layer_new give the GEMM's
+ * results bit for bit (the same panels, the same sums), for every T of the
+ * odd-sized cases; the auto path (the GEMM from one token) is checked against
+ * both references; other weights accept the setting and are unchanged. */
+static int layer_new_packed(const struct moed_expert_spec *spec, const char *kernel,
+			    const char *prepack, void **ret)
+{
+	struct moed_param p[5] = { { "kernel", kernel }, { "isa", "avx512bf16" },
+				   { "split_min_kb", "0" }, { "precision", "bf16" },
+				   { "prepack", prepack } };
+
+	return plugin->expert->layer_new(plugin_state, spec, p, 5, ret);
+}
+
+static void test_prepack(void **state)
+{
+	struct dirent **names;
+	int n = scandir(cases_dir, &names, NULL, alphasort), checked = 0;
+
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		int prefixes = !strncmp(name, "odd_dims", 8);
+		void *lp, *lg, *la;
+		struct tcase *c;
+		float *y, *y2, *want = NULL, *slack = NULL;
+		size_t sz;
+
+		if (name[0] == '.') {
+			free(names[i]);
+			continue;
+		}
+		c = case_load(name);
+		sz = (size_t)c->T * c->H * 4;
+		y = malloc(sz);
+		y2 = malloc(sz);
+		assert_non_null(y);
+		assert_non_null(y2);
+		if (layer_new_packed(&c->spec, "gemm", "on", &lp) == -ENOTSUP)
+			goto next;      /* no AVX512-BF16 here */
+		assert_int_equal(layer_new_packed(&c->spec, "gemm", "off", &lg), 0);
+		assert_int_equal(layer_new_packed(&c->spec, "auto", "on", &la), 0);
+		if (c->bf16)
+			want = ref_b16(c, &slack);
+		for (size_t T = prefixes ? 1 : c->T; T <= c->T; T++) {
+			assert_int_equal(forward(lp, c, c->x.data, T, c->experts.data,
+						 c->weights.data, y), 0);
+			assert_int_equal(forward(lg, c, c->x.data, T, c->experts.data,
+						 c->weights.data, y2), 0);
+			if (memcmp(y, y2, T * c->H * 4))
+				fail_msg("%s T=%zu: prepack = on differs from the GEMM packing per "
+					 "call", name, T);
+			assert_int_equal(forward(la, c, c->x.data, T, c->experts.data,
+						 c->weights.data, y), 0);
+			if (c->bf16 && (err_slack(y, want, slack, T, c->H) > TOL_B16 ||
+					token_err(y, c->y.data, T, c->H) > TOL_B16_EXACT))
+				fail_msg("%s T=%zu prepack auto: rel err %.2e (bf16 ref), %.2e "
+					 "(fp32 ref)", name, T, err_slack(y, want, slack, T, c->H),
+					 token_err(y, c->y.data, T, c->H));
+		}
+		checked += c->bf16;
+		plugin->expert->layer_free(lp);
+		plugin->expert->layer_free(lg);
+		plugin->expert->layer_free(la);
+		free(want);
+		free(slack);
+next:
+		free(y);
+		free(y2);
+		case_free(c);
+		free(names[i]);
+	}
+	free(names);
+	printf("  prepack = on: %d BF16 cases bit-equal to the GEMM packing per call and "
+	       "within the references%s\n", checked, checked ? "" : " (none: no AVX512-BF16)");
+}
+
 static int is_case(const struct dirent *d)
 {
 	return d->d_name[0] != '.';
@@ -710,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_task_order),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_bf16_precision),
+		cmocka_unit_test(test_prepack),
 		cmocka_unit_test(test_bad_expert_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_concurrent),

@@ -23,7 +23,9 @@
  * and stored as bf16, ready for the down half.  The panel (64 rows x K) stays
  * in L2 while every token of the block passes; the pack costs about 1/nt of
  * the multiply.  Packing per call rather than once at layer_new keeps one copy
- * of the weights (the mapped checkpoint) and the FP8 bytes at one per weight.
+ * of the weights (the mapped checkpoint) and the FP8 bytes at one per weight;
+ * prepack = on (BF16 only, b16_prepack) trades a second copy for no packing
+ * at all: each panel is then read from memory as one sequential stream.
  *
  * Measured (S1 expert: H 2048, I 1408; one thread; thread CPU ms, best of 9
  * calls, the range over 3 runs of plugins/cpu/gemm_cmp, whose top comment has
@@ -669,39 +671,80 @@ static void panel_rows(const void *w, uint32_t len, size_t es, uint32_t r, uint3
 	}
 }
 
-/*
- * Pre-packed BF16 experts (prepack = on): the act panels (gate rows i..i+31
- * with up rows i..i+31, as b16_gemm_act packs them) for i = 0, 32, ..., then
- * the down panels (rows h..h+63) for h = 0, 64, ...; a slice starts on a
- * panel (act tasks at multiples of 32 rows, down slices of 64), so panel
- * i / 32 (h / 64) is the one the GEMM would have packed.
- */
-static size_t act_panels_size(const struct expert_w *e)
+/* The act panel of rows i..i+31 of gate with the same rows of up (rows from
+ * end on: zeros) into P, FP8 block scales after the pairs. */
+static void pack_act(const struct expert_w *e, uint32_t i, uint32_t end, uint32_t *P)
 {
-	return (size_t)((e->inter + PK_ROWS / 2 - 1) / (PK_ROWS / 2)) * PK_ROWS *
-	       ((e->H + 1) / 2) * 4;
+	size_t es = e->fp8 ? 1 : 2;
+	const void *rows[PK_ROWS];
+	uint32_t ri[PK_ROWS];
+
+	panel_rows(e->gate, e->H, es, i, end, rows, ri, PK_ROWS / 2);
+	panel_rows(e->up, e->H, es, i, end, rows + PK_ROWS / 2, ri + PK_ROWS / 2, PK_ROWS / 2);
+	pack_panel(rows, e->H, e->fp8, P);
+	if (e->fp8) {
+		float *S = (float *)(P + (size_t)PK_ROWS * ((e->H + 1) / 2));
+
+		pack_scales(e, e->gate_s, ri, rows, e->H, 0, PK_ROWS / 2, S);
+		pack_scales(e, e->up_s, ri, rows, e->H, PK_ROWS / 2, PK_ROWS, S);
+	}
+}
+
+/* The down panel of rows h..h+63 (below end) into P, as pack_act. */
+static void pack_down(const struct expert_w *e, uint32_t h, uint32_t end, uint32_t *P)
+{
+	const void *rows[PK_ROWS];
+	uint32_t ri[PK_ROWS];
+
+	panel_rows(e->down, e->inter, e->fp8 ? 1 : 2, h, end, rows, ri, PK_ROWS);
+	pack_panel(rows, e->inter, e->fp8, P);
+	if (e->fp8)
+		pack_scales(e, e->down_s, ri, rows, e->inter, 0, PK_ROWS,
+			    (float *)(P + (size_t)PK_ROWS * ((e->inter + 1) / 2)));
+}
+
+/*
+ * Pre-packed experts (prepack = on): the act panels for rows i = 0, 32, ...,
+ * then the down panels for h = 0, 64, ..., each as the GEMM packs it into its
+ * scratch (pairs, then FP8 scales).  A slice starts on a panel (act tasks at
+ * multiples of 32 rows, down slices of 64), so panel i / 32 (h / 64) is the
+ * one the GEMM would have packed, and the results are the same bit for bit.
+ */
+static size_t panel_bytes(const struct expert_w *e, uint32_t K)
+{
+	return (size_t)PK_ROWS * ((K + 1) / 2) * 4 +
+	       (e->fp8 ? (size_t)PK_ROWS * ((K + e->bc - 1) / e->bc) * 4 : 0);
+}
+
+static uint32_t n_act_panels(const struct expert_w *e)
+{
+	return (e->inter + PK_ROWS / 2 - 1) / (PK_ROWS / 2);
+}
+
+static uint32_t *packed_act(const struct expert_w *e, uint32_t i)
+{
+	return (uint32_t *)((const char *)e->packed + (i / (PK_ROWS / 2)) * panel_bytes(e, e->H));
+}
+
+static uint32_t *packed_down(const struct expert_w *e, uint32_t h)
+{
+	return (uint32_t *)((const char *)e->packed + n_act_panels(e) * panel_bytes(e, e->H) +
+			    (h / PK_ROWS) * panel_bytes(e, e->inter));
 }
 
 static size_t b16_prepack(const struct expert_w *e, uint32_t *P)
 {
-	size_t act = act_panels_size(e), KPd = (e->inter + 1) / 2;
-	const void *rows[PK_ROWS];
-	uint32_t ri[PK_ROWS];
+	struct expert_w w = *e;
 
 	if (P) {
-		for (uint32_t i = 0; i < e->inter; i += PK_ROWS / 2) {
-			panel_rows(e->gate, e->H, 2, i, e->inter, rows, ri, PK_ROWS / 2);
-			panel_rows(e->up, e->H, 2, i, e->inter, rows + PK_ROWS / 2,
-				   ri + PK_ROWS / 2, PK_ROWS / 2);
-			pack_panel(rows, e->H, 0,
-				   P + (size_t)(i / (PK_ROWS / 2)) * PK_ROWS * ((e->H + 1) / 2));
-		}
-		for (uint32_t h = 0; h < e->H; h += PK_ROWS) {
-			panel_rows(e->down, e->inter, 2, h, e->H, rows, ri, PK_ROWS);
-			pack_panel(rows, e->inter, 0, P + act / 4 + (size_t)(h / PK_ROWS) * PK_ROWS * KPd);
-		}
+		w.packed = P;
+		for (uint32_t i = 0; i < e->inter; i += PK_ROWS / 2)
+			pack_act(e, i, e->inter, packed_act(&w, i));
+		for (uint32_t h = 0; h < e->H; h += PK_ROWS)
+			pack_down(e, h, e->H, packed_down(&w, h));
 	}
-	return act + (size_t)((e->H + PK_ROWS - 1) / PK_ROWS) * PK_ROWS * KPd * 4;
+	return n_act_panels(e) * panel_bytes(e, e->H) +
+	       (size_t)((e->H + PK_ROWS - 1) / PK_ROWS) * panel_bytes(e, e->inter);
 }
 
 static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
@@ -709,29 +752,16 @@ static void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ld
 			 uint32_t r1, void *scratch)
 {
 	uint32_t H = e->H, In = e->inter, KP = (H + 1) / 2;
-	uint32_t *P = scratch;
-	float *S = e->fp8 ? (float *)(P + (size_t)PK_ROWS * KP) : NULL;
-	const unsigned mrmax = S ? PK_MR_SCALED : PK_MR;
-	size_t es = e->fp8 ? 1 : 2;
-	const void *rows[PK_ROWS];
-	uint32_t ri[PK_ROWS];
+	const unsigned mrmax = e->fp8 ? PK_MR_SCALED : PK_MR;
 
 	for (uint32_t i = r0; i < r1; i += PK_ROWS / 2) {
 		uint32_t nr = r1 - i < PK_ROWS / 2 ? r1 - i : PK_ROWS / 2;
 		__mmask32 keep = tail_mask(nr);
+		uint32_t *P = e->packed ? packed_act(e, i) : scratch;
+		const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
-		if (e->packed) {
-			P = (uint32_t *)e->packed + (size_t)(i / (PK_ROWS / 2)) * PK_ROWS * KP;
-		} else {
-			panel_rows(e->gate, H, es, i, r1, rows, ri, PK_ROWS / 2);
-			panel_rows(e->up, H, es, i, r1, rows + PK_ROWS / 2, ri + PK_ROWS / 2,
-				   PK_ROWS / 2);
-			pack_panel(rows, H, e->fp8, P);
-		}
-		if (S) {
-			pack_scales(e, e->gate_s, ri, rows, H, 0, PK_ROWS / 2, S);
-			pack_scales(e, e->up_s, ri, rows, H, PK_ROWS / 2, PK_ROWS, S);
-		}
+		if (!e->packed)
+			pack_act(e, i, r1, P);
 		for (size_t j = 0; j < g->n; j += mrmax) {
 			unsigned mr = g->n - j < mrmax ? (unsigned)(g->n - j) : mrmax;
 			const u32a *a[PK_MR];
@@ -759,28 +789,18 @@ static void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t 
 			  void *scratch)
 {
 	uint32_t H = e->H, In = e->inter, KP = (In + 1) / 2;
-	uint32_t *P = scratch;
-	float *S = e->fp8 ? (float *)(P + (size_t)PK_ROWS * KP) : NULL;
-	const unsigned mrmax = S ? PK_MR_SCALED : PK_MR;
-	size_t es = e->fp8 ? 1 : 2;
-	const void *rows[PK_ROWS];
-	uint32_t ri[PK_ROWS];
+	const unsigned mrmax = e->fp8 ? PK_MR_SCALED : PK_MR;
 
 	for (size_t j0 = 0; j0 < g->n; j0 += B16_GEMM_TOKENS) {
 		size_t j1 = g->n - j0 < B16_GEMM_TOKENS ? g->n : j0 + B16_GEMM_TOKENS;
 
 		for (uint32_t h = h0; h < h1; h += PK_ROWS) {
 			uint32_t nr = h1 - h < PK_ROWS ? h1 - h : PK_ROWS;
+			uint32_t *P = e->packed ? packed_down(e, h) : scratch;
+			const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
-			if (e->packed) {
-				P = (uint32_t *)e->packed + act_panels_size(e) / 4 +
-				    (size_t)(h / PK_ROWS) * PK_ROWS * KP;
-			} else {
-				panel_rows(e->down, In, es, h, h1, rows, ri, PK_ROWS);
-				pack_panel(rows, In, e->fp8, P);
-			}
-			if (S)
-				pack_scales(e, e->down_s, ri, rows, In, 0, PK_ROWS, S);
+			if (!e->packed)
+				pack_down(e, h, h1, P);
 			for (size_t j = j0; j < j1; j += mrmax) {
 				unsigned mr = j1 - j < mrmax ? (unsigned)(j1 - j) : mrmax;
 				const u32a *a[PK_MR];

@@ -31,9 +31,10 @@
  * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
  * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
  * with an isa that lacks them, the fp32 kernels on the rounded values; exact
- * is the fp32 path, unchanged; prepack = off|on (BF16 weights, precision =
- * bf16: every expert's GEMM panels packed once at layer_new into a second
- * copy, and the GEMM then from one token on).
+ * is the fp32 path, unchanged; prepack = off|on (BF16 and FP8 weights,
+ * precision = bf16: every expert's GEMM panels packed once at layer_new into
+ * a second copy, FP8 decoded to bf16, and the GEMM then from 1 token on for
+ * BF16, 4 for FP8).
  * Weights: F32 or BF16 (BF16 widened on the fly), or FP8 E4M3 with block
  * scales (decoded with them: in registers for small groups, fp8_impl.h; into
  * sgemm scratch for large ones, default from 48 tokens as for BF16, not
@@ -74,6 +75,12 @@
  * 16 23.6-29.5 / 32.4-37.5, 64 42.8-50.5 / 47.5-54.3, 256 101-120 / 106-109;
  * the panel is read as one sequential stream, and nothing is packed). */
 #define GEMM_MIN_B16_PACKED 1u
+/* ... and for FP8 (the row kernel reads one byte per weight, the packed
+ * panels two, so decode keeps it): S1 fp8, 2 threads, -o prepack=on -o
+ * gemm_min_tokens=2|4|6|8|16, 2-3 alternated rounds, within the noise of each
+ * other from 2 to 6 (T=64 44-58 ms, T=256 107-138); against prepack = off
+ * T=64 60-63 -> 46-58, T=256 152-168 -> 103-127, T=1024 443-460 -> 379-414. */
+#define GEMM_MIN_F8_PACKED 4u
 /* Tokens per pass (bounds the act buffer: PASS_TOKENS * (k * I + I_shared)). */
 #define PASS_TOKENS 1024u
 /* Rows per act task on the sgemm path, and y columns per down task (wider
@@ -186,7 +193,7 @@ static const char *const prepack_choices[] = { "off", "on", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8), 1 (prepack)",
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8); prepack: 1, 4",
 	  .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
@@ -199,8 +206,9 @@ static const struct moed_param_decl decls[] = {
 	  .help = "BF16 and FP8 weights: exact keeps fp32 activations, bf16 rounds them to "
 		  "bf16 for native bf16 dot products" },
 	{ .name = "prepack", .type = MOED_PARAM_ENUM, .def = "off", .choices = prepack_choices,
-	  .help = "BF16 weights, precision bf16: a second copy of the weights packed for the "
-		  "bf16 GEMM at load (twice the memory), which then starts at fewer tokens" },
+	  .help = "BF16 and FP8 weights, precision bf16: a second copy of the weights packed "
+		  "for the bf16 GEMM at load (FP8: decoded, two bytes per weight), which then "
+		  "starts at fewer tokens" },
 };
 
 static int parse_params(struct cpu_layer *l, const struct moed_param *params, size_t n_params,
@@ -241,6 +249,29 @@ static int check_spec(const struct moed_expert_spec *s)
 				      EXPERT_CAP_FP8 | EXPERT_CAP_SHARED_GATE | EXPERT_CAP_LOCAL);
 }
 
+/* Expert e's weights as the kernels take them (e == n_experts: the shared
+ * expert). */
+static struct expert_w expert_w_of(const struct cpu_layer *l, uint32_t e)
+{
+	const struct moed_expert_spec *s = &l->spec;
+	int sh = e == s->n_experts;
+	struct expert_w w = { .gate = sh ? s->shared_gate : s->gate[e],
+			      .up = sh ? s->shared_up : s->up[e],
+			      .down = sh ? s->shared_down : s->down[e],
+			      .H = s->hidden_size,
+			      .inter = sh ? s->shared_intermediate_size : s->intermediate_size,
+			      .bf16 = s->dtype == MOED_DTYPE_BF16, .fp8 = l->fp8,
+			      .br = s->scale_block_rows, .bc = s->scale_block_cols,
+			      .packed = l->packed ? l->packed[e] : NULL };
+
+	if (l->fp8) {
+		w.gate_s = sh ? s->shared_gate_scale : s->gate_scale[e];
+		w.up_s = sh ? s->shared_up_scale : s->up_scale[e];
+		w.down_s = sh ? s->shared_down_scale : s->down_scale[e];
+	}
+	return w;
+}
+
 static void prepack_free(struct cpu_layer *l)
 {
 	if (!l->packed)
@@ -251,12 +282,10 @@ static void prepack_free(struct cpu_layer *l)
 	l->packed = NULL;
 }
 
-/* One expert's panels: huge-page aligned and advised, as the scratch. */
-static uint32_t *prepack_one(const struct cpu_layer *l, const void *g, const void *u,
-			     const void *d, uint32_t inter)
+/* Expert e's panels: huge-page aligned and advised, as the scratch. */
+static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e)
 {
-	struct expert_w w = { .gate = g, .up = u, .down = d, .H = l->spec.hidden_size,
-			      .inter = inter, .bf16 = 1 };
+	struct expert_w w = expert_w_of(l, e);
 	size_t bytes = l->bops->prepack(&w, NULL);
 	void *p;
 
@@ -268,19 +297,20 @@ static uint32_t *prepack_one(const struct cpu_layer *l, const void *g, const voi
 	return p;
 }
 
-/* prepack = on: every (local) expert's and the shared expert's BF16 panels,
- * packed once here instead of on every GEMM call (bf16.c); other weights
- * or precisions have no packed GEMM input to keep, and say so. */
+/* prepack = on: every (local) expert's and the shared expert's GEMM panels
+ * (BF16, or FP8 decoded to bf16 with its scales), packed once here instead of
+ * on every GEMM call (bf16.c); F32 weights and precision = exact have no
+ * packed GEMM input to keep, and say so. */
 static int prepack_layer(struct cpu_layer *l)
 {
 	const struct moed_expert_spec *s = &l->spec;
 	const uint8_t *local = expert_spec_local(s);
 	uint32_t E = s->n_experts;
 
-	if (!l->bops || s->dtype != MOED_DTYPE_BF16) {
+	if (!l->bops) {
 		host->log(MOED_LOG_NOTICE, PLUGIN,
-			  "prepack = on has no effect here: it needs BF16 weights, precision = "
-			  "bf16 and AVX512-BF16");
+			  "prepack = on has no effect here: it needs BF16 or FP8 weights, "
+			  "precision = bf16 and AVX512-BF16");
 		return 0;
 	}
 	l->packed = calloc((size_t)E + 1, sizeof(*l->packed));
@@ -289,14 +319,12 @@ static int prepack_layer(struct cpu_layer *l)
 	for (uint32_t e = 0; e < E; e++) {
 		if (local && !local[e])
 			continue;
-		l->packed[e] = prepack_one(l, s->gate[e], s->up[e], s->down[e],
-					   s->intermediate_size);
+		l->packed[e] = prepack_one(l, e);
 		if (!l->packed[e])
 			goto nomem;
 	}
 	if (s->shared_intermediate_size) {
-		l->packed[E] = prepack_one(l, s->shared_gate, s->shared_up, s->shared_down,
-					   s->shared_intermediate_size);
+		l->packed[E] = prepack_one(l, E);
 		if (!l->packed[E])
 			goto nomem;
 	}
@@ -343,6 +371,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	}
 	if (!l->gemm_min)
 		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
+			      : l->packed && l->fp8 ? GEMM_MIN_F8_PACKED
 			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->packed	  ? GEMM_MIN_B16_PACKED
 			      : l->bops	  ? GEMM_MIN_B16
@@ -650,7 +679,6 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 {
 	const struct moed_expert_spec *s = &l->spec;
 	uint32_t E = s->n_experts, H = s->hidden_size, In = s->intermediate_size;
-	int bf16 = s->dtype == MOED_DTYPE_BF16;
 	size_t n = T * k, n_tasks = max_tasks(s, T, n), bytes;
 	struct pass p = { .l = l, .x = x, .xf = x, .y = y, .down_rows = DOWN_TASK_ROWS };
 	int split, any_f32 = 0, any_b16 = 0;
@@ -713,11 +741,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 
 		if (start[e] == begin)
 			continue;
-		*u = (struct unit){ .w = { s->gate[e], s->up[e], s->down[e], H, In, bf16, l->fp8,
-					   l->fp8 ? s->gate_scale[e] : NULL,
-					   l->fp8 ? s->up_scale[e] : NULL,
-					   l->fp8 ? s->down_scale[e] : NULL, s->scale_block_rows,
-					   s->scale_block_cols, l->packed ? l->packed[e] : NULL },
+		*u = (struct unit){ .w = expert_w_of(l, e),
 				    .g = { .n = start[e] - begin, .tok = tok + begin,
 					   .w = wt + begin },
 				    .act = act + (size_t)begin * In, .kind = unit_kind(l, start[e] - begin) };
@@ -730,11 +754,7 @@ static int forward_pass(struct cpu_layer *l, const float *x, size_t T, size_t k,
 	if (s->shared_intermediate_size) {
 		struct unit *u = &p.units[p.n_units];
 
-		*u = (struct unit){ .w = { s->shared_gate, s->shared_up, s->shared_down, H,
-					   s->shared_intermediate_size, bf16, l->fp8,
-					   s->shared_gate_scale, s->shared_up_scale,
-					   s->shared_down_scale, s->scale_block_rows,
-					   s->scale_block_cols, l->packed ? l->packed[E] : NULL },
+		*u = (struct unit){ .w = expert_w_of(l, E),
 				    .g = { .n = T }, .act = act + n * In, .kind = unit_kind(l, T) };
 		if (s->shared_expert_gate) {
 			shared_gate_weights(s->shared_expert_gate, x, T, H, shw);

@@ -427,10 +427,11 @@ next:
 	free(names);
 }
 
-/* prepack = on: BF16 weights packed once at layer_new give the GEMM's
- * results bit for bit (the same panels, the same sums), for every T of the
- * odd-sized cases; the auto path (the GEMM from one token) is checked against
- * both references; other weights accept the setting and are unchanged. */
+/* prepack = on: BF16 and FP8 weights packed once at layer_new give the
+ * GEMM's results bit for bit (the same panels and scales, the same sums), for
+ * every T of the odd-sized cases; the auto path (for BF16 the GEMM from one
+ * token) is checked against both references; F32 weights accept the setting
+ * and are unchanged. */
 static int layer_new_packed(const struct moed_expert_spec *spec, const char *kernel,
 			    const char *prepack, void **ret)
 {
@@ -469,7 +470,7 @@ static void test_prepack(void **state)
 			goto next;      /* no AVX512-BF16 here */
 		assert_int_equal(layer_new_packed(&c->spec, "gemm", "off", &lg), 0);
 		assert_int_equal(layer_new_packed(&c->spec, "auto", "on", &la), 0);
-		if (c->bf16)
+		if (c->bf16 || c->fp8)
 			want = ref_b16(c, &slack);
 		for (size_t T = prefixes ? 1 : c->T; T <= c->T; T++) {
 			assert_int_equal(forward(lp, c, c->x.data, T, c->experts.data,
@@ -481,13 +482,13 @@ static void test_prepack(void **state)
 					 "call", name, T);
 			assert_int_equal(forward(la, c, c->x.data, T, c->experts.data,
 						 c->weights.data, y), 0);
-			if (c->bf16 && (err_slack(y, want, slack, T, c->H) > TOL_B16 ||
+			if (want && (err_slack(y, want, slack, T, c->H) > TOL_B16 ||
 					token_err(y, c->y.data, T, c->H) > TOL_B16_EXACT))
 				fail_msg("%s T=%zu prepack auto: rel err %.2e (bf16 ref), %.2e "
 					 "(fp32 ref)", name, T, err_slack(y, want, slack, T, c->H),
 					 token_err(y, c->y.data, T, c->H));
 		}
-		checked += c->bf16;
+		checked += c->bf16 || c->fp8;
 		plugin->expert->layer_free(lp);
 		plugin->expert->layer_free(lg);
 		plugin->expert->layer_free(la);
@@ -500,8 +501,8 @@ next:
 		free(names[i]);
 	}
 	free(names);
-	printf("  prepack = on: %d BF16 cases bit-equal to the GEMM packing per call and "
-	       "within the references%s\n", checked, checked ? "" : " (none: no AVX512-BF16)");
+	printf("  prepack = on: %d BF16 and FP8 cases bit-equal to the GEMM packing per call "
+	       "and within the references%s\n", checked, checked ? "" : " (none: no AVX512-BF16)");
 }
 
 static int is_case(const struct dirent *d)

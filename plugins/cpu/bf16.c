@@ -56,7 +56,12 @@
  * the L2 hint for the FP8 rows (T=1 3.9 -> 4.9 ms, kept L1); FP8 rows of
  * groups over 4 tokens decoded once into an L1 buffer instead of on every
  * 4-token pass, and 6 tokens per pass (gemm_cmp, 3 alternated rounds: 15%
- * faster at 32 tokens, no faster at 8-24, where the GEMM takes over at 16).
+ * faster at 32 tokens, no faster at 8-24, where the GEMM takes over at 16);
+ * with prepack = on, prefetching the next panel (contiguous) into L2 spread
+ * over the current panel's micro-tiles (gemm_cmp, 6 alternated rounds: bf16
+ * 0-20% slower at 1-24 tokens, FP8 -15% to +15%); one or two tokens
+ * reading one row at a time, a slice's gate rows then its up rows, as one
+ * sequential stream (6 rounds: 2-4% slower than two rows side by side).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of

@@ -16,7 +16,7 @@
  * Columns: f32 and bf16ex (precision = exact: sgemm, bf16 widened), bf16
  * and fp8 (precision = bf16, auto path), bf16sm/fp8sm (row kernel forced),
  * bf16gm/fp8gm (packed GEMM forced), onednn.  GEMM_CMP_FAST=1 skips the exact
- * ones, GEMM_CMP_NO_DNNL=1 oneDNN.  Figures (2026-12-02): plugins/cpu/bf16.c
+ * ones, GEMM_CMP_NO_DNNL=1 oneDNN; GEMM_CMP_PREPACK=on sets prepack = on.  Figures (2026-12-02): plugins/cpu/bf16.c
  * and cpu.c (the crossover).
  */
 #include <dlfcn.h>
@@ -84,8 +84,9 @@ static double ours(size_t T, int dtype, const void *g, const void *u, const void
 		.struct_size = sizeof(s), .hidden_size = H, .intermediate_size = I,
 		.n_experts = NE, .dtype = dtype, .gate = gp, .up = up, .down = dp,
 	};
-	struct moed_param p[3] = { { "kernel", kernel }, { "precision", prec },
-				   { "split_min_kb", "0" } };
+	const char *pp = getenv("GEMM_CMP_PREPACK");
+	struct moed_param p[4] = { { "kernel", kernel }, { "precision", prec },
+				   { "split_min_kb", "0" }, { "prepack", pp ? pp : "off" } };
 	int32_t *ex = calloc(T, 4);
 	float *w = malloc(T * 4), *y = malloc(T * H * 4);
 	double t[REPS];
@@ -103,7 +104,7 @@ static double ours(size_t T, int dtype, const void *g, const void *u, const void
 	}
 	for (size_t i = 0; i < T; i++)
 		w[i] = 1;
-	if (plugin->expert->layer_new(state, &s, p, 3, &l)) {
+	if (plugin->expert->layer_new(state, &s, p, 4, &l)) {
 		fprintf(stderr, "layer_new failed\n");
 		exit(1);
 	}

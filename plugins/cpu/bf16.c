@@ -83,9 +83,14 @@
 /* Tokens and weight rows per register block of the small kernel (16 zmm). */
 #define B16_NB 4u
 #define B16_ROWS 4u
-/* Bytes ahead of a row to prefetch (as for the exact bf16 rows, small_impl.h). */
+/* Bytes ahead of a row to prefetch: two rows (one or two tokens, a block of
+ * one gate and one up row), one block of four rows (FAR).  8192 for the
+ * former: one S1 expert, weights on huge pages as the daemon holds them
+ * (gemm_cmp, thread CPU ms, medians of 7 alternated rounds), 4096 -> 8192:
+ * 1 token 0.95 -> 0.78, 2 tokens 0.91 -> 0.80 (4096 was chosen on 4 kB
+ * pages, where the two were within the noise). */
 #ifndef B16_PREFETCH
-#define B16_PREFETCH 4096
+#define B16_PREFETCH 8192
 #endif
 #ifndef B16_PREFETCH_FAR
 #define B16_PREFETCH_FAR 8192

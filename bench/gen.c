@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bench/bench.h"
 #include "common/mix.h"
@@ -42,9 +43,28 @@ const char *bench_dtype_name(enum bench_dtype d)
 	return d == BENCH_FP8 ? "fp8" : d == BENCH_BF16 ? "bf16" : "f32";
 }
 
+/* Weights as the daemon holds what it converts or generates (daemon/
+ * hugepages.c): 2 MiB aligned and advised transparent huge pages, unless
+ * MOED_NO_HUGEPAGES is set (then 4 kB pages, as before 2026-12-02). */
+static void *weight_alloc(size_t bytes)
+{
+	const char *off = getenv("MOED_NO_HUGEPAGES");
+	size_t huge = (size_t)2 << 20;
+	void *p;
+
+	if ((off && *off && strcmp(off, "0")) || bytes < huge)
+		return xmalloc(bytes);
+	if (posix_memalign(&p, huge, bytes)) {
+		perror("posix_memalign");
+		exit(1);
+	}
+	madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
+	return p;
+}
+
 void *gen_weights(uint64_t id, size_t n, enum bench_dtype d)
 {
-	void *p = xmalloc(n * bench_dtype_size(d));
+	void *p = weight_alloc(n * bench_dtype_size(d));
 
 	for (size_t i = 0; i < n; i++) {
 		float f = bench_value(id, i, 0.05f);

@@ -107,7 +107,9 @@
 #define B16_PF_HINT _MM_HINT_T1
 #endif
 /* Bytes ahead of each FP8 row to prefetch (as fp8.c). */
+#ifndef F8_PREFETCH
 #define F8_PREFETCH 2048
+#endif
 /* GEMM: tokens per micro-tile, rows per panel (4 vectors of 16). */
 #define PK_MR 6u
 /* ... 5 with FP8 scales: the scaling's live values leave no room for 24 */

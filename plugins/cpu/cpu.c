@@ -282,13 +282,15 @@ static void prepack_free(struct cpu_layer *l)
 	l->packed = NULL;
 }
 
-/* Expert e's panels: huge-page aligned and advised, as the scratch. */
-static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e)
+/* Expert e's panels: huge-page aligned and advised, as the scratch; *total
+ * grows by their bytes. */
+static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e, size_t *total)
 {
 	struct expert_w w = expert_w_of(l, e);
 	size_t bytes = l->bops->prepack(&w, NULL);
 	void *p;
 
+	*total += bytes;
 	if (posix_memalign(&p, bytes >= HUGE_MIN ? HUGE_MIN : 64, bytes))
 		return NULL;
 	if (bytes >= HUGE_MIN)
@@ -306,6 +308,7 @@ static int prepack_layer(struct cpu_layer *l)
 	const struct moed_expert_spec *s = &l->spec;
 	const uint8_t *local = expert_spec_local(s);
 	uint32_t E = s->n_experts;
+	size_t total = 0;
 
 	if (!l->bops) {
 		host->log(MOED_LOG_NOTICE, PLUGIN,
@@ -319,18 +322,22 @@ static int prepack_layer(struct cpu_layer *l)
 	for (uint32_t e = 0; e < E; e++) {
 		if (local && !local[e])
 			continue;
-		l->packed[e] = prepack_one(l, e);
+		l->packed[e] = prepack_one(l, e, &total);
 		if (!l->packed[e])
 			goto nomem;
 	}
 	if (s->shared_intermediate_size) {
-		l->packed[E] = prepack_one(l, E);
+		l->packed[E] = prepack_one(l, E, &total);
 		if (!l->packed[E])
 			goto nomem;
 	}
+	host->log(MOED_LOG_INFO, PLUGIN, "prepack = on: %.1f MiB of packed panels for this layer",
+		  (double)total / (1 << 20));
 	return 0;
 nomem:
-	host->log(MOED_LOG_ERR, PLUGIN, "prepack = on: out of memory for the packed weights");
+	host->log(MOED_LOG_ERR, PLUGIN,
+		  "prepack = on: out of memory for the packed weights (%.1f MiB so far)",
+		  (double)total / (1 << 20));
 	prepack_free(l);
 	return -ENOMEM;
 }

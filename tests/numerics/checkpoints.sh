@@ -8,7 +8,9 @@
 # are first loaded in-process by tests/unit/test_model, which compares config
 # values and tensor elements with expected.json; then each is served by the
 # real moed and queried with the real moectl, and outputs and routes must equal
-# the independent numpy reference.  Broken checkpoints must be refused, by the
+# the independent numpy reference (the BF16 and FP8 V3 cases also with
+# precision = bf16 and prepack = on, to the bf16 rounding of the activations).
+# Broken checkpoints must be refused, by the
 # loader and by moed at start, with a message naming the file, field or tensor.
 . "$top_srcdir/tests/lib.sh"
 need_numpy
@@ -26,11 +28,11 @@ fi
 # the reference keeps activations in fp32: BF16 and FP8 cases run the cpu
 # backend's exact path (precision = bf16 is checked in tests/unit/test_cpu_expert)
 printf '[expert]\nprecision = exact\n' >"$TMP/exact.conf"
-for case in "$CASES"/good/*; do
+# every layer and input of case $1 through the running daemon into $2
+query_case() {
+	local case=$1 out=$2 name L x T
 	name=$(basename "$case")
-	out="$TMP/out-$name"
 	mkdir -p "$out"
-	start_moed --model "$case" --config "$TMP/exact.conf" || { fail "$name: moed did not start"; continue; }
 	for L in $(cat "$case/layers"); do
 		for x in "$case"/x_*.npy; do
 			T=$(basename "$x" .npy); T=${T#x_}
@@ -40,6 +42,12 @@ for case in "$CASES"/good/*; do
 				fail "$name: route layer $L T=$T"
 		done
 	done
+}
+for case in "$CASES"/good/*; do
+	name=$(basename "$case")
+	out="$TMP/out-$name"
+	start_moed --model "$case" --config "$TMP/exact.conf" || { fail "$name: moed did not start"; continue; }
+	query_case "$case" "$out"
 	if [ "$name" = v3 ]; then
 		# the daemon names the router the model asks for, and reports the model in HF terms
 		"$MOECTL" --json model >"$out/model.json"
@@ -65,6 +73,25 @@ PY
 	stop_moed
 	if $PY "$top_srcdir/tests/ref/compare.py" "$case" "$out"; then ok "$name matches the reference"
 	else fail "$name differs from the reference"; fi
+done
+
+# precision = bf16 with prepack = on (experts packed at load for the bf16
+# GEMM): the same routes, outputs within the bf16 rounding of the activations
+printf '[expert]\nprecision = bf16\nprepack = on\n' >"$TMP/prepack.conf"
+for name in v3_bf16 v3_fp8; do
+	if ! grep -q avx512_bf16 /proc/cpuinfo; then
+		ok "$name prepack: skipped (no AVX512-BF16, prepack has no effect)"
+		break
+	fi
+	start_moed --model "$CASES/good/$name" --config "$TMP/prepack.conf" ||
+		{ fail "$name prepack: moed did not start"; continue; }
+	grep -q "prepack = on: .* MiB of packed panels" "$TMP/moed.log" ||
+		fail "$name prepack: no packed panels logged: $(grep -i prepack "$TMP/moed.log")"
+	query_case "$CASES/good/$name" "$TMP/out-$name-prepack"
+	stop_moed
+	if $PY "$top_srcdir/tests/ref/compare.py" "$CASES/good/$name" "$TMP/out-$name-prepack" 1e-2; then
+		ok "$name with prepack = on matches the reference (bf16 activations)"
+	else fail "$name with prepack = on differs from the reference"; fi
 done
 
 # [expert] weights: bf16 checkpoints are held as stored (bf16), others on request

@@ -77,16 +77,21 @@ done
 
 # precision = bf16 with prepack = on (experts packed at load for the bf16
 # GEMM): the same routes, outputs within the bf16 rounding of the activations
+# (a CPU without AVX512-BF16, or valgrind's, which has no AVX-512, has
+# no bf16 GEMM to pack for: the setting must then say it changes nothing)
 printf '[expert]\nprecision = bf16\nprepack = on\n' >"$TMP/prepack.conf"
+packs=0
+grep -q avx512_bf16 /proc/cpuinfo && [ -z "${MOED_WRAPPER:-}" ] && packs=1
 for name in v3_bf16 v3_fp8; do
-	if ! grep -q avx512_bf16 /proc/cpuinfo; then
-		ok "$name prepack: skipped (no AVX512-BF16, prepack has no effect)"
-		break
-	fi
 	start_moed --model "$CASES/good/$name" --config "$TMP/prepack.conf" ||
 		{ fail "$name prepack: moed did not start"; continue; }
-	grep -q "prepack = on: .* MiB of packed panels" "$TMP/moed.log" ||
-		fail "$name prepack: no packed panels logged: $(grep -i prepack "$TMP/moed.log")"
+	if [ $packs = 1 ]; then
+		grep -q "prepack = on: .* MiB of packed panels" "$TMP/moed.log" ||
+			fail "$name prepack: no packed panels logged: $(grep -i prepack "$TMP/moed.log")"
+	else
+		grep -q "prepack = on has no effect here" "$TMP/moed.log" ||
+			fail "$name prepack: without AVX512-BF16 neither packed nor said why"
+	fi
 	query_case "$CASES/good/$name" "$TMP/out-$name-prepack"
 	stop_moed
 	if $PY "$top_srcdir/tests/ref/compare.py" "$CASES/good/$name" "$TMP/out-$name-prepack" 1e-2; then

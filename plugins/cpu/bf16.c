@@ -6,8 +6,13 @@
  *
  * Small groups (kernels.h's row-slice halves): every weight row is read once,
  * as stored, 32 bf16 per load, and dotted with up to B16_NB tokens' bf16
- * activations from registers (B16_ROWS rows x B16_NB tokens of accumulators);
- * lane sums at the end of a row, in a fixed order.  FP8 rows: 32 codes per
+ * activations from registers (up to B16_ROWS adjacent rows x B16_NB tokens
+ * of accumulators); lane sums at the end of a row, in a fixed order.  One
+ * or two tokens read one row at a time, so each matrix is one sequential
+ * stream for the hardware prefetcher (no software prefetch); the act half
+ * takes a chunk of gate rows, then the same up rows, and keeps the gate
+ * products in between.  Larger groups take 2, then 4 rows per block and
+ * prefetch ahead.  FP8 rows: 32 codes per
  * load decoded to bf16 in registers (two VBMI byte lookups, exact), two rows
  * x B16_NB tokens, each 128-wide block's sums scaled and added in order.
  *
@@ -61,7 +66,17 @@
  * over the current panel's micro-tiles (gemm_cmp, 6 alternated rounds: bf16
  * 0-20% slower at 1-24 tokens, FP8 -15% to +15%); one or two tokens
  * reading one row at a time, a slice's gate rows then its up rows, as one
- * sequential stream (6 rounds: 2-4% slower than two rows side by side).
+ * sequential stream (6 rounds: 2-4% slower than two rows side by side;
+ * with the prefetch left on and 4 kB pages.  On huge pages, with no software
+ * prefetch, one row at a time is what is kept now: one S1 expert, gemm_cmp
+ * with huge-page weights, medians of 7 alternated rounds, before -> after,
+ * 1 token 0.80 -> 0.62 ms, 2: 0.85 -> 0.64, 3: 0.98 -> 0.87, 4: 0.91 ->
+ * 0.83, 6-31 within the noise (+-10%)); two accumulators per row and token
+ * (even and odd 32-element chunks, as ggml's bf16 dot): one row streamed
+ * 5-30% faster again in a stand-alone loop, but the 4 x 4 kernel of larger
+ * groups cannot hold 2 x 16 accumulators, and with 4 rows x 3 tokens or 2 x
+ * 4 it was 15-30% slower from 8 tokens on (one summation order for every
+ * group size keeps a token's result independent of its batch).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of
@@ -83,17 +98,15 @@
 /* Tokens and weight rows per register block of the small kernel (16 zmm). */
 #define B16_NB 4u
 #define B16_ROWS 4u
-/* Bytes ahead of a row to prefetch: two rows (one or two tokens, a block of
- * one gate and one up row), one block of four rows (FAR).  8192 for the
- * former: one S1 expert, weights on huge pages as the daemon holds them
- * (gemm_cmp, thread CPU ms, medians of 7 alternated rounds), 4096 -> 8192:
- * 1 token 0.95 -> 0.78, 2 tokens 0.91 -> 0.80 (4096 was chosen on 4 kB
- * pages, where the two were within the noise). */
+/* Bytes ahead of a row block to prefetch (groups of 3 tokens and more; one
+ * or two tokens read one row at a time, as one stream, with no software
+ * prefetch; see b16_dot).  8192: one S1 expert, weights on huge pages as
+ * the daemon holds them (gemm_cmp, thread CPU ms, medians of 7 alternated
+ * rounds), 4096 -> 8192 for two rows: 1 token 0.95 -> 0.78, 2 tokens 0.91
+ * -> 0.80 (4096 was chosen on 4 kB pages, where the two were within the
+ * noise). */
 #ifndef B16_PREFETCH
 #define B16_PREFETCH 8192
-#endif
-#ifndef B16_PREFETCH_FAR
-#define B16_PREFETCH_FAR 8192
 #endif
 /* ... into L2, not L1: S1 decode, 2 threads, -r 9, alternated A/B builds
  * (bench/expert_bench -p DIR -P none -s S1 -d bf16 -t 2 -T 1,4,16), median
@@ -180,7 +193,11 @@ INL __m512i fp8_to_bf16(const uint8_t *q, __mmask32 m)
 	return _mm512_unpacklo_epi8(lo, hi);
 }
 
-/* out[r][j] = rows[r] . xs[j] over len elements, r < R, j < nb. */
+/*
+ * out[r][j] = rows[r] . xs[j] over len elements, r < R, j < nb: one
+ * accumulator per (row, token), 32 elements at a time in order, so the sum
+ * is the same whatever R and nb.  pf: bytes ahead to prefetch (0: none).
+ */
 INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *const *xs,
 		 const unsigned nb, const unsigned R, const int pf, float out[B16_ROWS][B16_NB])
 {
@@ -198,9 +215,8 @@ INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *cons
 #pragma GCC unroll 8
 		for (unsigned r = 0; r < R; r++) {
 			w[r] = as_bh(_mm512_loadu_si512(rows[r] + i));
-			_mm_prefetch((const char *)(rows[r] + i) +
-					     (R > 2 ? B16_PREFETCH_FAR : B16_PREFETCH) * (pf ? 1 : 2),
-				     B16_PF_HINT);
+			if (pf)
+				_mm_prefetch((const char *)(rows[r] + i) + pf, B16_PF_HINT);
 		}
 #pragma GCC unroll 8
 		for (unsigned j = 0; j < nb; j++) {
@@ -229,91 +245,137 @@ INL void b16_dot(const uint16_t *const *rows, uint32_t len, const uint16_t *cons
 			out[r][j] = _mm512_reduce_add_ps(acc[r][j]);
 }
 
-/* pf: prefetch the rows ahead (the first pass over them; later passes of a
- * larger group find the lines already there) */
+/* Up to B16_NB tokens: nb a constant in each call of b16_dot. */
 INL void b16_dot_n(const uint16_t *const *rows, uint32_t len, const uint16_t *const *xs,
 		   unsigned nb, const unsigned R, int pf, float out[B16_ROWS][B16_NB])
 {
-#define B16_DOT_NB(n) (pf ? b16_dot(rows, len, xs, n, R, 1, out) \
-			  : b16_dot(rows, len, xs, n, R, 0, out))
 	switch (nb) {
 	case 4:
-		B16_DOT_NB(4);
+		b16_dot(rows, len, xs, 4, R, pf, out);
 		break;
 	case 3:
-		B16_DOT_NB(3);
+		b16_dot(rows, len, xs, 3, R, pf, out);
 		break;
 	case 2:
-		B16_DOT_NB(2);
+		b16_dot(rows, len, xs, 2, R, pf, out);
 		break;
 	default:
-		B16_DOT_NB(1);
+		b16_dot(rows, len, xs, 1, R, pf, out);
 		break;
 	}
-#undef B16_DOT_NB
 }
 
-/* Row `first + r` of w (rows of len), clamped to end - 1 (results ignored). */
+/* Row `at` of w (rows of len), clamped to end - 1 (results ignored). */
 INL const uint16_t *row_at(const void *w, uint32_t at, uint32_t end, uint32_t len)
 {
 	return (const uint16_t *)w + (size_t)(at < end ? at : end - 1) * len;
 }
 
+/* Where rows_dot's products go: gs (gate, per row chunk), act or y. */
+enum dot_to { TO_GATE, TO_ACT, TO_Y };
+
+struct dot_io {
+	const uint16_t *x;      /* TO_GATE/TO_ACT: x rows by token id; TO_Y: act rows */
+	size_t ldx;
+	const struct group *g;
+	size_t t0, t1;          /* the group's tokens [t0, t1) */
+	float *gs;              /* [row - r0][token - t0] gate products */
+	uint16_t *act;
+	size_t lda;
+	float *y;
+	uint32_t H;
+};
+
+/*
+ * Rows [r0, r1) of w dotted with tokens [t0, t1) of the group, R adjacent
+ * rows at a time, each row block read once for every B16_NB tokens (later
+ * blocks find it in L1).  One row (R = 1) is one sequential stream left to
+ * the hardware prefetcher; with R > 1 the first pass prefetches the rows
+ * B16_PREFETCH ahead, later passes twice as far (the next row blocks).
+ */
+INL void rows_dot(const void *w, uint32_t len, uint32_t r0, uint32_t r1, const unsigned R,
+		  const enum dot_to to, const struct dot_io *io)
+{
+	const struct group *g = io->g;
+	size_t nt = io->t1 - io->t0;
+
+	for (uint32_t i = r0; i < r1; i += R) {
+		const uint16_t *rows[B16_ROWS], *xs[B16_NB];
+		float out[B16_ROWS][B16_NB];
+
+		for (unsigned r = 0; r < R; r++)
+			rows[r] = row_at(w, i + r, r1, len);
+		for (size_t j0 = io->t0; j0 < io->t1; j0 += B16_NB) {
+			unsigned nb = io->t1 - j0 < B16_NB ? (unsigned)(io->t1 - j0) : B16_NB;
+			int pf = R < 2 ? 0 : j0 == io->t0 ? B16_PREFETCH : 2 * B16_PREFETCH;
+
+			for (unsigned j = 0; j < nb; j++)
+				xs[j] = to == TO_Y ? io->x + (j0 + j) * io->ldx
+						   : io->x + group_tok(g, j0 + j) * io->ldx;
+			b16_dot_n(rows, len, xs, nb, R, pf, out);
+			for (unsigned r = 0; r < R && i + r < r1; r++)
+				for (unsigned j = 0; j < nb; j++) {
+					size_t k = (i + r - r0) * nt + (j0 + j - io->t0);
+
+					if (to == TO_GATE)
+						io->gs[k] = out[r][j];
+					else if (to == TO_ACT)
+						io->act[(j0 + j) * io->lda + i + r] =
+							bf16_bits(silu(io->gs[k]) * out[r][j]);
+					else
+						io->y[group_tok(g, j0 + j) * io->H + i + r] +=
+							group_w(g, j0 + j) * out[r][j];
+				}
+		}
+	}
+}
+
+/* Rows per block by group size: 1 for one or two tokens, 2 up to
+ * B16_ROWS4_MIN - 1, then 4 (B16_ROWS), where the multiply is the limit and
+ * 4 rows x 4 tokens share each load (figures in the top comment). */
+#ifndef B16_ROWS4_MIN
+#define B16_ROWS4_MIN 8
+#endif
+/* Gate products kept for the up pass of a row chunk: rows x tokens. */
+#define B16_GATE_SAVE 2048u
+
+/*
+ * act rows [r0, r1): a chunk of gate rows, then the same up rows, so each
+ * matrix is read as one sequential stream; the chunk's gate products wait
+ * in gs.  Tokens go in blocks of at most B16_GATE_SAVE / R.
+ */
 INL void small_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 		   const struct group *g, uint16_t *act, size_t lda, uint32_t r0, uint32_t r1,
 		   const unsigned R)
 {
-	const unsigned half = R / 2;
-	uint32_t H = e->H, In = e->inter;
-	const uint16_t *xs[B16_NB], *rows[B16_ROWS];
-	float out[B16_ROWS][B16_NB];
+	float gs[B16_GATE_SAVE];
+	struct dot_io io = { .x = xb, .ldx = ldx, .g = g, .act = act, .lda = lda };
+	size_t tmax = B16_GATE_SAVE / R;
 
-	for (uint32_t i = r0; i < r1; i += half) {
-		for (unsigned r = 0; r < half; r++) {
-			rows[r] = row_at(e->gate, i + r, r1, H);
-			rows[half + r] = row_at(e->up, i + r, r1, H);
-		}
-		for (size_t j0 = 0; j0 < g->n; j0 += B16_NB) {
-			unsigned nb = g->n - j0 < B16_NB ? (unsigned)(g->n - j0) : B16_NB;
+	for (io.t0 = 0; io.t0 < g->n; io.t0 += tmax) {
+		size_t nt = g->n - io.t0 < tmax ? g->n - io.t0 : tmax;
+		uint32_t ch = (uint32_t)(B16_GATE_SAVE / nt) / R * R;
 
-			for (unsigned j = 0; j < nb; j++)
-				xs[j] = xb + group_tok(g, j0 + j) * ldx;
-			b16_dot_n(rows, H, xs, nb, R, j0 == 0, out);
-			for (unsigned r = 0; r < half && i + r < r1; r++)
-				for (unsigned j = 0; j < nb; j++)
-					act[(j0 + j) * lda + i + r] =
-						bf16_bits(silu(out[r][j]) * out[half + r][j]);
+		io.t1 = io.t0 + nt;
+		for (uint32_t c = r0; c < r1; c += ch) {
+			uint32_t ce = r1 - c < ch ? r1 : c + ch;
+
+			io.gs = gs;
+			rows_dot(e->gate, e->H, c, ce, R, TO_GATE, &io);
+			rows_dot(e->up, e->H, c, ce, R, TO_ACT, &io);
 		}
 	}
-	if (r1 == In && lda > In)
+	if (r1 == e->inter && lda > e->inter)
 		for (size_t j = 0; j < g->n; j++)
-			act[j * lda + In] = 0;
+			act[j * lda + e->inter] = 0;
 }
 
 INL void small_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 		    const struct group *g, float *y, uint32_t h0, uint32_t h1, const unsigned R)
 {
-	uint32_t H = e->H, In = e->inter;
-	const uint16_t *xs[B16_NB], *rows[B16_ROWS];
-	float out[B16_ROWS][B16_NB];
+	struct dot_io io = { .x = act, .ldx = lda, .g = g, .t1 = g->n, .y = y, .H = e->H };
 
-	for (uint32_t h = h0; h < h1; h += R) {
-		for (unsigned r = 0; r < R; r++)
-			rows[r] = row_at(e->down, h + r, h1, In);
-		for (size_t j0 = 0; j0 < g->n; j0 += B16_NB) {
-			unsigned nb = g->n - j0 < B16_NB ? (unsigned)(g->n - j0) : B16_NB;
-
-			for (unsigned j = 0; j < nb; j++)
-				xs[j] = act + (j0 + j) * lda;
-			b16_dot_n(rows, In, xs, nb, R, j0 == 0, out);
-			for (unsigned j = 0; j < nb; j++) {
-				float *yj = y + group_tok(g, j0 + j) * H, w = group_w(g, j0 + j);
-
-				for (unsigned r = 0; r < R && h + r < h1; r++)
-					yj[h + r] += w * out[r][j];
-			}
-		}
-	}
+	rows_dot(e->down, e->inter, h0, h1, R, TO_Y, &io);
 }
 
 /*
@@ -461,6 +523,8 @@ static void b16_small_act(const struct expert_w *e, const uint16_t *xb, size_t l
 	if (e->fp8)
 		f8_small_act(e, xb, ldx, g, act, lda, r0, r1);
 	else if (g->n <= 2)
+		small_act(e, xb, ldx, g, act, lda, r0, r1, 1);
+	else if (g->n < B16_ROWS4_MIN)
 		small_act(e, xb, ldx, g, act, lda, r0, r1, 2);
 	else
 		small_act(e, xb, ldx, g, act, lda, r0, r1, B16_ROWS);
@@ -474,6 +538,8 @@ static void b16_small_down(const struct expert_w *e, const uint16_t *act, size_t
 	if (e->fp8)
 		f8_small_down(e, act, lda, g, y, h0, h1);
 	else if (g->n <= 2)
+		small_down(e, act, lda, g, y, h0, h1, 1);
+	else if (g->n < B16_ROWS4_MIN)
 		small_down(e, act, lda, g, y, h0, h1, 2);
 	else
 		small_down(e, act, lda, g, y, h0, h1, B16_ROWS);

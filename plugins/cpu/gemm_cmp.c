@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "include/moed/plugin.h"
@@ -215,15 +216,31 @@ static double onednn(size_t T, const uint16_t *gu, const uint16_t *d, const floa
 }
 #endif
 
+/* Weights as the daemon holds what it generates: 2 MiB aligned, advised
+ * transparent huge pages (MOED_NO_HUGEPAGES=1: plain malloc, 4 kB pages). */
+static void *big(size_t bytes)
+{
+	const char *off = getenv("MOED_NO_HUGEPAGES");
+	size_t huge = (size_t)2 << 20, len = (bytes + huge - 1) & ~(huge - 1);
+	void *p;
+
+	if (off && *off && strcmp(off, "0"))
+		return malloc(bytes);
+	if (posix_memalign(&p, huge, len))
+		return NULL;
+	madvise(p, len, MADV_HUGEPAGE);
+	return p;
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
 	void *dl;
 	size_t n = (size_t)I * H;
-	float *gf = malloc(NE * n * 4), *uf = malloc(NE * n * 4), *df = malloc(NE * n * 4), *x;
-	uint16_t *gb = malloc(NE * n * 2), *ub = malloc(NE * n * 2), *db = malloc(NE * n * 2),
+	float *gf = big(NE * n * 4), *uf = big(NE * n * 4), *df = big(NE * n * 4), *x;
+	uint16_t *gb = big(NE * n * 2), *ub = big(NE * n * 2), *db = big(NE * n * 2),
 		 *gu = malloc(2 * n * 2);
-	uint8_t *g8 = malloc(NE * n), *u8 = malloc(NE * n), *d8 = malloc(NE * n);
+	uint8_t *g8 = big(NE * n), *u8 = big(NE * n), *d8 = big(NE * n);
 	float *sc[3];
 	const float *scc[3], *none[3] = { NULL, NULL, NULL };
 	int fast = getenv("GEMM_CMP_FAST") != NULL;

@@ -301,7 +301,7 @@ static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e, size_t *tota
 
 /* prepack = on: every (local) expert's and the shared expert's GEMM panels
  * (BF16, or FP8 decoded to bf16 with its scales), packed once here instead of
- * on every GEMM call (bf16.c); F32 weights and precision = exact have no
+ * on every GEMM call (bf16_gemm.c); F32 weights and precision = exact have no
  * packed GEMM input to keep, and say so. */
 static int prepack_layer(struct cpu_layer *l)
 {

@@ -16,7 +16,7 @@
  * Columns: f32 and bf16ex (precision = exact: sgemm, bf16 widened), bf16
  * and fp8 (precision = bf16, auto path), bf16sm/fp8sm (row kernel forced),
  * bf16gm/fp8gm (packed GEMM forced), onednn.  GEMM_CMP_FAST=1 skips the exact
- * ones, GEMM_CMP_NO_DNNL=1 oneDNN; GEMM_CMP_PREPACK=on sets prepack = on.  Figures (2026-12-02): plugins/cpu/bf16.c
+ * ones, GEMM_CMP_NO_DNNL=1 oneDNN; GEMM_CMP_PREPACK=on sets prepack = on.  Figures (2026-12-02): plugins/cpu/bf16.c, bf16_gemm.c
  * and cpu.c (the crossover).
  */
 #include <dlfcn.h>

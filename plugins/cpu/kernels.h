@@ -35,7 +35,7 @@
 /* Tokens per sgemm block, bf16 rows widened per sgemm, and the most rows
  * of a slice handed to the sgemm halves (callers keep slices within it). */
 #define GEMM_TOKENS 256u
-/* Tokens per block of the bf16 GEMM (bf16.c): each packed panel is used by
+/* Tokens per block of the bf16 GEMM (bf16_gemm.c): each packed panel is used by
  * up to this many (S1, one expert, 1024 tokens: about 5% faster than 256). */
 #define B16_GEMM_TOKENS 1024u
 #define GEMM_ROWS 256u

@@ -221,9 +221,10 @@ INL void rows_dot(const void *w, uint32_t len, uint32_t r0, uint32_t r1, const u
 					else if (to == TO_ACT)
 						io->act[(j0 + j) * io->lda + i + r] =
 							bf16_bits(silu(io->gs[k]) * out[r][j]);
-					else
-						io->y[group_tok(g, j0 + j) * io->H + i + r] +=
-							group_w(g, j0 + j) * out[r][j];
+					else            /* fused, whatever the compiler makes of w */
+						io->y[group_tok(g, j0 + j) * io->H + i + r] = __builtin_fmaf(
+							group_w(g, j0 + j), out[r][j],
+							io->y[group_tok(g, j0 + j) * io->H + i + r]);
 				}
 		}
 	}

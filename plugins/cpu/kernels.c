@@ -30,6 +30,11 @@ static inline float wload(const void *row, uint32_t i, int bf16)
 }
 
 #define SMALL_ISA generic
+#ifdef __FP_FAST_FMAF   /* the base target has FMA (not x86-64's default) */
+#define SMALL_FMA 1
+#else
+#define SMALL_FMA 0
+#endif
 #define SMALL_VW 4
 #define SMALL_ROWS 2
 #include "plugins/cpu/small_impl.h"
@@ -38,6 +43,7 @@ static inline float wload(const void *row, uint32_t i, int bf16)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define SMALL_ISA avx2
+#define SMALL_FMA 1
 #define SMALL_VW 8
 #define SMALL_ROWS 2
 #include "plugins/cpu/small_impl.h"
@@ -46,6 +52,7 @@ static inline float wload(const void *row, uint32_t i, int bf16)
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
 #define SMALL_ISA avx512
+#define SMALL_FMA 1
 #define SMALL_VW 16
 #define SMALL_ROWS 4
 #include "plugins/cpu/small_impl.h"

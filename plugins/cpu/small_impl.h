@@ -6,7 +6,9 @@
  * target` in force, so the same C becomes an SSE2, AVX2 or AVX-512 function.
  *
  * How it works: the weights are walked SMALL_ROWS rows at a time (2 for
- * groups of one or two tokens, see SMALL_FEW), each row
+ * groups of two tokens, see SMALL_FEW; one for a single token: the act half
+ * then reads the slice's gate rows, parking their products in act, then its
+ * up rows, so each matrix is one sequential stream), each row
  * read from memory once; the rows are dotted with up to SMALL_NB tokens at a
  * time from registers (a vector accumulator per row and token), and the next
  * block of tokens finds the rows in L1.  The act half takes gate rows i..
@@ -23,6 +25,15 @@
 typedef float SMALL_FN(vf) __attribute__((vector_size(SMALL_VW * 4)));
 typedef uint32_t SMALL_FN(vu) __attribute__((vector_size(SMALL_VW * 4)));
 typedef uint16_t SMALL_FN(vh) __attribute__((vector_size(SMALL_VW * 2)));
+
+/* w * a + y as every instruction set has always computed it: one fused
+ * rounding where there is FMA (SMALL_FMA), two without; spelt out so the
+ * result does not depend on whether the compiler contracts a given block. */
+#if SMALL_FMA
+#define SMALL_MADD(w, a, y) __builtin_fmaf((w), (a), (y))
+#else
+#define SMALL_MADD(w, a, y) ((w) * (a) + (y))
+#endif
 
 /* Bytes ahead of bf16 rows to prefetch, 2 rows at a time and 4.  Measured
  * on S1, one thread, A/B builds alternated in one session (bench/expert_bench
@@ -82,7 +93,7 @@ SMALL_INLINE void SMALL_FN(dot)(const void *const *rows, const int bf16, uint32_
 #pragma GCC unroll 8
 		for (unsigned r = 0; r < R; r++) {
 			w[r] = SMALL_FN(load)(rows[r], i, bf16);
-			if (bf16)
+			if (bf16 && R > 1)
 				__builtin_prefetch((const char *)rows[r] + (size_t)i * 2 +
 						   (R > 2 ? SMALL_PREFETCH_FAR : SMALL_PREFETCH));
 		}
@@ -150,6 +161,28 @@ SMALL_INLINE void SMALL_FN(act_body)(const struct expert_w *e, const float *x,
 	const void *rows[SMALL_ROWS];
 	float out[SMALL_ROWS][SMALL_NB];
 
+	if (R == 1) {
+		/* the gate rows, their products parked in act, then the up rows:
+		 * each matrix one sequential stream */
+		for (int up = 0; up < 2; up++)
+			for (uint32_t i = r0; i < r1; i++) {
+				rows[0] = (const char *)(up ? e->up : e->gate) + (size_t)i * H * es;
+				for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
+					unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0)
+									   : SMALL_NB;
+
+					for (unsigned j = 0; j < nb; j++)
+						xs[j] = x + group_tok(g, j0 + j) * H;
+					SMALL_FN(dot_n)(rows, bf16, H, xs, nb, 1, out);
+					for (unsigned j = 0; j < nb; j++) {
+						float *a = act + (j0 + j) * In + i;
+
+						*a = up ? silu(*a) * out[0][j] : out[0][j];
+					}
+				}
+			}
+		return;
+	}
 	/* gate rows i.. paired with up rows i.. */
 	for (uint32_t i = r0; i < r1; i += half) {
 		SMALL_FN(rows_at)(rows, e->gate, i, half, r1, H, es);
@@ -191,21 +224,31 @@ SMALL_INLINE void SMALL_FN(down_body)(const struct expert_w *e, const float *act
 				float w = group_w(g, j0 + j);
 
 				for (unsigned r = 0; r < R && h + r < h1; r++)
-					yj[h + r] += w * out[r][j];
+					yj[h + r] = SMALL_MADD(w, out[r][j], yj[h + r]);
 			}
 		}
 	}
 }
 
-/* Groups of up to SMALL_FEW tokens take 2 rows at a time: fewer streams for
- * the prefetchers, and the extra rows buy nothing when each row meets only
- * one or two tokens (S1 fp32 decode 13.5 ms against 17 with 4 rows). */
+/* Groups of up to SMALL_FEW tokens take 2 rows at a time, and one token one
+ * row: fewer streams for the prefetchers, and the extra rows buy nothing when
+ * each row meets only one or two tokens (S1 fp32 decode 13.5 ms against 17
+ * with 4 rows; figures for one row in expert_act). */
 #define SMALL_FEW 2
 
+/* One row for one token: one S1 expert, fp32 weights, gemm_cmp with
+ * huge-page weights, medians of 7 alternated rounds, 1.95 -> 1.22 ms (bf16
+ * widened, precision = exact: 1.05 -> 0.93); the down half alone on 2 rows
+ * kept all of it from happening (1.83).  Two tokens keep 2 rows: one row was
+ * no faster for fp32 and 18% slower for bf16. */
 static void SMALL_FN(expert_act)(const struct expert_w *e, const float *x, const struct group *g,
 				 float *act, uint32_t r0, uint32_t r1)
 {
-	if (g->n <= SMALL_FEW && e->bf16)
+	if (g->n == 1 && e->bf16)
+		SMALL_FN(act_body)(e, x, g, act, r0, r1, 1, 1);
+	else if (g->n == 1)
+		SMALL_FN(act_body)(e, x, g, act, r0, r1, 0, 1);
+	else if (g->n <= SMALL_FEW && e->bf16)
 		SMALL_FN(act_body)(e, x, g, act, r0, r1, 1, 2);
 	else if (g->n <= SMALL_FEW)
 		SMALL_FN(act_body)(e, x, g, act, r0, r1, 0, 2);
@@ -218,7 +261,11 @@ static void SMALL_FN(expert_act)(const struct expert_w *e, const float *x, const
 static void SMALL_FN(expert_down)(const struct expert_w *e, const float *act,
 				  const struct group *g, float *y, uint32_t h0, uint32_t h1)
 {
-	if (g->n <= SMALL_FEW && e->bf16)
+	if (g->n == 1 && e->bf16)
+		SMALL_FN(down_body)(e, act, g, y, h0, h1, 1, 1);
+	else if (g->n == 1)
+		SMALL_FN(down_body)(e, act, g, y, h0, h1, 0, 1);
+	else if (g->n <= SMALL_FEW && e->bf16)
 		SMALL_FN(down_body)(e, act, g, y, h0, h1, 1, 2);
 	else if (g->n <= SMALL_FEW)
 		SMALL_FN(down_body)(e, act, g, y, h0, h1, 0, 2);
@@ -238,3 +285,5 @@ static void SMALL_FN(expert_down)(const struct expert_w *e, const float *act,
 #undef SMALL_PREFETCH
 #undef SMALL_PREFETCH_FAR
 #undef SMALL_FEW
+#undef SMALL_FMA
+#undef SMALL_MADD

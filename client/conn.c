@@ -4,9 +4,13 @@
  * blocking reads and writes inside a frame, so a daemon that stops answering
  * (or stops reading) makes moectl fail with a reason instead of hang.
  *
- * Replies with an id other than the one awaited are skipped (none should come:
- * moectl never pipelines); id 0 is the daemon's answer to a frame it could not
- * read as a request, and is taken as the reply.  When the daemon closes the
+ * The hello is pipelined: conn_open sends it and returns, and the first
+ * conn_call writes its request right behind it, then reads the hello's reply
+ * before its own (the daemon answers a connection's frames in order, and
+ * refuses anything after a refused hello).  A one-shot command so waits for
+ * one round trip instead of two.  Other replies with an id other than the one
+ * awaited are skipped (none should come); id 0 is the daemon's answer to a
+ * frame it could not read as a request, and is taken as the reply.  When the daemon closes the
  * connection while a request is still being written (it does so after an
  * oversized frame), the reply it sent before closing is read and shown, since
  * it says why.
@@ -171,6 +175,41 @@ static int send_failed(const struct conn *c, int r)
 	return fail(c, "cannot send to moed at", -r);
 }
 
+/* The pipelined hello's reply: a refusal, or a protocol moectl does not
+ * speak, means this daemon cannot be talked to at all. */
+static int hello_reply(struct conn *c, int64_t deadline)
+{
+	Moed__Response *resp = NULL;
+	int r;
+
+	for (;;) {
+		r = read_response(c, deadline, &resp);
+		if (r < 0) {
+			read_failed(c, r);
+			return EXIT_UNREACHABLE;
+		}
+		if (resp->id == c->hello_id || resp->id == 0)
+			break;
+		moed__response__free_unpacked(resp, NULL);
+	}
+	c->hello_id = 0;
+	r = EXIT_UNREACHABLE;
+	if (resp->status != MOED__STATUS__OK)
+		server_error(resp);
+	else if (resp->body_case != MOED__RESPONSE__BODY_HELLO)
+		fprintf(stderr, "moectl: protocol error: moed at '%s' answered hello with body %u\n",
+			c->path, (unsigned)resp->body_case);
+	else if (resp->hello->protocol_version < MOED_PROTOCOL_VERSION_MIN ||
+		 resp->hello->protocol_version > MOED_PROTOCOL_VERSION)
+		fprintf(stderr, "moectl: protocol error: moed at '%s' (%s) speaks protocol %u, moectl %u..%u\n",
+			c->path, resp->hello->server_version, resp->hello->protocol_version,
+			MOED_PROTOCOL_VERSION_MIN, MOED_PROTOCOL_VERSION);
+	else
+		r = EXIT_OK;
+	moed__response__free_unpacked(resp, NULL);
+	return r;
+}
+
 int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp)
 {
 	Moed__Response__BodyCase want = answer_to(req->body_case);
@@ -183,6 +222,11 @@ int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp)
 	r = frame_write_fd(c->fd, &req->base);
 	if (r < 0)
 		return send_failed(c, r);
+	if (c->hello_id) {
+		r = hello_reply(c, deadline);
+		if (r != EXIT_OK)
+			return r;
+	}
 	for (;;) {
 		r = read_response(c, deadline, &resp);
 		if (r < 0)
@@ -215,13 +259,13 @@ int conn_open(struct conn *c, const char *path, int timeout_ms)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Moed__Request req = MOED__REQUEST__INIT;
 	Moed__HelloRequest hello = MOED__HELLO_REQUEST__INIT;
-	Moed__Response *resp;
 	size_t len = strlen(path);
 	int r;
 
 	c->path = path;
 	c->timeout_ms = timeout_ms;
 	c->next_id = 0;
+	c->hello_id = 0;
 	c->fd = -1;
 	if (len == 0 || len >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "moectl: socket path '%s' is %s (a Unix socket path has 1..%zu bytes)\n",
@@ -255,22 +299,15 @@ int conn_open(struct conn *c, const char *path, int timeout_ms)
 	hello.client = "moectl/" PACKAGE_VERSION;
 	req.body_case = MOED__REQUEST__BODY_HELLO;
 	req.hello = &hello;
-	r = conn_call(c, &req, &resp);
-	if (r != EXIT_OK) {
-		/* a refused hello means we cannot talk to this daemon at all */
+	req.id = ++c->next_id;
+	r = frame_write_fd(c->fd, &req.base);
+	if (r < 0) {
+		/* a daemon that hangs up on a hello cannot be talked to at all */
+		send_failed(c, r);
 		r = EXIT_UNREACHABLE;
 		goto fail;
 	}
-	if (resp->hello->protocol_version < MOED_PROTOCOL_VERSION_MIN ||
-	    resp->hello->protocol_version > MOED_PROTOCOL_VERSION) {
-		fprintf(stderr, "moectl: protocol error: moed at '%s' (%s) speaks protocol %u, moectl %u..%u\n",
-			path, resp->hello->server_version, resp->hello->protocol_version,
-			MOED_PROTOCOL_VERSION_MIN, MOED_PROTOCOL_VERSION);
-		moed__response__free_unpacked(resp, NULL);
-		r = EXIT_UNREACHABLE;
-		goto fail;
-	}
-	moed__response__free_unpacked(resp, NULL);
+	c->hello_id = req.id;   /* its reply is read by the first conn_call */
 	return EXIT_OK;
 fail:
 	conn_close(c);

@@ -1,6 +1,7 @@
 /*
- * moectl's connection to moed: connect to the Unix socket, hello handshake,
- * then one request at a time, each waited for with a timeout.  Failures print
+ * moectl's connection to moed: connect to the Unix socket, hello handshake
+ * (pipelined with the first request), then one request at a time, each
+ * waited for with a timeout.  Failures print
  * one line "moectl: ..." on stderr and return an exit code (see moectl.h), so
  * the commands only decide what to print on success.
  */
@@ -18,12 +19,15 @@
 struct conn {
 	int fd;
 	uint64_t next_id;
+	uint64_t hello_id;      /* the sent hello whose reply is still to read, or 0 */
 	int timeout_ms;         /* per request; <= 0 waits forever */
 	const char *path;       /* borrowed from the caller, used in messages */
 };
 
-/* Connect to path and say hello.  Returns EXIT_OK, EXIT_USAGE (path too long
- * for a Unix socket) or EXIT_UNREACHABLE; c is closed on failure. */
+/* Connect to path and send hello (its reply is read by the first
+ * conn_call, which then fails with EXIT_UNREACHABLE if the daemon refused
+ * it).  Returns EXIT_OK, EXIT_USAGE (path too long for a Unix socket) or
+ * EXIT_UNREACHABLE; c is closed on failure. */
 int conn_open(struct conn *c, const char *path, int timeout_ms);
 /* Send req (its id is set here) and wait for the reply with that id.  Returns
  * EXIT_OK with *ret_resp the reply (the caller frees it with

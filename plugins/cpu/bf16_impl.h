@@ -73,6 +73,23 @@ INL __m512i fp8_to_bf16(const uint8_t *q, __mmask32 m)
 	return _mm512_unpacklo_epi8(lo, hi);
 }
 
+/* 64 codes at q to bf16, codes 0..31 in *w0 and 32..63 in *w1: the same
+ * lookups, each over all 64 bytes, and both interleaves (5 shuffles per 64
+ * codes instead of 8). */
+INL void fp8_to_bf16_64(const uint8_t *q, __m512i *w0, __m512i *w1)
+{
+	__m512i c = _mm512_loadu_si512(q);
+	__m512i hi, lo;
+
+	/* lane k: codes 8k..8k+7, then 32+8k..32+8k+7 */
+	c = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7), c);
+	hi = _mm512_permutex2var_epi8(_mm512_load_si512(f8_hi), c, _mm512_load_si512(f8_hi + 64));
+	lo = _mm512_permutex2var_epi8(_mm512_load_si512(f8_lo), c, _mm512_load_si512(f8_lo + 64));
+	hi = _mm512_ternarylogic_epi32(hi, c, _mm512_set1_epi8((char)0x80), 0xf8);
+	*w0 = _mm512_unpacklo_epi8(lo, hi);
+	*w1 = _mm512_unpackhi_epi8(lo, hi);
+}
+
 
 /* bf16_gemm.c: the halves of struct cpu_bf16_ops for large groups */
 size_t b16_prepack(const struct expert_w *e, uint32_t *P);

@@ -175,25 +175,13 @@ static int send_failed(const struct conn *c, int r)
 	return fail(c, "cannot send to moed at", -r);
 }
 
-/* The pipelined hello's reply: a refusal, or a protocol moectl does not
- * speak, means this daemon cannot be talked to at all. */
-static int hello_reply(struct conn *c, int64_t deadline)
+/* The pipelined hello's reply (freed here): a refusal, or a protocol moectl
+ * does not speak, means this daemon cannot be talked to at all. */
+static int hello_reply(struct conn *c, Moed__Response *resp)
 {
-	Moed__Response *resp = NULL;
-	int r;
+	int r = EXIT_UNREACHABLE;
 
-	for (;;) {
-		r = read_response(c, deadline, &resp);
-		if (r < 0) {
-			read_failed(c, r);
-			return EXIT_UNREACHABLE;
-		}
-		if (resp->id == c->hello_id || resp->id == 0)
-			break;
-		moed__response__free_unpacked(resp, NULL);
-	}
 	c->hello_id = 0;
-	r = EXIT_UNREACHABLE;
 	if (resp->status != MOED__STATUS__OK)
 		server_error(resp);
 	else if (resp->body_case != MOED__RESPONSE__BODY_HELLO)
@@ -222,19 +210,24 @@ int conn_call(struct conn *c, Moed__Request *req, Moed__Response **ret_resp)
 	r = frame_write_fd(c->fd, &req->base);
 	if (r < 0)
 		return send_failed(c, r);
-	if (c->hello_id) {
-		r = hello_reply(c, deadline);
-		if (r != EXIT_OK)
-			return r;
-	}
 	for (;;) {
 		r = read_response(c, deadline, &resp);
-		if (r < 0)
-			return read_failed(c, r);
+		if (r < 0) {
+			r = read_failed(c, r);
+			return c->hello_id ? EXIT_UNREACHABLE : r;
+		}
+		if (c->hello_id && resp->id == c->hello_id) {
+			/* the hello, answered before anything after it */
+			r = hello_reply(c, resp);
+			if (r != EXIT_OK)
+				return r;
+			continue;
+		}
 		if (resp->id == req->id || resp->id == 0)
 			break;
 		moed__response__free_unpacked(resp, NULL);
 	}
+	c->hello_id = 0;
 	if (resp->status != MOED__STATUS__OK) {
 		r = server_error(resp);
 		goto fail;

@@ -9,6 +9,9 @@ fake_moed.py SOCKET MODE, MODE one of
   stall      accept hello, then send half a reply frame and stop
   cluster    accept hello, answer a cluster show / rebalance with a
              three-rank job (see cluster_reply)
+  refused    answer hello FAILED_PRECONDITION
+  reorder    read hello and the request behind it (moectl pipelines the
+             two), answer the request NOT_FOUND first, then the hello
 Serves one connection, then exits."""
 import os
 import socket
@@ -134,6 +137,15 @@ def main():
         return
     if mode == "garbage":
         send(conn, b"\xff\xff\xff\xff")
+    elif mode == "refused":
+        send(conn, field(1, 0, rid) + field(2, 0, 9) + field(3, 2, b"fake: no hello today"))
+    elif mode == "reorder":
+        req = read_frame(conn)
+        if req is None:
+            return
+        send(conn, field(1, 0, request_id(req)) + field(2, 0, 5) +
+             field(3, 2, b"fake: answered before the hello"))
+        send(conn, hello(rid))
     elif mode == "version":
         send(conn, hello(rid, 2))
     else:

@@ -89,6 +89,10 @@ if [ "$have_py" = 1 ]; then
 	fake version 3 "speaks protocol 2"
 	fake nobody 3 "protocol error"
 	fake stall 3 "within 2000 ms"
+	# the hello is pipelined with the first request: a refused one still
+	# means unreachable, and a reply that overtakes it is not lost
+	fake refused 3 "fake: no hello today"
+	fake reorder 1 "fake: answered before the hello"
 else
 	echo "SKIP part: no $PY for the fake daemon"
 fi

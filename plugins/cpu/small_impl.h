@@ -238,9 +238,9 @@ SMALL_INLINE void SMALL_FN(down_body)(const struct expert_w *e, const float *act
 
 /* One row for one token: one S1 expert, fp32 weights, gemm_cmp with
  * huge-page weights, medians of 7 alternated rounds, 1.95 -> 1.22 ms (bf16
- * widened, precision = exact: 1.05 -> 0.93); the down half alone on 2 rows
- * kept all of it from happening (1.83).  Two tokens keep 2 rows: one row was
- * no faster for fp32 and 18% slower for bf16. */
+ * widened, precision = exact: 1.05 -> 0.93); with the down half left on 2
+ * rows the gain was gone (1.83).  Two tokens keep 2 rows: one row was no
+ * faster for fp32 and 18% slower for bf16. */
 static void SMALL_FN(expert_act)(const struct expert_w *e, const float *x, const struct group *g,
 				 float *act, uint32_t r0, uint32_t r1)
 {

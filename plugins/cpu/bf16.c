@@ -409,16 +409,28 @@ static void f8_small_act(const struct expert_w *e, const uint16_t *xb, size_t ld
 			act[j * lda + In] = 0;
 }
 
-/* FP8 down: rows h and h + 1 (an odd slice's last row paired with itself). */
+/*
+ * FP8 down: the slice's first half of rows beside its second half, row h0 + i
+ * with row h0 + half + i (an odd slice's last row paired with itself), so each
+ * of the two runs on as one sequential stream.  Rows h and h + 1 side by side
+ * made two streams that each skip the other's rows, and cpu.c's down task
+ * moves to the next expert every slice: in the layer (S1, T=1, one thread,
+ * perf) the down half then took longer than the act half, which reads twice
+ * its bytes; the halves brought it to 0.6 of the act half's time, and the
+ * layer at 2 threads (6 alternated rounds, medians) from 3.34 to 2.66 ms at
+ * T=1, 10.6 to 8.0 at T=4, 25.9 to 22.9 at T=16.  (Strips for the bf16 rows
+ * of R = 2 and 4 gained nothing there: 8 rounds, T = 1-64.)
+ */
 static void f8_small_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 			  const struct group *g, float *y, uint32_t h0, uint32_t h1)
 {
 	uint32_t H = e->H, In = e->inter, scols = (In + e->bc - 1) / e->bc;
+	uint32_t half = (h1 - h0 + 1) / 2;
 	const uint16_t *xs[B16_NB];
 	float out[2][B16_NB];
 
-	for (uint32_t h = h0; h < h1; h += 2) {
-		uint32_t h2 = h + 1 < h1 ? h + 1 : h;
+	for (uint32_t h = h0; h < h0 + half; h++) {
+		uint32_t h2 = h + half < h1 ? h + half : h;
 		const uint8_t *rows[2] = { (const uint8_t *)e->down + (size_t)h * In,
 					   (const uint8_t *)e->down + (size_t)h2 * In };
 		const float *srow[2] = { e->down_s + (size_t)(h / e->br) * scols,

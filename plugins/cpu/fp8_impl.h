@@ -6,7 +6,7 @@
  * target` in force.
  *
  * How it works: two weight rows at a time (gate i with up i, or down h with
- * h + 1) are read once, as bytes, and decoded in registers (fp8.c: the codes
+ * h + half, the two halves of a slice) are read once, as bytes, and decoded in registers (fp8.c: the codes
  * become fp16 bit patterns that vcvtph2ps widens, subnormals included); each
  * decoded vector is multiplied by its block's scale (times 2^8, undoing the
  * decode's 2^-8; the scale is loaded and broadcast once per block of bc
@@ -158,14 +158,17 @@ void FP8_FN(expert_fp8_down)(const struct expert_w *e, const float *act,
 				    float *scratch)
 {
 	uint32_t H = e->H, In = e->inter, scols = (In + e->bc - 1) / e->bc;
+	uint32_t half = (h1 - h0 + 1) / 2;
 	const float *xs[FP8_NB];
 	float out[2][FP8_NB];
 
 	(void)scratch;
 	fp8_init();
-	for (uint32_t h = h0; h < h1; h += 2) {
-		/* an odd slice's last row is paired with itself; the copy is ignored */
-		uint32_t h2 = h + 1 < h1 ? h + 1 : h;
+	/* row h0 + i beside row h0 + half + i (an odd slice's last row paired
+	 * with itself; the copy is ignored): as in bf16.c's f8_small_down, two
+	 * rows that each run on as one stream */
+	for (uint32_t h = h0; h < h0 + half; h++) {
+		uint32_t h2 = h + half < h1 ? h + half : h;
 		const uint8_t *rows[2] = { (const uint8_t *)e->down + (size_t)h * In,
 					   (const uint8_t *)e->down + (size_t)h2 * In };
 		const float *srow[2] = { e->down_s + (size_t)(h / e->br) * scols,

@@ -53,12 +53,29 @@ struct batcher {
 	struct service *svc;
 	struct batch **pending;         /* per MoE layer: infer requests waiting to coalesce */
 	uv_timer_t window_timer;        /* coalesce_window_us */
+	uv_timer_t regroup_timer;       /* coalesce_regroup_us */
+	size_t regroup_left;            /* arrivals still awaited; 0 = not regrouping */
+	int open_timers;
 	struct batch_counters counters;
 };
 
 static void on_window(uv_timer_t *t)
 {
 	batch_flush(t->data, 1);
+}
+
+static void regroup_end(struct batcher *bt)
+{
+	bt->regroup_left = 0;
+	uv_timer_stop(&bt->regroup_timer);
+}
+
+static void on_regroup(uv_timer_t *t)
+{
+	struct batcher *bt = t->data;
+
+	regroup_end(bt);
+	batch_flush(bt, 0);
 }
 
 int batcher_new(struct service *svc, struct batcher **ret)
@@ -72,24 +89,31 @@ int batcher_new(struct service *svc, struct batcher **ret)
 	}
 	bt->svc = svc;
 	uv_timer_init(svc->loop, &bt->window_timer);
-	bt->window_timer.data = bt;
+	uv_timer_init(svc->loop, &bt->regroup_timer);
+	bt->window_timer.data = bt->regroup_timer.data = bt;
+	bt->open_timers = 2;
 	*ret = bt;
 	return 0;
 }
 
 static void on_timer_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct batcher *bt = h->data;
+
+	if (--bt->open_timers == 0)
+		free(bt);
 }
 
 void batcher_free(struct batcher *bt)
 {
 	if (!bt)
 		return;
+	regroup_end(bt);
 	batch_flush(bt, 1);
 	free(bt->pending);
 	bt->pending = NULL;
-	uv_close((uv_handle_t *)&bt->window_timer, on_timer_closed);   /* frees bt */
+	uv_close((uv_handle_t *)&bt->window_timer, on_timer_closed);   /* the last frees bt */
+	uv_close((uv_handle_t *)&bt->regroup_timer, on_timer_closed);
 }
 
 const struct batch_counters *batcher_counters(const struct batcher *bt)
@@ -281,6 +305,32 @@ static void batch_expired(struct pool_job *pj)
 	batch_flush(b->bt, 0);
 }
 
+/*
+ * Regrouping.  Closed-loop clients answered together come back together, a
+ * round trip later; a batch started in between (from what was pending, or
+ * from the first to come back) would leave the rest for the one after, and
+ * the load settles into alternating part batches that each read nearly all
+ * of the layer's weights.  So after an infer batch of several members the
+ * next batch waits until as many new infer requests have arrived, or for
+ * coalesce_regroup_us, whichever comes first; not after a batch whose
+ * compute took less than REGROUP_MIN_RATIO times that wait, so the wait
+ * never costs more than a fraction of a batch when clients do not return.
+ */
+#define REGROUP_MIN_RATIO 4
+
+static void regroup_start(struct batcher *bt, const struct batch *b)
+{
+	uint64_t us = bt->svc->cfg->coalesce_regroup_us;
+	/* libuv's clock counts whole milliseconds, so one more makes sure of us */
+	uint64_t ms = (us + 999) / 1000 + 1;
+
+	if (!b->infer || b->n_members < 2 || !us ||
+	    b->call.compute_ns < REGROUP_MIN_RATIO * ms * 1000000)
+		return;
+	bt->regroup_left = b->n_members;
+	uv_timer_start(&bt->regroup_timer, on_regroup, ms, 0);
+}
+
 static void batch_done(struct pool_job *pj)
 {
 	struct batch *b = (struct batch *)pj;
@@ -309,6 +359,7 @@ static void batch_done(struct pool_job *pj)
 				     (now_ns - m->start_ns) / 1000);
 		}
 		engine_shadow_record(&b->call, now_ms);
+		regroup_start(bt, b);
 	}
 	engine_call_end(&b->call);
 	batch_free(b);
@@ -372,7 +423,7 @@ void batch_flush(struct batcher *bt, int force)
 {
 	for (uint32_t i = 0; bt->pending && i < bt->svc->engine->n_layers; i++) {
 		struct batch *b = bt->pending[i];
-		if (!b || (!force && !pool_idle(bt)))
+		if (!b || (!force && (bt->regroup_left || !pool_idle(bt))))
 			continue;
 		bt->pending[i] = NULL;
 		batch_submit(b);
@@ -400,7 +451,7 @@ void batch_request(struct batcher *bt, const struct reply_to *to, Moed__Request 
 		moed__request__free_unpacked(req, NULL);
 		return;
 	}
-	int alone = !slot || (!*slot && !window && pool_idle(bt));
+	int alone = !slot || (!*slot && !window && !bt->regroup_left && pool_idle(bt));
 	b = slot && *slot ? *slot : batch_new(bt, l, infer);
 	if (!b || batch_add(b, to, req) < 0) {
 		reply_error(to, MOED__STATUS__RESOURCE_EXHAUSTED, "out of memory");
@@ -421,5 +472,8 @@ void batch_request(struct batcher *bt, const struct reply_to *to, Moed__Request 
 	if (b->tokens >= cfg->max_batch_tokens) {
 		*slot = NULL;
 		batch_submit(b);
+	} else if (bt->regroup_left && --bt->regroup_left == 0) {
+		regroup_end(bt);
+		batch_flush(bt, 0);
 	}
 }

@@ -8,7 +8,9 @@
  * layer's pending batch, up to max_batch_tokens; a finishing job (or the
  * window's timer, or a full batch) sends the pending batches to the pool.  An
  * idle pool and no window means no waiting: the request runs at once, alone.
- * Route requests always run alone.
+ * After a batch of several infers the next one waits for as many arrivals,
+ * or [limits] coalesce_regroup_us (regrouping, batch.c).  Route requests
+ * always run alone.
  *
  * A call that runs past [limits] compute_timeout_ms is answered
  * DEADLINE_EXCEEDED and its worker written off (pool_expire); its memory is

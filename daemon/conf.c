@@ -101,6 +101,8 @@ static const struct config_key config_keys[] = {
 	    "tokens accepted from all clients and not yet answered"),
 	U32("limits", "coalesce_window_us", LIVE, coalesce_window_us, 0, 1000000, "0",
 	    "hold infer requests this long to coalesce them; 0 = only while busy"),
+	U32("limits", "coalesce_regroup_us", LIVE, coalesce_regroup_us, 0, 1000000, "2000",
+	    "after a batch of several infers, wait this long for as many new ones; 0 = no"),
 	U32("limits", "max_running_batches", LIVE, max_running_batches, 0, 1u << 16, "1",
 	    "jobs on the pool before infers wait and coalesce; 0 = one per worker"),
 	U32("limits", "compute_timeout_ms", LIVE, compute_timeout_ms, 100, 86400000, "60000",

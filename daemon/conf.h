@@ -66,6 +66,7 @@ struct moed_config {
 	uint32_t max_batch_tokens;      /* coalesced infer batch size cap */
 	uint32_t max_queued_tokens;     /* tokens accepted and not yet answered, all clients */
 	uint32_t coalesce_window_us;    /* wait this long to coalesce even when idle; 0 = no */
+	uint32_t coalesce_regroup_us;   /* after a batch, wait this long for its clients; 0 = no */
 	uint32_t max_running_batches;   /* jobs on the pool before infers wait; 0 = workers */
 	uint32_t compute_timeout_ms;    /* a route()/forward() call past this is abandoned */
 	uint64_t max_buffered_bytes;    /* unsent replies + partial frames, all clients; 0 = auto */

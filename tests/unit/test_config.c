@@ -56,6 +56,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_batch_tokens, 1024);
 	assert_int_equal(c.max_queued_tokens, 1u << 20);
 	assert_int_equal(c.coalesce_window_us, 0);
+	assert_int_equal(c.coalesce_regroup_us, 2000);
 	assert_int_equal(c.max_running_batches, 1);
 	assert_int_equal(c.compute_timeout_ms, 60000);
 	assert_true(c.max_buffered_bytes == 0);
@@ -72,7 +73,7 @@ static void test_defaults(void **state)
 	}
 	config_release(&c);
 	assert_null(c.model_layers);
-	assert_int_equal(config_key_count(), 40);       /* a new row needs a line above */
+	assert_int_equal(config_key_count(), 41);       /* a new row needs a line above */
 }
 
 /* The rows themselves: findable, named "section.name", unique, printable. */

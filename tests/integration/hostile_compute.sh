@@ -7,11 +7,8 @@
 # a non-zero exit (work was abandoned).  Every call runs under timeout(1).
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/integration/hostile_lib.sh"
-: "${MOED_TEST_MOCK_DIR:?run through make check}"
 PDIR="$TMP/plugins"
-plugin_copy "$PDIR"
-cp "$MOED_TEST_MOCK_DIR/stuck-router.so" "$PDIR/"
-chmod 0755 "$PDIR/stuck-router.so"
+stuck_plugins "$PDIR"
 printf '[limits]\ncompute_timeout_ms = 1000\nshutdown_timeout_ms = 3000\n' >"$TMP/stuck.conf"
 printf '[limits]\nshutdown_timeout_ms = 3000\n' >"$TMP/base.conf"
 usable_conf "$TMP/stuck.conf" "$TMP/base.conf"

@@ -12,6 +12,7 @@
 #                            run on a daemon that lacks the new keys
 #   rss_kib                  VmRSS of the running moed
 #   plugin_copy DIR          DIR with copies of the real plugins (no cuda), 0755
+#   stuck_plugins DIR        plugin_copy, plus the stuck-router test plugin
 PY=${PYTHON3:-/usr/bin/python3}
 HOSTILE="$PY $top_srcdir/tests/integration/hostile.py"
 
@@ -105,4 +106,11 @@ plugin_copy() {
 		cp "$f" "$1/"
 	done
 	chmod 0755 "$1" "$1"/*.so
+}
+
+stuck_plugins() {
+	: "${MOED_TEST_MOCK_DIR:?run through make check}"
+	plugin_copy "$1"
+	cp "$MOED_TEST_MOCK_DIR/stuck-router.so" "$1/"
+	chmod 0755 "$1/stuck-router.so"
 }

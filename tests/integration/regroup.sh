@@ -11,11 +11,8 @@
 # requests still run one per engine call.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/integration/hostile_lib.sh"
-: "${MOED_TEST_MOCK_DIR:?run through make check}"
 PDIR="$TMP/plugins"
-plugin_copy "$PDIR"
-cp "$MOED_TEST_MOCK_DIR/stuck-router.so" "$PDIR/"
-chmod 0755 "$PDIR/stuck-router.so"
+stuck_plugins "$PDIR"
 printf '[limits]\ncoalesce_regroup_us = 0\n' >"$TMP/moed.conf"
 start_bounded 30 --plugin-dir "$PDIR" --config "$TMP/moed.conf" || exit 1
 L=$(T 10 "$MOECTL" model --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["moe_layers"][0])')

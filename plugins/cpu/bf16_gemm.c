@@ -143,12 +143,54 @@ static void pack_scales(const struct expert_w *e, const float *scale, const uint
 	}
 }
 
+/*
+ * The next panel's weight rows (one or two contiguous ranges: down rows, or
+ * gate and up rows), prefetched into L2 one line per range every `every`
+ * pairs of this panel's multiply, so its pack finds them there: the pack reads
+ * 64 rows at once, more streams than the hardware prefetcher follows.
+ */
+struct pf {
+	const char *p[2], *end[2];
+	uint32_t every, left;
+};
+
+INL void pf_step(struct pf *f)
+{
+	if (--f->left)
+		return;
+	f->left = f->every;
+	for (int s = 0; s < 2; s++)
+		if (f->p[s] < f->end[s]) {
+			_mm_prefetch(f->p[s], _MM_HINT_T1);
+			f->p[s] += 64;
+		}
+}
+
+/* Set f up for ranges [p0, p0 + n0) and [p1, p1 + n1) (n = 0: none), spread
+ * over three quarters of `iters` multiply steps. */
+static void pf_init(struct pf *f, const void *p0, size_t n0, const void *p1, size_t n1,
+		    size_t iters)
+{
+	size_t lines = ((n0 > n1 ? n0 : n1) + 63) / 64;
+	size_t every = lines ? iters * 3 / 4 / lines : 0;
+
+	f->p[0] = p0;
+	f->end[0] = (const char *)p0 + n0;
+	f->p[1] = p1;
+	f->end[1] = p1 ? (const char *)p1 + n1 : NULL;
+	f->every = every ? (uint32_t)(every < 1024 ? every : 1024) : 1;
+	f->left = f->every;
+}
+
 /* acc[m][v] = sum over pairs kp0..kp1 of P[kp][16v..] x a[m] pair kp. */
 INL void tile_run(const uint32_t *P, uint32_t kp0, uint32_t kp1, const u32a *const *a,
-		  const unsigned mr, __m512 acc[PK_MR][4])
+		  const unsigned mr, __m512 acc[PK_MR][4], struct pf *f)
 {
 	for (uint32_t kp = kp0; kp < kp1; kp++) {
 		const uint32_t *p = P + (size_t)kp * PK_ROWS;
+
+		if (f)
+			pf_step(f);
 		__m512bh b0 = as_bh(_mm512_loadu_si512(p)), b1 = as_bh(_mm512_loadu_si512(p + 16));
 		__m512bh b2 = as_bh(_mm512_loadu_si512(p + 32)), b3 = as_bh(_mm512_loadu_si512(p + 48));
 
@@ -169,7 +211,7 @@ INL void tile_run(const uint32_t *P, uint32_t kp0, uint32_t kp1, const u32a *con
  * totals live in memory (L1): in registers they would push the block's
  * accumulators out of them inside the inner loop. */
 INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, const u32a *const *a,
-	      const unsigned mr, __m512 out[PK_MR][4])
+	      const unsigned mr, __m512 out[PK_MR][4], struct pf *f)
 {
 	float tot[PK_MR * PK_ROWS] __attribute__((aligned(64)));
 	__m512 acc[PK_MR][4];
@@ -178,7 +220,7 @@ INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, cons
 		for (unsigned v = 0; v < 4; v++)
 			out[m][v] = _mm512_setzero_ps();
 	if (!S) {
-		tile_run(P, 0, KP, a, mr, out);
+		tile_run(P, 0, KP, a, mr, out, f);
 		return;
 	}
 	for (uint32_t kp0 = 0, kb = 0; kp0 < KP; kp0 += bcp, kb++) {
@@ -187,7 +229,7 @@ INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, cons
 		for (unsigned m = 0; m < mr; m++)
 			for (unsigned v = 0; v < 4; v++)
 				acc[m][v] = _mm512_setzero_ps();
-		tile_run(P, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, a, mr, acc);
+		tile_run(P, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, a, mr, acc, f);
 		for (unsigned v = 0; v < 4; v++) {
 			__m512 sv = _mm512_loadu_ps(s + 16 * v);
 
@@ -207,26 +249,26 @@ INL void tile(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp, cons
 }
 
 INL void tile_n(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp,
-		const u32a *const *a, unsigned mr, __m512 out[PK_MR][4])
+		const u32a *const *a, unsigned mr, __m512 out[PK_MR][4], struct pf *f)
 {
 	switch (mr) {
 	case 6:
-		tile(P, KP, S, bcp, a, 6, out);
+		tile(P, KP, S, bcp, a, 6, out, f);
 		break;
 	case 5:
-		tile(P, KP, S, bcp, a, 5, out);
+		tile(P, KP, S, bcp, a, 5, out, f);
 		break;
 	case 4:
-		tile(P, KP, S, bcp, a, 4, out);
+		tile(P, KP, S, bcp, a, 4, out, f);
 		break;
 	case 3:
-		tile(P, KP, S, bcp, a, 3, out);
+		tile(P, KP, S, bcp, a, 3, out, f);
 		break;
 	case 2:
-		tile(P, KP, S, bcp, a, 2, out);
+		tile(P, KP, S, bcp, a, 2, out, f);
 		break;
 	default:
-		tile(P, KP, S, bcp, a, 1, out);
+		tile(P, KP, S, bcp, a, 1, out, f);
 		break;
 	}
 }
@@ -358,8 +400,18 @@ void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 		uint32_t *P = e->packed ? packed_act(e, i) : scratch;
 		const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
-		if (!e->packed)
+		struct pf f, *fp = NULL;
+
+		if (!e->packed) {
+			size_t es = e->fp8 ? 1 : 2, row = (size_t)H * es, ni = i + PK_ROWS / 2;
+			size_t nn = ni < r1 ? (r1 - ni < PK_ROWS / 2 ? r1 - ni : PK_ROWS / 2) : 0;
+
 			pack_act(e, i, r1, P);
+			pf_init(&f, (const char *)e->gate + ni * row, nn * row,
+				(const char *)e->up + ni * row, nn * row,
+				(g->n + mrmax - 1) / mrmax * KP);
+			fp = nn ? &f : NULL;
+		}
 		for (size_t j = 0; j < g->n; j += mrmax) {
 			unsigned mr = g->n - j < mrmax ? (unsigned)(g->n - j) : mrmax;
 			const u32a *a[PK_MR];
@@ -367,7 +419,7 @@ void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 
 			for (unsigned m = 0; m < mr; m++)
 				a[m] = (const u32a *)(xb + group_tok(g, j + m) * ldx);
-			tile_n(P, KP, S, e->bc / 2, a, mr, c);
+			tile_n(P, KP, S, e->bc / 2, a, mr, c, fp);
 			for (unsigned m = 0; m < mr; m++) {
 				__m512 a0 = _mm512_mul_ps(silu16(c[m][0]), c[m][2]);
 				__m512 a1 = _mm512_mul_ps(silu16(c[m][1]), c[m][3]);
@@ -397,8 +449,17 @@ void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 			uint32_t *P = e->packed ? packed_down(e, h) : scratch;
 			const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
-			if (!e->packed)
+			struct pf f, *fp = NULL;
+
+			if (!e->packed) {
+				size_t row = (size_t)In * (e->fp8 ? 1 : 2), nh = h + PK_ROWS;
+				size_t nn = nh < h1 ? (h1 - nh < PK_ROWS ? h1 - nh : PK_ROWS) : 0;
+
 				pack_down(e, h, h1, P);
+				pf_init(&f, (const char *)e->down + nh * row, nn * row, NULL, 0,
+					(j1 - j0 + mrmax - 1) / mrmax * KP);
+				fp = nn ? &f : NULL;
+			}
 			for (size_t j = j0; j < j1; j += mrmax) {
 				unsigned mr = j1 - j < mrmax ? (unsigned)(j1 - j) : mrmax;
 				const u32a *a[PK_MR];
@@ -406,7 +467,7 @@ void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 
 				for (unsigned m = 0; m < mr; m++)
 					a[m] = (const u32a *)(act + (j + m) * lda);
-				tile_n(P, KP, S, e->bc / 2, a, mr, c);
+				tile_n(P, KP, S, e->bc / 2, a, mr, c, fp);
 				for (unsigned m = 0; m < mr; m++) {
 					float *yj = y + group_tok(g, j + m) * H + h;
 					__m512 w = _mm512_set1_ps(group_w(g, j + m));

@@ -37,12 +37,25 @@
  * A dpbf16 peak loop measured 215-235 GFLOP/s on one thread here, this GEMM
  * 195-209 at T=1024.
  * oneDNN is not used: no faster where it counts, and one dependency less.
+ * The pack reads 64 rows at once, more streams than the hardware prefetcher
+ * follows, so the rows of the next panel are prefetched into L2 during this
+ * panel's multiply (struct pf): on a faster host (vdpbf16ps 0.95-1.4 TFLOP/s
+ * on 2 threads, reads 44-73 GB/s), where the pack's stalls had come to 28% of
+ * the time, S1 on 2 threads, 4 alternated rounds, cold ms: bf16 T=1024 243 ->
+ * 206, FP8 T=256 109 -> 85, T=1024 261 -> 226 (on the earlier, slower host
+ * the same idea had shown nothing).
  * Tried and not kept (no gain above the noise, alternated A/B builds):
  * K-blocking the panel into 32 kB (L1) slices with C kept in memory;
- * prefetching rows in the pack (1 kB ahead) or the next panel into L2 during
- * the multiply; with prepack = on, prefetching the next panel (contiguous)
- * into L2 spread over the current panel's micro-tiles (gemm_cmp, 6
- * alternated rounds: bf16 0-20% slower at 1-24 tokens, FP8 -15% to +15%).
+ * prefetching rows in the pack (1 kB ahead); the prefetch above spread over
+ * half or all of the multiply instead of three quarters, or into L1; with
+ * prepack = on, prefetching the next panel (contiguous) into L2 spread over
+ * the current panel's micro-tiles (gemm_cmp, 6 alternated rounds: bf16 0-20%
+ * slower at 1-24 tokens, FP8 -15% to +15%).  A token-lane GEMM (lanes =
+ * 16 tokens, each weight pair broadcast from the stored rows, copied or
+ * decoded into L1 per tile of 8-16 rows; no weight pack at all, the same bits):
+ * its loop alone ran at the vdpbf16ps peak, but 10-40 tokens per expert leave
+ * a quarter of the lanes empty, so in the layer (3 alternated rounds) bf16
+ * T=256 72 -> 78 ms, FP8 85 -> 99, T=1024 even (204 / 214, FP8 231 / 226).
  *
  * Numerics: products of bf16 values are exact in fp32, the sums are fp32
  * (round to nearest), so the error against the fp32 reference is that of

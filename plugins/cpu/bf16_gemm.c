@@ -110,14 +110,78 @@ INL void tr16(__m512i r[16])
 }
 
 /*
+ * FP8 panels: 16 rows x 64 codes at a time, transposed as dwords (quads of
+ * codes: two pairs) before decoding, so the shuffles move one byte per
+ * weight instead of two.  Vector t of the transpose then holds, in lane r,
+ * codes 4t..4t+3 of row r; one byte permutation (VBMI) puts each lane's
+ * first pair where the decode's low unpack takes it and the second where
+ * the high one does, so the decode of fp8_to_bf16_64 yields pair 2t of the
+ * 16 rows in w0 and pair 2t + 1 in w1.  Per 1024 weights: 56 shuffles for
+ * the transpose and 6 x 16 for the decoding, against 2 x (5 x 16 + 56).
+ */
+static const uint8_t quad_sort[64] __attribute__((aligned(64))) = {
+#define Q(k, i) 16 * (k) + 4 * (i), 16 * (k) + 4 * (i) + 1
+#define QH(k, i) 16 * (k) + 4 * (i) + 2, 16 * (k) + 4 * (i) + 3
+#define LANE(k) Q(k, 0), Q(k, 1), Q(k, 2), Q(k, 3), QH(k, 0), QH(k, 1), QH(k, 2), QH(k, 3)
+	LANE(0), LANE(1), LANE(2), LANE(3)
+#undef LANE
+#undef QH
+#undef Q
+};
+
+INL void fp8_quads_to_bf16(__m512i q, __m512i *w0, __m512i *w1)
+{
+	__m512i c = _mm512_permutexvar_epi8(_mm512_load_si512(quad_sort), q);
+	__m512i hi, lo;
+
+	hi = _mm512_permutex2var_epi8(_mm512_load_si512(f8_hi), c, _mm512_load_si512(f8_hi + 64));
+	lo = _mm512_permutex2var_epi8(_mm512_load_si512(f8_lo), c, _mm512_load_si512(f8_lo + 64));
+	hi = _mm512_ternarylogic_epi32(hi, c, _mm512_set1_epi8((char)0x80), 0xf8);
+	*w0 = _mm512_unpacklo_epi8(lo, hi);
+	*w1 = _mm512_unpackhi_epi8(lo, hi);
+}
+
+static void pack_panel_fp8(const void *const rows[PK_ROWS], uint32_t K, uint32_t *P)
+{
+	uint32_t KP = (K + 1) / 2;
+
+	for (unsigned v = 0; v < PK_ROWS / 16; v++)
+		for (uint32_t c0 = 0; c0 < K; c0 += 64) {
+			uint32_t left = K - c0, kp0 = c0 / 2;
+			__mmask64 m = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+			__m512i r[16];
+
+			for (unsigned i = 0; i < 16; i++) {
+				const uint8_t *row = rows[v * 16 + i];
+
+				r[i] = row ? _mm512_maskz_loadu_epi8(m, row + c0) : _mm512_setzero_si512();
+			}
+			tr16(r);
+			for (uint32_t t = 0; t < 16 && kp0 + 2 * t < KP; t++) {
+				__m512i w0, w1;
+
+				fp8_quads_to_bf16(r[t], &w0, &w1);
+				_mm512_storeu_si512(P + (size_t)(kp0 + 2 * t) * PK_ROWS + v * 16, w0);
+				if (kp0 + 2 * t + 1 < KP)
+					_mm512_storeu_si512(
+						P + (size_t)(kp0 + 2 * t + 1) * PK_ROWS + v * 16, w1);
+			}
+		}
+}
+
+/*
  * Pack 64 rows (rows[r] NULL: zeros) of K columns into P [ceil(K/2)][64][2]
  * bf16: P[kp][r] holds columns 2kp, 2kp+1 of row r (an odd K's last pair
- * ends in a zero).  fp8: rows of codes, decoded.
+ * ends in a zero).  fp8: rows of codes, decoded (pack_panel_fp8).
  */
 INL void pack_panel(const void *const rows[PK_ROWS], uint32_t K, const int fp8, uint32_t *P)
 {
 	uint32_t KP = (K + 1) / 2;
 
+	if (fp8) {
+		pack_panel_fp8(rows, K, P);
+		return;
+	}
 	for (unsigned v = 0; v < PK_ROWS / 16; v++)
 		for (uint32_t kp0 = 0; kp0 < KP; kp0 += 16) {
 			uint32_t c0 = 2 * kp0, left = K - c0;
@@ -127,13 +191,8 @@ INL void pack_panel(const void *const rows[PK_ROWS], uint32_t K, const int fp8, 
 			for (unsigned i = 0; i < 16; i++) {
 				const void *row = rows[v * 16 + i];
 
-				if (!row)
-					r[i] = _mm512_setzero_si512();
-				else if (fp8)
-					r[i] = fp8_to_bf16((const uint8_t *)row + c0, m);
-				else
-					r[i] = _mm512_maskz_loadu_epi16(
-						m, (const uint16_t *)row + c0);
+				r[i] = row ? _mm512_maskz_loadu_epi16(m, (const uint16_t *)row + c0)
+					   : _mm512_setzero_si512();
 			}
 			tr16(r);
 			for (uint32_t t = 0; t < 16 && kp0 + t < KP; t++)

@@ -311,9 +311,13 @@ static int prepack_layer(struct cpu_layer *l)
 	size_t total = 0;
 
 	if (!l->bops) {
-		host->log(MOED_LOG_NOTICE, PLUGIN,
-			  "prepack = on has no effect here: it needs BF16 or FP8 weights, "
-			  "precision = bf16 and AVX512-BF16");
+		/* said once per process, not once per layer (V3: 58 layers) */
+		static atomic_flag said = ATOMIC_FLAG_INIT;
+
+		if (!atomic_flag_test_and_set(&said))
+			host->log(MOED_LOG_NOTICE, PLUGIN,
+				  "prepack = on has no effect here: it needs BF16 or FP8 weights, "
+				  "precision = bf16 and AVX512-BF16 (said once, for every layer)");
 		return 0;
 	}
 	l->packed = calloc((size_t)E + 1, sizeof(*l->packed));

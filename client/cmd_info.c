@@ -183,6 +183,7 @@ int cmd_status(const struct global *g, int argc, char **argv)
 							      : json_object_new_string("ok"));
 		json_object_object_add(o, "timed_out", json_object_new_uint64(s->timed_out));
 		json_object_object_add(o, "abandoned_calls", json_object_new_int64(s->abandoned_calls));
+		json_object_object_add(o, "backend_bytes", json_object_new_uint64(s->backend_bytes));
 		json_object_object_add(o, "model", model_json(s->model));
 		json_object_object_add(o, "plugins", plugin_list_json(s->plugins, s->n_plugins));
 		json_print(o);
@@ -199,6 +200,12 @@ int cmd_status(const struct global *g, int argc, char **argv)
 			       s->health ? s->health : "ok", (unsigned long long)s->timed_out,
 			       s->abandoned_calls);
 		model_print(s->model);
+		if (s->has_backend_bytes) {
+			char bytes[32];
+
+			printf("backend:   %s beyond the weights (packed copies, scratch)\n",
+			       human_bytes(s->backend_bytes, bytes, sizeof(bytes)));
+		}
 		printf("plugins:\n");
 		for (size_t i = 0; i < s->n_plugins; i++)
 			plugin_print(s->plugins[i]);

@@ -754,3 +754,16 @@ size_t engine_bound_gens(const struct engine *e, const struct plugin_gen **ret, 
 	}
 	return n;
 }
+
+uint64_t engine_backend_bytes(const struct engine *e)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < e->n_layers; i++) {
+		const struct binding *b = e->layers[i].expert;
+
+		if (b && b->gen->desc->expert->layer_bytes)
+			n += b->gen->desc->expert->layer_bytes(b->obj);
+	}
+	return n;
+}

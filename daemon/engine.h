@@ -204,6 +204,10 @@ void engine_shadow_run(struct engine_call *c);
 void engine_shadow_record(struct engine_call *c, uint64_t now_ms);
 void engine_shadow_out_free(struct engine_shadow_out *o);
 
+/* Bytes the layers' expert backends hold beyond the model's weights (the
+ * sum of their layer_bytes; backends without it count 0). */
+uint64_t engine_backend_bytes(const struct engine *e);
+
 /* The distinct plugin generations bound to any layer, in layer order, at most
  * max (3 per layer is always enough); ret_role[i]: 0 router, 1 expert backend,
  * 2 shadow router. */

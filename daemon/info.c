@@ -192,6 +192,8 @@ int handle_status(struct service *svc, struct caller *c, const struct reply_to *
 	st.timed_out = bc->timed_out;
 	st.has_abandoned_calls = 1;
 	st.abandoned_calls = pool_abandoned(svc->pool);
+	st.has_backend_bytes = 1;
+	st.backend_bytes = engine_backend_bytes(svc->engine);
 	resp.body_case = MOED__RESPONSE__BODY_STATUS_INFO;
 	resp.status_info = &st;
 	reply_ok(to, &resp);

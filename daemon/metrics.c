@@ -359,6 +359,15 @@ int metrics_render(struct service *svc, int openmetrics, char **ret_text, size_t
 	mbuf_printf(&o.b, "moed_queued_tokens %llu\n", (unsigned long long)bc->queued_tokens);
 	family(&o, "moed_connections", "gauge", "Open client connections.");
 	mbuf_printf(&o.b, "moed_connections %u\n", svc->connections);
+	family(&o, "moed_memory_bytes", "gauge",
+	       "Memory held: the model's weights (of them, mapped from the checkpoint files), "
+	       "and what the expert backends hold beyond them (packed copies, scratch).");
+	mbuf_printf(&o.b, "moed_memory_bytes{part=\"weights\"} %llu\n"
+			  "moed_memory_bytes{part=\"mapped\"} %llu\n"
+			  "moed_memory_bytes{part=\"backend\"} %llu\n",
+		    (unsigned long long)svc->engine->model->weight_bytes,
+		    (unsigned long long)svc->engine->model->mapped_bytes,
+		    (unsigned long long)engine_backend_bytes(svc->engine));
 	if (o.om)
 		mbuf_printf(&o.b, "# EOF\n");
 	if (o.b.oom || !o.b.p) {

@@ -235,6 +235,11 @@ struct moed_expert_ops {
 	 * x, ret_y: [T][H] fp32; experts, weights: [T][top_k].  May run concurrently. */
 	int (*forward)(void *layer, const float *x, size_t n_tokens, size_t top_k,
 		       const int32_t *experts, const float *weights, float *ret_y);
+	/* Optional, added after ABI 2's first release (the host reads it only when
+	 * struct_size covers it): the bytes the layer object holds beyond the
+	 * host's weights (packed or converted copies, scratch buffers), for the
+	 * host's memory report.  May be called while forward() runs. */
+	size_t (*layer_bytes)(void *layer);
 };
 
 struct moed_plugin {

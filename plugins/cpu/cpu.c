@@ -111,6 +111,7 @@ struct scratch {
 struct scratch_pool {
 	pthread_mutex_t lock;   /* guards head */
 	struct scratch *head;
+	atomic_size_t bytes;    /* of every buffer, in use or not (layer_bytes) */
 };
 
 enum precision { PREC_EXACT, PREC_BF16 };
@@ -130,6 +131,7 @@ struct cpu_layer {
 	/* prepack = on: each expert's (and [n_experts] the shared one's) panels
 	 * for the bf16 GEMM, or NULL (packed per call) */
 	uint32_t **packed;
+	size_t packed_bytes;
 	size_t task_bytes;      /* sgemm scratch of one task */
 	struct scratch_pool passes, tasks;
 };
@@ -337,6 +339,7 @@ static int prepack_layer(struct cpu_layer *l)
 	}
 	host->log(MOED_LOG_INFO, PLUGIN, "prepack = on: %.1f MiB of packed panels for this layer",
 		  (double)total / (1 << 20));
+	l->packed_bytes = total;
 	return 0;
 nomem:
 	host->log(MOED_LOG_ERR, PLUGIN,
@@ -453,6 +456,7 @@ static struct scratch *scratch_get(struct scratch_pool *sp, size_t bytes)
 	}
 	if (s->cap < bytes) {
 		free(s->buf);
+		atomic_fetch_sub(&sp->bytes, s->cap);
 		s->cap = 0;
 		if (posix_memalign(&s->buf, bytes >= HUGE_MIN ? HUGE_MIN : 64, bytes)) {
 			s->buf = NULL;
@@ -465,6 +469,7 @@ static struct scratch *scratch_get(struct scratch_pool *sp, size_t bytes)
 		if (bytes >= HUGE_MIN)
 			madvise(s->buf, bytes & ~(HUGE_MIN - 1), MADV_HUGEPAGE);
 		s->cap = bytes;
+		atomic_fetch_add(&sp->bytes, bytes);
 	}
 	return s;
 }
@@ -827,11 +832,21 @@ static int cpu_forward(void *layer, const float *x, size_t T, size_t k, const in
 	return 0;
 }
 
+/* The packed panels and both scratch pools. */
+static size_t cpu_layer_bytes(void *layer)
+{
+	struct cpu_layer *l = layer;
+
+	return sizeof(*l) + l->packed_bytes + atomic_load(&l->passes.bytes) +
+	       atomic_load(&l->tasks.bytes);
+}
+
 static const struct moed_expert_ops ops = {
 	.struct_size = sizeof(struct moed_expert_ops),
 	.layer_new = cpu_layer_new,
 	.layer_free = cpu_layer_free,
 	.forward = cpu_forward,
+	.layer_bytes = cpu_layer_bytes,
 };
 
 MOED_PLUGIN_DECLARE(.name = PLUGIN,

@@ -233,6 +233,7 @@ def status_dict(s):
             "connections": s.connections, "workers": s.workers,
             "health": s.health if s.HasField("health") else "ok",
             "timed_out": s.timed_out, "abandoned_calls": s.abandoned_calls,
+            "backend_bytes": s.backend_bytes,
             "model": model_dict(s.model), "plugins": [plugin_dict(p) for p in s.plugins]}
 
 

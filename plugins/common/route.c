@@ -1,6 +1,6 @@
 /*
- * Routing core.  The router matmul goes through the host's single-threaded
- * sgemm into a per-call buffer; everything after it is per token, in fp32, with
+ * Routing core.  The router matmul (route_logits.c, batch-independent bits)
+ * fills a per-call buffer; everything after it is per token, in fp32, with
  * the selection done by repeated arg-max (k and topk_group are small), which
  * gives the deterministic tie rule for free: a strict '>' keeps the lower index.
  */
@@ -115,7 +115,12 @@ int route_tokens(const struct route_cfg *c, const float *bias, const float *x, s
 		return -ENOMEM;
 	}
 	float *gscore = choice + E;
-	c->host->sgemm_nt(n_tokens, E, c->hidden, x, c->gate, logits);
+	if (route_logits(n_tokens, E, c->hidden, x, c->gate, logits) < 0) {
+		free(logits);
+		free(choice);
+		free(taken);
+		return -ENOMEM;
+	}
 	for (size_t t = 0; t < n_tokens; t++) {
 		float *s = logits + t * E, sum = 0.0f;
 		int32_t *idx = ret_experts + t * k;

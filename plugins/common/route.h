@@ -1,7 +1,8 @@
 /*
  * The routing step shared by the router plugins (ROUTING.md):
  *
- *   logits = x · gate^T (fp32, through the host's sgemm)
+ *   logits = x · gate^T (fp32, route_logits.c: one summation order per
+ *            (token, expert), so a token's routes do not depend on its batch)
  *   s      = softmax(logits) or sigmoid(logits)
  *   c      = s + bias                      (bias only chooses, never weighs)
  *   groups : with n_group > 1, group score = sum of the two largest c in the
@@ -36,6 +37,12 @@ struct route_cfg {
 /* Fill cfg from the layer spec; validates the shape (-EINVAL with a log line). */
 int route_cfg_init(struct route_cfg *cfg, const struct moed_host *host, const char *plugin,
 		   const struct moed_router_spec *spec, uint32_t scoring, int normalise);
+
+/* logits[t][e] = x[t] . gate[e] for T tokens, E experts, H columns, in an
+ * order that does not depend on T or on t (route_logits.c); -1 when out of
+ * memory. */
+int route_logits(size_t T, uint32_t E, uint32_t H, const float *x, const float *gate,
+		  float *logits);
 
 /* Route T tokens with the given selection bias (NULL = none).  When ret_load is
  * not NULL, the number of tokens given to each expert is added to it. */

@@ -398,6 +398,10 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			sizeof(float);
 	if (l->bops && expert_b16_scratch(spec->hidden_size, imax) > l->task_bytes)
 		l->task_bytes = expert_b16_scratch(spec->hidden_size, imax);
+#if MOED_CPU_BF16
+	if (l->isa->gemm_act && f32_gemm_scratch(spec->hidden_size, imax) * 4 > l->task_bytes)
+		l->task_bytes = f32_gemm_scratch(spec->hidden_size, imax) * 4;
+#endif
 	r = -pthread_mutex_init(&l->passes.lock, NULL);
 	if (r < 0)
 		goto fail;
@@ -566,7 +570,10 @@ static void act_task(void *arg, size_t i)
 		isa->act(&u->w, p->xf, &g, act, t->r0, t->r1);
 		break;
 	case U_GEMM:
-		expert_gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
+		if (isa->gemm_act && !u->w.fp8)
+			isa->gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
+		else
+			expert_gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
 		break;
 	case U_FP8:
 		isa->fp8_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
@@ -617,7 +624,9 @@ static void down_task(void *arg, size_t i)
 			atomic_store(&p->failed, 1);
 			return;
 		}
-		if (u->kind == U_GEMM)
+		if (u->kind == U_GEMM && p->l->isa->gemm_down && !u->w.fp8)
+			p->l->isa->gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		else if (u->kind == U_GEMM)
 			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 		else if (u->kind == U_FP8)
 			p->l->isa->fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);

@@ -89,17 +89,18 @@ const struct cpu_isa cpu_isas[] = {
 #if MOED_CPU_BF16
 	/* the avx512 kernels, plus vdpbf16ps ones for precision = bf16 */
 	{ "avx512bf16", has_avx512bf16, expert_act_avx512, expert_down_avx512,
-	  expert_fp8_act_avx512, expert_fp8_down_avx512, &cpu_bf16_avx512 },
+	  expert_fp8_act_avx512, expert_fp8_down_avx512, &cpu_bf16_avx512, F32_GEMM_ACT,
+	  F32_GEMM_DOWN },
 #endif
 #if defined(__x86_64__)
-	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512, expert_fp8_act_avx512,
-	  expert_fp8_down_avx512, NULL },
+	{ "avx512", has_avx512, expert_act_avx512, expert_down_avx512,
+	  expert_fp8_act_avx512, expert_fp8_down_avx512, NULL, F32_GEMM_ACT, F32_GEMM_DOWN },
 	{ "avx2", has_avx2, expert_act_avx2, expert_down_avx2, expert_fp8_act_avx2,
-	  expert_fp8_down_avx2, NULL },
+	  expert_fp8_down_avx2, NULL, NULL, NULL },
 #endif
 	{ "generic", always, expert_act_generic, expert_down_generic, expert_fp8_act_generic,
-	  expert_fp8_down_generic, NULL },
-	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+	  expert_fp8_down_generic, NULL, NULL, NULL },
+	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 const struct cpu_isa *cpu_isa_pick(const char *name)

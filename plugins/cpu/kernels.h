@@ -132,6 +132,9 @@ struct cpu_isa {
 	/* native bf16 dot products (precision = bf16), or NULL: the kernels
 	 * above take activations rounded to bf16 in fp32 instead */
 	const struct cpu_bf16_ops *bf16;
+	/* the large-group halves for F32 (and widened BF16) weights, scratch
+	 * f32_gemm_scratch() floats (f32_gemm.c), or NULL: OpenBLAS sgemm */
+	expert_fp8_fn *gemm_act, *gemm_down;
 };
 
 /* Table of kernels, best first, NULL-terminated. */
@@ -176,6 +179,15 @@ extern const struct cpu_bf16_ops cpu_bf16_avx512;
 #define MOED_CPU_BF16 0
 #endif
 size_t expert_b16_scratch(uint32_t H, uint32_t inter);
+#if MOED_CPU_BF16
+expert_fp8_fn f32_gemm_act, f32_gemm_down;
+size_t f32_gemm_scratch(uint32_t H, uint32_t inter);
+#define F32_GEMM_ACT f32_gemm_act
+#define F32_GEMM_DOWN f32_gemm_down
+#else
+#define F32_GEMM_ACT NULL
+#define F32_GEMM_DOWN NULL
+#endif
 
 /* f rounded to bf16, to nearest even (inputs are finite): its bit pattern,
  * and as an fp32. */

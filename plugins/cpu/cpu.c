@@ -3,7 +3,8 @@
  * T*k (token, expert) choices by expert with a stable counting sort and makes
  * each non-empty expert (and the shared experts, on all tokens with weight 1)
  * a unit: the row-reading small kernel below `gemm_min_tokens` tokens,
- * OpenBLAS sgemm from there on.  Each unit runs in two halves (kernels.h):
+ * a GEMM from there on (f32_gemm.c on AVX-512, else OpenBLAS sgemm; the bf16
+ * ones of bf16_gemm.c with precision = bf16).  Each unit runs in two halves (kernels.h):
  * act = silu(gate x) * (up x) for all units, then y += w * down act.  The act
  * half is cut into (unit, row-slice[, token-block]) tasks and the down half
  * into slices of y's columns, each slice walking every unit; both go through

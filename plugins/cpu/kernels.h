@@ -6,8 +6,10 @@
  * it is plain C with GNU vector extensions, compiled once per instruction set
  * and listed in a table (struct cpu_isa) that layer_new() picks from at run
  * time, so hand-written variants can be added as new table entries.  The large
- * group path gathers the tokens and calls OpenBLAS sgemm on blocks of tokens
- * and weight rows (bf16 rows widened into scratch one block at a time).
+ * group path is, on AVX-512, a packed-panel fp32 GEMM (f32_gemm.c); elsewhere,
+ * and for FP8 weights, it gathers the tokens and calls OpenBLAS sgemm on
+ * blocks of tokens and weight rows (bf16 rows widened into scratch one block
+ * at a time).
  *
  * FP8 E4M3 weights: large groups take the sgemm path, each block of rows
  * decoded (exactly) and multiplied by its block scales into fp32 scratch;

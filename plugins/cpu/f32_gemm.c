@@ -75,14 +75,15 @@ static void pack(const void *const rows[ROWS], uint32_t K, int bf16, float *P)
 		}
 }
 
-/* out[m][v] = sum over k of P[k][16v..] x a[m][k] (summed in a local array,
- * which stays in registers: out is in memory). */
-INL void tile(const float *P, uint32_t K, const float *const *a, const unsigned mr,
-	      __m512 out[MR][4], struct pf *f)
+/* out[m][v] = sum over k of P[k][16v..] x a[m][k] for MR tokens (a short
+ * tile repeats its last token, whose duplicate sums are dropped; summed in a
+ * local array, which stays in registers: out is in memory). */
+static void tile(const float *P, uint32_t K, const float *const *a, __m512 out[MR][4],
+		 struct pf *f)
 {
 	__m512 acc[MR][4];
 
-	for (unsigned m = 0; m < mr; m++)
+	for (unsigned m = 0; m < MR; m++)
 		for (unsigned v = 0; v < 4; v++)
 			acc[m][v] = _mm512_setzero_ps();
 	for (uint32_t k = 0; k < K; k++) {
@@ -92,7 +93,7 @@ INL void tile(const float *P, uint32_t K, const float *const *a, const unsigned 
 
 		pf_step(f);
 #pragma GCC unroll 8
-		for (unsigned m = 0; m < mr; m++) {
+		for (unsigned m = 0; m < MR; m++) {
 			__m512 av = _mm512_set1_ps(a[m][k]);
 
 			acc[m][0] = _mm512_fmadd_ps(b0, av, acc[m][0]);
@@ -101,34 +102,9 @@ INL void tile(const float *P, uint32_t K, const float *const *a, const unsigned 
 			acc[m][3] = _mm512_fmadd_ps(b3, av, acc[m][3]);
 		}
 	}
-	for (unsigned m = 0; m < mr; m++)
+	for (unsigned m = 0; m < MR; m++)
 		for (unsigned v = 0; v < 4; v++)
 			out[m][v] = acc[m][v];
-}
-
-static void tile_n(const float *P, uint32_t K, const float *const *a, unsigned mr,
-		   __m512 acc[MR][4], struct pf *f)
-{
-	switch (mr) {
-	case 6:
-		tile(P, K, a, 6, acc, f);
-		break;
-	case 5:
-		tile(P, K, a, 5, acc, f);
-		break;
-	case 4:
-		tile(P, K, a, 4, acc, f);
-		break;
-	case 3:
-		tile(P, K, a, 3, acc, f);
-		break;
-	case 2:
-		tile(P, K, a, 2, acc, f);
-		break;
-	default:
-		tile(P, K, a, 1, acc, f);
-		break;
-	}
 }
 
 void f32_gemm_act(const struct expert_w *e, const float *x, const struct group *g, float *act,
@@ -156,9 +132,9 @@ void f32_gemm_act(const struct expert_w *e, const float *x, const struct group *
 			const float *a[MR];
 			__m512 c[MR][4];
 
-			for (unsigned m = 0; m < mr; m++)
-				a[m] = x + group_tok(g, j + m) * H;
-			tile_n(P, H, a, mr, c, &f);
+			for (unsigned m = 0; m < MR; m++)
+				a[m] = x + group_tok(g, j + (m < mr ? m : mr - 1)) * H;
+			tile(P, H, a, c, &f);
 			for (unsigned m = 0; m < mr; m++) {
 				float *o = act + (j + m) * In + i;
 
@@ -192,9 +168,9 @@ void f32_gemm_down(const struct expert_w *e, const float *act, const struct grou
 			const float *a[MR];
 			__m512 c[MR][4];
 
-			for (unsigned m = 0; m < mr; m++)
-				a[m] = act + (j + m) * In;
-			tile_n(P, In, a, mr, c, &f);
+			for (unsigned m = 0; m < MR; m++)
+				a[m] = act + (j + (m < mr ? m : mr - 1)) * In;
+			tile(P, In, a, c, &f);
 			for (unsigned m = 0; m < mr; m++) {
 				float *yj = y + group_tok(g, j + m) * H + h;
 				__m512 w = _mm512_set1_ps(group_w(g, j + m));

@@ -74,7 +74,10 @@
  * plugins/cpu/gemm_cmp (row kernel / packed GEMM): bf16 n=8 1.7-2.0/2.8-3.6,
  * 16 2.7-3.3/3.8-4.1, 32 4.4-5.4/5.0-6.3, 64 9.2-10.8/7.2-8.2; FP8 n=8
  * 1.9-2.2/2.7-3.5, 16 3.5-3.6/3.2-4.2, 32 6.6-7.8/4.7-5.8.  At the crossover
- * the two are within the noise of each other: no valley. */
+ * the two are within the noise of each other: no valley.  Checked again
+ * after the GEMM's prefetch and the FP8 quad transpose (S1, 2 threads, 3
+ * alternated rounds, cold ms): bf16 16 / 24 / 32 at T=256 95 / 81 / 72, T=128
+ * 54 / 49 / 49; FP8 8 / 12 / 16 at T=64 34 / 25 / 25, T=128 51 / 46 / 46. */
 #define GEMM_MIN_B16 32u
 #define GEMM_MIN_B16_FP8 16u
 /* ... and for pre-packed BF16 weights (prepack = on): the GEMM from one

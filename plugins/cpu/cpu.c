@@ -23,9 +23,8 @@
  * reads them where the host put them (the bf16 GEMM packs 64 rows at a time
  * into task scratch that stays in L2).
  *
- * Parameters: gemm_min_tokens (default 16 where f32_gemm.c's AVX-512 GEMM
- * takes F32 and widened BF16 weights, else 40 for F32 weights, 48 for BF16;
- * with precision = bf16 32 for BF16, 16 for FP8);
+ * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16; with
+ * precision = bf16 32 for BF16, 16 for FP8);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
  * isa = auto|avx512bf16|avx512|avx2|generic (the kernels' instruction set;
@@ -63,12 +62,13 @@
  * for both; bf16 T=1024 took 2.0 s at 48, 2.2 s at 96 and 200). */
 #define GEMM_MIN_F32 40u
 #define GEMM_MIN_BF16 48u
-/* ... and for the AVX-512 fp32 GEMM (f32_gemm.c), F32 and widened BF16
- * weights alike: S1, 2 threads, -o gemm_min_tokens=8|16|24 against 40 (F32)
- * or 48 (BF16, precision = exact), 2-3 alternated rounds, cold ms: F32 T=256
- * 210 -> 177 (16), 180 (24), 185 (8); BF16 T=256 170 -> 142 (16), 152 (24);
- * T=16 and 64 within the noise. */
-#define GEMM_MIN_F32_AVX512 16u
+/* The AVX-512 fp32 GEMM (f32_gemm.c) would be faster from 16 tokens (S1, 2
+ * threads, -o gemm_min_tokens=8|16|24 against 40 (F32) or 48 (BF16,
+ * precision = exact), 2-3 alternated rounds, cold ms: F32 T=256 210 -> 177
+ * (16), 180 (24), 185 (8); BF16 T=256 170 -> 142 (16), 152 (24)), but the
+ * defaults stay: a group's path changes its tokens' bits, and at 16 the
+ * coalescing of a few small requests already crosses it (tests/python/
+ * client.sh's coalesced requests against single ones failed). */
 /* The same for the native bf16 kernels (precision = bf16), one S1 expert on
  * n tokens, weights read cold, thread CPU ms, two alternated runs of
  * plugins/cpu/gemm_cmp (row kernel / packed GEMM): bf16 n=8 1.7-2.0/2.8-3.6,
@@ -206,8 +206,7 @@ static const char *const prepack_choices[] = { "off", "on", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16), 16 with AVX-512; precision=bf16: 32 (BF16), 16 (FP8); "
-		 "prepack: 1, 4",
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8); prepack: 1, 4",
 	  .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
@@ -396,8 +395,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			goto fail;
 	}
 	if (!l->gemm_min)
-		l->gemm_min = l->isa->gemm_act && !l->bops && !l->fp8 ? GEMM_MIN_F32_AVX512
-			      : spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
+		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
 			      : l->packed && l->fp8 ? GEMM_MIN_F8_PACKED
 			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->packed	  ? GEMM_MIN_B16_PACKED

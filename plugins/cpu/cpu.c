@@ -4,8 +4,8 @@
  * each non-empty expert (and the shared experts, on all tokens with weight 1)
  * a unit: the row-reading small kernel below `gemm_min_tokens` tokens,
  * a GEMM from there on (f32_gemm.c on AVX-512, else OpenBLAS sgemm; the bf16
- * ones of bf16_gemm.c with precision = bf16).  Each unit runs in two halves (kernels.h):
- * act = silu(gate x) * (up x) for all units, then y += w * down act.  The act
+ * ones of bf16_gemm.c with precision = bf16).  Each unit runs in two halves
+ * (kernels.h): act = silu(gate x) * (up x) for all units, then y += w * down act.  The act
  * half is cut into (unit, row-slice[, token-block]) tasks and the down half
  * into slices of y's columns, each slice walking every unit; both go through
  * the host's parallel_for, so one call uses every idle core even when a
@@ -143,6 +143,9 @@ struct cpu_layer {
 	 * for the bf16 GEMM, or NULL (packed per call) */
 	uint32_t **packed;
 	size_t packed_bytes;
+	/* U_GEMM's halves: f32_gemm.c's where the ISA has them (not for FP8),
+	 * else OpenBLAS sgemm's (gemm.c) */
+	expert_fp8_fn *gemm_act, *gemm_down;
 	size_t task_bytes;      /* sgemm scratch of one task */
 	struct scratch_pool passes, tasks;
 };
@@ -409,8 +412,11 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			sizeof(float);
 	if (l->bops && expert_b16_scratch(spec->hidden_size, imax) > l->task_bytes)
 		l->task_bytes = expert_b16_scratch(spec->hidden_size, imax);
+	l->gemm_act = l->isa->gemm_act && !l->fp8 ? l->isa->gemm_act : expert_gemm_act;
+	l->gemm_down = l->isa->gemm_down && !l->fp8 ? l->isa->gemm_down : expert_gemm_down;
 #if MOED_CPU_BF16
-	if (l->isa->gemm_act && f32_gemm_scratch(spec->hidden_size, imax) * 4 > l->task_bytes)
+	if (l->gemm_act == f32_gemm_act &&
+	    f32_gemm_scratch(spec->hidden_size, imax) * 4 > l->task_bytes)
 		l->task_bytes = f32_gemm_scratch(spec->hidden_size, imax) * 4;
 #endif
 	r = -pthread_mutex_init(&l->passes.lock, NULL);
@@ -581,10 +587,7 @@ static void act_task(void *arg, size_t i)
 		isa->act(&u->w, p->xf, &g, act, t->r0, t->r1);
 		break;
 	case U_GEMM:
-		if (isa->gemm_act && !u->w.fp8)
-			isa->gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
-		else
-			expert_gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
+		p->l->gemm_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
 		break;
 	case U_FP8:
 		isa->fp8_act(&u->w, p->xf, &g, act, t->r0, t->r1, s->buf);
@@ -635,10 +638,8 @@ static void down_task(void *arg, size_t i)
 			atomic_store(&p->failed, 1);
 			return;
 		}
-		if (u->kind == U_GEMM && p->l->isa->gemm_down && !u->w.fp8)
-			p->l->isa->gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
-		else if (u->kind == U_GEMM)
-			expert_gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
+		if (u->kind == U_GEMM)
+			p->l->gemm_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 		else if (u->kind == U_FP8)
 			p->l->isa->fp8_down(&u->w, u->act, &u->g, p->y, h0, h1, s->buf);
 		else

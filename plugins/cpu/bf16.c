@@ -517,6 +517,18 @@ const struct cpu_bf16_ops cpu_bf16_avx512 = {
 	.prepack = b16_prepack,
 };
 
+#if MOED_CPU_AMX
+/* isa = amx: the same, with amx_gemm.c's tile GEMM for large groups */
+const struct cpu_bf16_ops cpu_bf16_amx = {
+	.small_act = b16_small_act,
+	.small_down = b16_small_down,
+	.gemm_act = amx_gemm_act,
+	.gemm_down = amx_gemm_down,
+	.round_rows = b16_round_rows,
+	.prepack = b16_prepack,
+};
+#endif
+
 #pragma GCC pop_options
 
 #endif

@@ -79,7 +79,7 @@
 
 /* GEMM: tokens per micro-tile, rows per panel (4 vectors of 16). */
 #define PK_MR 6u
-#define PK_ROWS 64u
+
 
 /*
  * FP8 panels: 16 rows x 64 codes at a time, transposed as dwords (quads of
@@ -280,7 +280,7 @@ INL void tile_n(const uint32_t *P, uint32_t KP, const float *S, uint32_t bcp,
 
 /* The act panel of rows i..i+31 of gate with the same rows of up (rows from
  * end on: zeros) into P, FP8 block scales after the pairs. */
-static void pack_act(const struct expert_w *e, uint32_t i, uint32_t end, uint32_t *P)
+void b16_pack_act(const struct expert_w *e, uint32_t i, uint32_t end, uint32_t *P)
 {
 	size_t es = e->fp8 ? 1 : 2;
 	const void *rows[PK_ROWS];
@@ -298,7 +298,7 @@ static void pack_act(const struct expert_w *e, uint32_t i, uint32_t end, uint32_
 }
 
 /* The down panel of rows h..h+63 (below end) into P, as pack_act. */
-static void pack_down(const struct expert_w *e, uint32_t h, uint32_t end, uint32_t *P)
+void b16_pack_down(const struct expert_w *e, uint32_t h, uint32_t end, uint32_t *P)
 {
 	const void *rows[PK_ROWS];
 	uint32_t ri[PK_ROWS];
@@ -328,12 +328,12 @@ static uint32_t n_act_panels(const struct expert_w *e)
 	return (e->inter + PK_ROWS / 2 - 1) / (PK_ROWS / 2);
 }
 
-static uint32_t *packed_act(const struct expert_w *e, uint32_t i)
+uint32_t *b16_packed_act(const struct expert_w *e, uint32_t i)
 {
 	return (uint32_t *)((const char *)e->packed + (i / (PK_ROWS / 2)) * panel_bytes(e, e->H));
 }
 
-static uint32_t *packed_down(const struct expert_w *e, uint32_t h)
+uint32_t *b16_packed_down(const struct expert_w *e, uint32_t h)
 {
 	return (uint32_t *)((const char *)e->packed + n_act_panels(e) * panel_bytes(e, e->H) +
 			    (h / PK_ROWS) * panel_bytes(e, e->inter));
@@ -346,9 +346,9 @@ size_t b16_prepack(const struct expert_w *e, uint32_t *P)
 	if (P) {
 		w.packed = P;
 		for (uint32_t i = 0; i < e->inter; i += PK_ROWS / 2)
-			pack_act(e, i, e->inter, packed_act(&w, i));
+			b16_pack_act(e, i, e->inter, b16_packed_act(&w, i));
 		for (uint32_t h = 0; h < e->H; h += PK_ROWS)
-			pack_down(e, h, e->H, packed_down(&w, h));
+			b16_pack_down(e, h, e->H, b16_packed_down(&w, h));
 	}
 	return n_act_panels(e) * panel_bytes(e, e->H) +
 	       (size_t)((e->H + PK_ROWS - 1) / PK_ROWS) * panel_bytes(e, e->inter);
@@ -364,7 +364,7 @@ void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 	for (uint32_t i = r0; i < r1; i += PK_ROWS / 2) {
 		uint32_t nr = r1 - i < PK_ROWS / 2 ? r1 - i : PK_ROWS / 2;
 		__mmask32 keep = tail_mask(nr);
-		uint32_t *P = e->packed ? packed_act(e, i) : scratch;
+		uint32_t *P = e->packed ? b16_packed_act(e, i) : scratch;
 		const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
 		struct pf f, *fp = NULL;
@@ -373,7 +373,7 @@ void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,
 			size_t es = e->fp8 ? 1 : 2, row = (size_t)H * es, ni = i + PK_ROWS / 2;
 			size_t nn = ni < r1 ? (r1 - ni < PK_ROWS / 2 ? r1 - ni : PK_ROWS / 2) : 0;
 
-			pack_act(e, i, r1, P);
+			b16_pack_act(e, i, r1, P);
 			pf_init(&f, (const char *)e->gate + ni * row, nn * row,
 				(const char *)e->up + ni * row, nn * row,
 				(g->n + mrmax - 1) / mrmax * KP);
@@ -413,7 +413,7 @@ void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 
 		for (uint32_t h = h0; h < h1; h += PK_ROWS) {
 			uint32_t nr = h1 - h < PK_ROWS ? h1 - h : PK_ROWS;
-			uint32_t *P = e->packed ? packed_down(e, h) : scratch;
+			uint32_t *P = e->packed ? b16_packed_down(e, h) : scratch;
 			const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
 			struct pf f, *fp = NULL;
@@ -422,7 +422,7 @@ void b16_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 				size_t row = (size_t)In * (e->fp8 ? 1 : 2), nh = h + PK_ROWS;
 				size_t nn = nh < h1 ? (h1 - nh < PK_ROWS ? h1 - nh : PK_ROWS) : 0;
 
-				pack_down(e, h, h1, P);
+				b16_pack_down(e, h, h1, P);
 				pf_init(&f, (const char *)e->down + nh * row, nn * row, NULL, 0,
 					(j1 - j0 + mrmax - 1) / mrmax * KP);
 				fp = nn ? &f : NULL;

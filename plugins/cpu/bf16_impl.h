@@ -91,6 +91,15 @@ INL void fp8_to_bf16_64(const uint8_t *q, __m512i *w0, __m512i *w1)
 }
 
 
+/* bf16_gemm.c: the GEMM's panels (also amx_gemm.c's weights): act panel of
+ * gate and up rows i..i+31, down panel of rows h..h+63 (rows from end on:
+ * zeros), [ceil(K/2)][64 rows][2] bf16 with FP8 block scales after the
+ * pairs, and where prepack = on left them */
+#define PK_ROWS 64u
+void b16_pack_act(const struct expert_w *e, uint32_t i, uint32_t end, uint32_t *P);
+void b16_pack_down(const struct expert_w *e, uint32_t h, uint32_t end, uint32_t *P);
+uint32_t *b16_packed_act(const struct expert_w *e, uint32_t i);
+uint32_t *b16_packed_down(const struct expert_w *e, uint32_t h);
 /* bf16_gemm.c: the halves of struct cpu_bf16_ops for large groups */
 size_t b16_prepack(const struct expert_w *e, uint32_t *P);
 void b16_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx,

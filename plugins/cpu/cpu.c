@@ -202,7 +202,7 @@ static void cpu_fini(void *state)
 }
 
 static const char *const kernel_choices[] = { "auto", "small", "gemm", NULL };
-static const char *const isa_choices[] = { "auto", "avx512bf16", "avx512", "avx2", "generic",
+static const char *const isa_choices[] = { "auto", "amx", "avx512bf16", "avx512", "avx2", "generic",
 					   NULL };
 static const char *const precision_choices[] = { "exact", "bf16", NULL };
 static const char *const prepack_choices[] = { "off", "on", NULL };
@@ -412,6 +412,10 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			sizeof(float);
 	if (l->bops && expert_b16_scratch(spec->hidden_size, imax) > l->task_bytes)
 		l->task_bytes = expert_b16_scratch(spec->hidden_size, imax);
+#if MOED_CPU_AMX
+	if (l->bops == &cpu_bf16_amx && amx_gemm_scratch(spec->hidden_size, imax) > l->task_bytes)
+		l->task_bytes = amx_gemm_scratch(spec->hidden_size, imax);
+#endif
 	l->gemm_act = l->isa->gemm_act && !l->fp8 ? l->isa->gemm_act : expert_gemm_act;
 	l->gemm_down = l->isa->gemm_down && !l->fp8 ? l->isa->gemm_down : expert_gemm_down;
 #if MOED_CPU_BF16

@@ -16,7 +16,8 @@
  * Columns: f32 and bf16ex (precision = exact: sgemm, bf16 widened), bf16
  * and fp8 (precision = bf16, auto path), bf16sm/fp8sm (row kernel forced),
  * bf16gm/fp8gm (packed GEMM forced), onednn.  GEMM_CMP_FAST=1 skips the exact
- * ones, GEMM_CMP_NO_DNNL=1 oneDNN; GEMM_CMP_PREPACK=on sets prepack = on.  Figures (2026-12-02): plugins/cpu/bf16.c, bf16_gemm.c
+ * ones, GEMM_CMP_NO_DNNL=1 oneDNN; GEMM_CMP_PREPACK=on sets prepack = on; GEMM_CMP_DUMP=PREFIX writes each
+ * run's y to PREFIX.dtype.kernel.precision.T (to compare two builds' bits).  Figures (2026-12-02): plugins/cpu/bf16.c, bf16_gemm.c
  * and cpu.c (the crossover).
  */
 #include <dlfcn.h>
@@ -120,6 +121,18 @@ static double ours(size_t T, int dtype, const void *g, const void *u, const void
 		t[r] = now_ms() - t0;
 	}
 	plugin->expert->layer_free(l);
+	if (getenv("GEMM_CMP_DUMP")) {     /* y of the last call, to compare builds' bits */
+		char fn[600];
+		FILE *f;
+
+		snprintf(fn, sizeof(fn), "%s.%d.%s.%s.%zu", getenv("GEMM_CMP_DUMP"), dtype, kernel,
+			 prec, T);
+		f = fopen(fn, "wb");
+		if (f) {
+			fwrite(y, 4, T * H, f);
+			fclose(f);
+		}
+	}
 	free(ex), free(w), free(y);
 	qsort(t, REPS, sizeof(double), cmp);
 	return t[0];

@@ -80,12 +80,24 @@ static int has_avx512bf16(void)
 #endif
 #endif
 
+#if MOED_CPU_AMX
+static int has_amx(void)
+{
+	return has_avx512bf16() && amx_usable();
+}
+#endif
+
 static int always(void)
 {
 	return 1;
 }
 
 const struct cpu_isa cpu_isas[] = {
+#if MOED_CPU_AMX
+	/* avx512bf16 with AMX tiles for the bf16 GEMM */
+	{ "amx", has_amx, expert_act_avx512, expert_down_avx512, expert_fp8_act_avx512,
+	  expert_fp8_down_avx512, &cpu_bf16_amx, F32_GEMM_ACT, F32_GEMM_DOWN },
+#endif
 #if MOED_CPU_BF16
 	/* the avx512 kernels, plus vdpbf16ps ones for precision = bf16 */
 	{ "avx512bf16", has_avx512bf16, expert_act_avx512, expert_down_avx512,

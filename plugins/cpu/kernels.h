@@ -181,6 +181,19 @@ extern const struct cpu_bf16_ops cpu_bf16_avx512;
 #define MOED_CPU_BF16 0
 #endif
 size_t expert_b16_scratch(uint32_t H, uint32_t inter);
+/* AMX-BF16 tiles (amx_gemm.c): GCC 11 or later on x86-64. */
+#if MOED_CPU_BF16 && !defined(__clang__) && __GNUC__ >= 11
+#define MOED_CPU_AMX 1
+extern const struct cpu_bf16_ops cpu_bf16_amx;
+expert_act_b16_fn amx_gemm_act;
+expert_down_b16_fn amx_gemm_down;
+/* scratch of amx_gemm_*: more than expert_b16_scratch() (the gathered tokens) */
+size_t amx_gemm_scratch(uint32_t H, uint32_t inter);
+/* the CPU has AMX-BF16 and the kernel lets this process use the tiles */
+int amx_usable(void);
+#else
+#define MOED_CPU_AMX 0
+#endif
 #if MOED_CPU_BF16
 expert_fp8_fn f32_gemm_act, f32_gemm_down;
 size_t f32_gemm_scratch(uint32_t H, uint32_t inter);

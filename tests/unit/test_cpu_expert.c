@@ -43,7 +43,7 @@ static const struct moed_plugin *plugin;
 static void *plugin_state;
 static void *dl;
 static const char *cases_dir;
-static const char *const isas[] = { "avx512bf16", "avx512", "avx2", "generic" };
+static const char *const isas[] = { "amx", "avx512bf16", "avx512", "avx2", "generic" };
 
 static struct tcase *case_load(const char *name)
 {
@@ -432,17 +432,19 @@ next:
  * every T of the odd-sized cases; the auto path (for BF16 the GEMM from one
  * token) is checked against both references; F32 weights accept the setting
  * and are unchanged. */
+static const char *packed_isa;
+
 static int layer_new_packed(const struct moed_expert_spec *spec, const char *kernel,
 			    const char *prepack, void **ret)
 {
-	struct moed_param p[5] = { { "kernel", kernel }, { "isa", "avx512bf16" },
+	struct moed_param p[5] = { { "kernel", kernel }, { "isa", packed_isa },
 				   { "split_min_kb", "0" }, { "precision", "bf16" },
 				   { "prepack", prepack } };
 
 	return plugin->expert->layer_new(plugin_state, spec, p, 5, ret);
 }
 
-static void test_prepack(void **state)
+static void prepack_isa(const char *isa)
 {
 	struct dirent **names;
 	int n = scandir(cases_dir, &names, NULL, alphasort), checked = 0;
@@ -467,7 +469,7 @@ static void test_prepack(void **state)
 		assert_non_null(y);
 		assert_non_null(y2);
 		if (layer_new_packed(&c->spec, "gemm", "on", &lp) == -ENOTSUP)
-			goto next;      /* no AVX512-BF16 here */
+			goto next;      /* not on this CPU */
 		assert_int_equal(layer_new_packed(&c->spec, "gemm", "off", &lg), 0);
 		assert_int_equal(layer_new_packed(&c->spec, "auto", "on", &la), 0);
 		if (c->bf16 || c->fp8)
@@ -501,8 +503,19 @@ next:
 		free(names[i]);
 	}
 	free(names);
-	printf("  prepack = on: %d BF16 and FP8 cases bit-equal to the GEMM packing per call "
-	       "and within the references%s\n", checked, checked ? "" : " (none: no AVX512-BF16)");
+	printf("  prepack = on, isa %s: %d BF16 and FP8 cases bit-equal to the GEMM packing per "
+	       "call and within the references%s\n", isa, checked,
+	       checked ? "" : " (none: not on this CPU)");
+}
+
+/* ... with the vdpbf16ps GEMM and with the AMX tiles, which read the same
+ * panels. */
+static void test_prepack(void **state)
+{
+	packed_isa = "avx512bf16";
+	prepack_isa(packed_isa);
+	packed_isa = "amx";
+	prepack_isa(packed_isa);
 }
 
 static int is_case(const struct dirent *d)

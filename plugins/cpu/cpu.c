@@ -80,6 +80,11 @@
  * 54 / 49 / 49; FP8 8 / 12 / 16 at T=64 34 / 25 / 25, T=128 51 / 46 / 46. */
 #define GEMM_MIN_B16 32u
 #define GEMM_MIN_B16_FP8 16u
+/* ... and for the AMX tiles (isa = amx, BF16 weights, H and I multiples of
+ * 32): one S1 expert, gemm_cmp, thread CPU ms, row kernel / AMX GEMM: n=1
+ * 1.09/1.69, 3 1.13/1.68, 7 1.75/1.70, 13 2.48/1.72, 16 2.95/1.73 (a tile
+ * is 16 tokens: the GEMM costs the same up to 16, then 2.4 ms at 64). */
+#define GEMM_MIN_AMX 8u
 /* ... and for pre-packed BF16 weights (prepack = on): the GEMM from one
  * token on (S1, 2 threads, bench/expert_bench -o prepack=on -o
  * gemm_min_tokens=1|4, 3 alternated rounds, cold ms: T=1 5.0-6.0 / 5.5-6.3,
@@ -315,6 +320,21 @@ static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e, size_t *tota
 	return p;
 }
 
+/* The bf16 GEMM of every unit runs on AMX tiles (amx_gemm.c takes BF16
+ * weights whose dimensions are multiples of 32). */
+static int amx_layer(const struct cpu_layer *l)
+{
+#if MOED_CPU_AMX
+	const struct moed_expert_spec *s = &l->spec;
+
+	return l->bops == &cpu_bf16_amx && !l->fp8 && s->hidden_size % 32 == 0 &&
+	       s->intermediate_size % 32 == 0 && s->shared_intermediate_size % 32 == 0;
+#else
+	(void)l;
+	return 0;
+#endif
+}
+
 /* prepack = on: every (local) expert's and the shared expert's GEMM panels
  * (BF16, or FP8 decoded to bf16 with its scales), packed once here instead of
  * on every GEMM call (bf16_gemm.c); F32 weights and precision = exact have no
@@ -402,6 +422,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			      : l->packed && l->fp8 ? GEMM_MIN_F8_PACKED
 			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->packed	  ? GEMM_MIN_B16_PACKED
+			      : amx_layer(l)	  ? GEMM_MIN_AMX
 			      : l->bops	  ? GEMM_MIN_B16
 						  : GEMM_MIN_BF16;
 	imax = spec->intermediate_size > spec->shared_intermediate_size

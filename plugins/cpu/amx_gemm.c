@@ -130,19 +130,16 @@ static void a_setup(struct a_src *a, const uint16_t *rows, size_t ld, const stru
  * C tiles 0/1 = A tile t x B columns c0 / c1 of the panel, 2/3 the same for
  * tile t + 1 (two), over all KP pairs; stored into cb [4][16][16].
  */
-INL void amx_block(const struct a_src *a, size_t t, const int two, const uint32_t *P,
-		   uint32_t KP, unsigned c0, unsigned c1, float *cb)
+INL void amx_run(const uint16_t *a0, size_t s0, const uint16_t *a1, size_t s1, const int two,
+		 const uint32_t *P, uint32_t kp0, uint32_t kp1, unsigned c0, unsigned c1, float *cb)
 {
-	size_t s0, s1 = 0;
-	const uint16_t *a0 = a_tile(a, t, &s0), *a1 = two ? a_tile(a, t + 1, &s1) : NULL;
-
 	_tile_zero(0);
 	_tile_zero(1);
 	if (two) {
 		_tile_zero(2);
 		_tile_zero(3);
 	}
-	for (uint32_t kp = 0; kp < KP; kp += 16) {
+	for (uint32_t kp = kp0; kp < kp1; kp += 16) {
 		const uint32_t *p = P + (size_t)kp * PK_ROWS;
 
 		_tile_loadd(4, a0 + 2 * kp, s0);
@@ -161,6 +158,39 @@ INL void amx_block(const struct a_src *a, size_t t, const int two, const uint32_
 	if (two) {
 		_tile_stored(2, cb + 512, 64);
 		_tile_stored(3, cb + 768, 64);
+	}
+}
+
+/*
+ * The same over all KP pairs into cb.  S (FP8): the panel's block scales,
+ * S[kb][64 rows], blocks of bcp pairs (a multiple of 16): each block's
+ * products summed in the tiles, stored to cb + 1024 and added, times the
+ * rows' scales, into cb in block order, as bf16_gemm.c's tile() does.
+ */
+INL void amx_block(const struct a_src *a, size_t t, const int two, const uint32_t *P,
+		   uint32_t KP, const float *S, uint32_t bcp, unsigned c0, unsigned c1, float *cb)
+{
+	size_t s0, s1 = 0;
+	const uint16_t *a0 = a_tile(a, t, &s0), *a1 = two ? a_tile(a, t + 1, &s1) : NULL;
+	float *blk = cb + 1024;
+
+	if (!S) {
+		amx_run(a0, s0, a1, s1, two, P, 0, KP, c0, c1, cb);
+		return;
+	}
+	for (uint32_t kp0 = 0, kb = 0; kp0 < KP; kp0 += bcp, kb++) {
+		amx_run(a0, s0, a1, s1, two, P, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, c0, c1, blk);
+		for (unsigned q = 0; q < (two ? 4u : 2u); q++) {
+			__m512 sv = _mm512_loadu_ps(S + (size_t)kb * PK_ROWS + (q & 1 ? c1 : c0));
+
+			for (unsigned m = 0; m < 16; m++) {
+				float *o = cb + q * 256 + m * 16;
+				__m512 v = _mm512_loadu_ps(blk + q * 256 + m * 16);
+
+				_mm512_storeu_ps(o, kb ? _mm512_fmadd_ps(v, sv, _mm512_loadu_ps(o))
+						       : _mm512_mul_ps(v, sv));
+			}
+		}
 	}
 }
 
@@ -188,18 +218,20 @@ size_t amx_gemm_scratch(uint32_t H, uint32_t inter)
 	uint32_t K = H > inter ? H : inter;
 
 	return ((expert_b16_scratch(H, inter) + 63) & ~(size_t)63) +
-	       (size_t)(AMX_GATHER + 16) * K * 2 + 4 * 256 * 4;
+	       (size_t)(AMX_GATHER + 16) * K * 2 + 8 * 256 * 4;
 }
 
+/* FP8: blocks of whole k-steps (32 columns) and of whole 16-row tiles. */
 static int amx_fits(const struct expert_w *e)
 {
-	return !e->fp8 && e->H % 32 == 0 && e->inter % 32 == 0;
+	return e->H % 32 == 0 && e->inter % 32 == 0 &&
+	       (!e->fp8 || (e->bc % 32 == 0 && e->br % 16 == 0));
 }
 
 void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, const struct group *g,
 		  uint16_t *act, size_t lda, uint32_t r0, uint32_t r1, void *scratch)
 {
-	uint32_t H = e->H, KP = H / 2;
+	uint32_t H = e->H, KP = H / 2, bcp = e->bc / 2;
 	float *cb = c_buf(e, scratch);
 	size_t chunk = g->tok ? AMX_GATHER : g->n;
 
@@ -215,6 +247,7 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 		a_setup(&a, xb, ldx, g, j0, n, H, a_buf(e, scratch));
 		for (uint32_t i = r0; i < r1; i += PK_ROWS / 2) {
 			uint32_t *P = e->packed ? b16_packed_act(e, i) : scratch;
+			const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
 			if (!e->packed)
 				b16_pack_act(e, i, r1, P);
@@ -228,9 +261,11 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 					if (!keep)
 						break;
 					if (two)
-						amx_block(&a, t, 1, P, KP, 16 * q, 32 + 16 * q, cb);
+						amx_block(&a, t, 1, P, KP, S, bcp, 16 * q,
+							  32 + 16 * q, cb);
 					else
-						amx_block(&a, t, 0, P, KP, 16 * q, 32 + 16 * q, cb);
+						amx_block(&a, t, 0, P, KP, S, bcp, 16 * q,
+							  32 + 16 * q, cb);
 					for (unsigned s = 0; s < (two ? 2u : 1u); s++)
 						for (unsigned m = 0; m < 16 && (t + s) * 16 + m < n; m++) {
 							const float *c = cb + s * 512 + m * 16;
@@ -253,7 +288,7 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 		   const struct group *g, float *y, uint32_t h0, uint32_t h1, void *scratch)
 {
-	uint32_t H = e->H, KP = e->inter / 2;
+	uint32_t H = e->H, KP = e->inter / 2, bcp = e->bc / 2;
 	float *cb = c_buf(e, scratch);
 	struct a_src a;
 
@@ -265,6 +300,7 @@ void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 	a_setup(&a, act, lda, NULL, 0, g->n, e->inter, a_buf(e, scratch));
 	for (uint32_t h = h0; h < h1; h += PK_ROWS) {
 		uint32_t *P = e->packed ? b16_packed_down(e, h) : scratch;
+		const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
 
 		if (!e->packed)
 			b16_pack_down(e, h, h1, P);
@@ -275,9 +311,11 @@ void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 				if ((int)(h1 - h) - 32 * (int)q <= 0)
 					break;
 				if (two)
-					amx_block(&a, t, 1, P, KP, 32 * q, 32 * q + 16, cb);
+					amx_block(&a, t, 1, P, KP, S, bcp, 32 * q, 32 * q + 16,
+						  cb);
 				else
-					amx_block(&a, t, 0, P, KP, 32 * q, 32 * q + 16, cb);
+					amx_block(&a, t, 0, P, KP, S, bcp, 32 * q, 32 * q + 16,
+						  cb);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++)
 					for (unsigned m = 0; m < 16 && (t + s) * 16 + m < g->n; m++) {
 						size_t j = (t + s) * 16 + m;

@@ -83,7 +83,8 @@
 /* ... and for the AMX tiles (isa = amx, BF16 weights, H and I multiples of
  * 32): one S1 expert, gemm_cmp, thread CPU ms, row kernel / AMX GEMM: n=1
  * 1.09/1.69, 3 1.13/1.68, 7 1.75/1.70, 13 2.48/1.72, 16 2.95/1.73 (a tile
- * is 16 tokens: the GEMM costs the same up to 16, then 2.4 ms at 64). */
+ * is 16 tokens: the GEMM costs the same up to 16, then 2.4 ms at 64); FP8
+ * n=4 1.14/1.53, 8 2.18/1.45, 16 4.39/1.56. */
 #define GEMM_MIN_AMX 8u
 /* ... and for pre-packed BF16 weights (prepack = on): the GEMM from one
  * token on (S1, 2 threads, bench/expert_bench -o prepack=on -o
@@ -320,15 +321,17 @@ static uint32_t *prepack_one(const struct cpu_layer *l, uint32_t e, size_t *tota
 	return p;
 }
 
-/* The bf16 GEMM of every unit runs on AMX tiles (amx_gemm.c takes BF16
- * weights whose dimensions are multiples of 32). */
+/* The bf16 GEMM of every unit runs on AMX tiles (amx_gemm.c takes BF16 and
+ * FP8 weights whose dimensions are multiples of 32, FP8 blocks of whole
+ * tiles). */
 static int amx_layer(const struct cpu_layer *l)
 {
 #if MOED_CPU_AMX
 	const struct moed_expert_spec *s = &l->spec;
 
-	return l->bops == &cpu_bf16_amx && !l->fp8 && s->hidden_size % 32 == 0 &&
-	       s->intermediate_size % 32 == 0 && s->shared_intermediate_size % 32 == 0;
+	return l->bops == &cpu_bf16_amx && s->hidden_size % 32 == 0 &&
+	       s->intermediate_size % 32 == 0 && s->shared_intermediate_size % 32 == 0 &&
+	       (!l->fp8 || (s->scale_block_cols % 32 == 0 && s->scale_block_rows % 16 == 0));
 #else
 	(void)l;
 	return 0;
@@ -420,9 +423,9 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 	if (!l->gemm_min)
 		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
 			      : l->packed && l->fp8 ? GEMM_MIN_F8_PACKED
-			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->packed	  ? GEMM_MIN_B16_PACKED
 			      : amx_layer(l)	  ? GEMM_MIN_AMX
+			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->bops	  ? GEMM_MIN_B16
 						  : GEMM_MIN_BF16;
 	imax = spec->intermediate_size > spec->shared_intermediate_size

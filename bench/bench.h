@@ -38,6 +38,7 @@ struct limits {
 	double bw;              /* streaming read of 512 MiB, GB/s */
 	double fma_peak;        /* AVX-512 fp32 FMA, registers only, GFLOP/s; 0 = none */
 	double bf16_peak;       /* AVX512-BF16 vdpbf16ps, GFLOP/s; 0 = not on this CPU */
+	double amx_peak;        /* AMX-BF16 TDPBF16PS, tiles only, GFLOP/s; 0 = not here */
 };
 
 /* All limits with `threads` threads (OpenBLAS's for sgemm, ours for the

@@ -290,11 +290,22 @@ static void measure(const struct config *c, void *layer, struct peer *peer, cons
 	free(rex), free(rw);
 }
 
+/* The plugin's GEMM runs on AMX tiles: the CPU has them and no -o isa= names
+ * another instruction set. */
+static int uses_amx(const struct config *c)
+{
+	const char *isa = strstr(c->params_text, "isa=");
+
+	return !isa || !strncmp(isa + 4, "amx", 3) || !strncmp(isa + 4, "auto", 4);
+}
+
 /* GFLOP/s the dtype's FLOPs are measured against. */
 static double dtype_peak(const struct config *c)
 {
 	if (c->dtype == BENCH_F32 || c->exact || c->lim->bf16_peak <= 0)
 		return c->lim->peak;
+	if (c->lim->amx_peak > 0 && uses_amx(c))
+		return c->lim->amx_peak;
 	return c->lim->bf16_peak;
 }
 
@@ -364,7 +375,8 @@ static void json_row(const struct config *c, size_t T, const struct row *r, doub
 		"\"hot_roofline_ms\":%.6g,\"hot_efficiency\":%.4f,\"peer_ms\":%.6g,"
 		"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.6g,"
 		"\"sgemm_peak_gflops\":%.6g,\"fma_peak_gflops\":%.6g,"
-		"\"bf16_peak_gflops\":%.6g,\"dtype_peak_gflops\":%.6g,\"blas_core\":\"%s\"}",
+		"\"bf16_peak_gflops\":%.6g,\"amx_peak_gflops\":%.6g,\"dtype_peak_gflops\":%.6g,"
+		"\"blas_core\":\"%s\"}",
 		ftell(c->json) > 2 ? ",\n" : "\n", c->s->id, bench_dtype_name(c->dtype),
 		c->threads, c->zipf, c->params_text, T, c->reps, r->ms, T / r->ms * 1e3,
 		r->experts, r->bytes, r->flops, r->bytes / r->ms / 1e6,
@@ -372,7 +384,7 @@ static void json_row(const struct config *c, size_t T, const struct row *r, doub
 		r->flops / r->ms / 1e6 / l->peak, r->flops / r->ms / 1e6 / dtype_peak(c), roof,
 		bound, roof / r->ms, r->hot_ms, hroof, r->hot_ms > 0 ? hroof / r->hot_ms : 0,
 		r->peer_ms, r->peer_ms > 0 ? r->peer_ms / r->ms : 0, err, l->bw, l->peak,
-		l->fma_peak, l->bf16_peak, dtype_peak(c), openblas_get_corename());
+		l->fma_peak, l->bf16_peak, l->amx_peak, dtype_peak(c), openblas_get_corename());
 }
 
 static void run_config(const struct config *c)
@@ -403,16 +415,19 @@ static void run_config(const struct config *c)
 	limits_measure(c->threads, c->quick, c->lim);
 	openblas_set_num_threads(1);
 	printf("\nlimits, %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %s %.1f GB/s, "
-	       "fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s%s", c->threads,
+	       "fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s, AMX %.1f GFLOP/s%s", c->threads,
 	       c->threads > 1 ? "s" : "", c->quick ? "512^3" : "4096^3", c->lim->peak,
 	       openblas_get_corename(), c->quick ? "32 MiB" : "512 MiB", c->lim->bw,
-	       c->lim->fma_peak, c->lim->bf16_peak,
+	       c->lim->fma_peak, c->lim->bf16_peak, c->lim->amx_peak,
 	       c->lim->bf16_peak > 0 ? "" : " (no AVX512-BF16: bf16 against sgemm)");
 	printf("\n%s %s, %u thread%s%s%s, %s routes, layer built in %.1f s; peak %.1f GFLOP/s "
 	       "(%s), read %.1f GB/s\n", s->id, bench_dtype_name(c->dtype), c->threads,
 	       c->threads > 1 ? "s" : "", *c->params_text ? ", " : "", c->params_text,
 	       c->zipf ? "Zipf-skewed" : "uniform", built, dtype_peak(c),
-	       dtype_peak(c) == c->lim->peak ? "sgemm" : "vdpbf16ps", c->lim->bw);
+	       dtype_peak(c) == c->lim->peak		? "sgemm"
+	       : dtype_peak(c) == c->lim->amx_peak ? "AMX"
+						    : "vdpbf16ps",
+	       c->lim->bw);
 	printf("%6s %9s %9s %7s %7s %8s %8s %4s %5s %9s %5s %9s %6s\n", "T", "cold ms", "tok/s",
 	       "experts", "GB/s", "GFLOP/s", "roof ms", "by", "eff", "hot ms", "eff", "peer ms",
 	       "x peer");

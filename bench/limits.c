@@ -9,7 +9,9 @@
  * Sapphire Rapids; median of 3).  vdpbf16ps on a zmm register is 32 products
  * and 32 sums, 64 FLOP, counted as a GEMM counts them; where the CPU lacks
  * AVX512-BF16 its peak is reported as 0 and bf16 work is measured against
- * sgemm (the plugin then computes bf16 in fp32).  `quick` shrinks every
+ * sgemm (the plugin then computes bf16 in fp32).  Where the CPU has AMX-BF16
+ * (and the kernel grants it), the peak of TDPBF16PS on 4 tile accumulators
+ * per thread too: the cpu plugin's GEMM runs on it there (isa = amx).  `quick` shrinks every
  * measurement (sgemm 512^3, a 32 MiB read) for the harness's smoke test,
  * whose figures mean nothing.
  */
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -191,6 +194,83 @@ static double dot_peak(unsigned threads, int bf16, unsigned iters)
 	return (double)threads * iters * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
 }
 
+/*
+ * AMX: 4 independent C tiles (16 x 16 fp32) += A (16 x 32 bf16) . B, 16 x
+ * 16 x 32 multiply-adds per TDPBF16PS, 16384 FLOP.  Usable where CPUID says
+ * AMX-BF16 and AMX-TILE and the kernel grants the tile state (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, as the cpu plugin asks).
+ */
+static int amx_here(void)
+{
+	unsigned a, b, c, d;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+	return (d >> 22 & 1) && (d >> 24 & 1) && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+
+__attribute__((target("amx-tile,amx-bf16"))) static void *amx_thread(void *arg)
+{
+	struct peak_arg *p = arg;
+	static const uint16_t a[16 * 32];   /* zeros: the time does not depend on them */
+	struct {
+		uint8_t palette, start, reserved[14];
+		uint16_t colsb[16];
+		uint8_t rows[16];
+	} cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.palette = 1;
+	for (int i = 0; i < 8; i++)
+		cfg.rows[i] = 16, cfg.colsb[i] = 64;
+	pthread_barrier_wait(p->start);
+	_tile_loadconfig(&cfg);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	_tile_loadd(4, a, 64);
+	_tile_loadd(5, a, 64);
+	_tile_loadd(6, a, 64);
+	_tile_loadd(7, a, 64);
+	for (unsigned n = 0; n < p->iters; n++) {
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_release();
+	return NULL;
+}
+
+static double amx_peak(unsigned threads, unsigned iters)
+{
+	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
+	pthread_t *th = xmalloc(threads * sizeof(*th));
+	pthread_barrier_t start;
+	double t[3];
+
+	for (int r = 0; r < 3; r++) {
+		double t0;
+
+		pthread_barrier_init(&start, NULL, threads + 1);
+		for (unsigned i = 0; i < threads; i++) {
+			pa[i] = (struct peak_arg){ 1, iters, &start, 0 };
+			if (pthread_create(&th[i], NULL, amx_thread, &pa[i])) {
+				perror("pthread_create");
+				exit(1);
+			}
+		}
+		t0 = bench_now();
+		pthread_barrier_wait(&start);
+		for (unsigned i = 0; i < threads; i++)
+			pthread_join(th[i], NULL);
+		t[r] = bench_now() - t0;
+		pthread_barrier_destroy(&start);
+	}
+	free(pa), free(th);
+	return (double)threads * iters * 4 * 16384 / bench_median(t, 3) / 1e9;
+}
+
 void limits_measure(unsigned threads, int quick, struct limits *ret)
 {
 	unsigned iters = quick ? DOT_ITERS / 64 : DOT_ITERS;
@@ -199,6 +279,7 @@ void limits_measure(unsigned threads, int quick, struct limits *ret)
 	ret->bw = read_bw(threads, quick ? 32u << 20 : 512u << 20);
 	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0, iters) : 0;
 	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1, iters) : 0;
+	ret->amx_peak = amx_here() ? amx_peak(threads, iters / 4) : 0;
 }
 
 void bench_evict(void)

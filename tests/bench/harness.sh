@@ -34,7 +34,10 @@ for r in rows:
     assert abs(r["weight_bytes"] - want) <= 1, (r, want)
     assert r["flops"] == r["T"] * (k + shared) * 6 * H * I, r
     assert 1 <= r["experts"] <= min(E, k * r["T"]), r
+    # bf16/fp8: the AMX peak where the CPU has it (the plugin's default isa
+    # there, no -o isa= in these rows), else vdpbf16ps, else sgemm
     peak = r["sgemm_peak_gflops"] if r["dtype"] == "f32" or r["bf16_peak_gflops"] == 0 \
+        else r["amx_peak_gflops"] if r["amx_peak_gflops"] > 0 and "isa=" not in r["params"] \
         else r["bf16_peak_gflops"]
     assert r["dtype_peak_gflops"] == peak, r
     mem = r["weight_bytes"] / (r["read_bw_gb_per_s"] * 1e9)

@@ -1,30 +1,31 @@
 /*
  * precision = bf16 on CPUs with AMX-BF16 (Sapphire Rapids and later), large
- * groups of BF16 weights: the GEMM on tile instructions.  isa = amx is
- * avx512bf16 (bf16.c's row kernels, bf16_gemm.c's panels) with these halves
- * in place of the vdpbf16ps micro-kernel.
+ * groups: the GEMM on tile instructions.  isa = amx is avx512bf16 (bf16.c's
+ * row kernels for small groups) with these halves for large ones.
  *
- * C[tokens][rows] += A[tokens][K] . B[K][rows]: A is the activations as
- * stored (x rows, or the act rows of the down half; 16 tokens x 32 bf16 per
- * tile, loaded with the rows' own stride), B the weight panels bf16_gemm.c
- * packs ([K/2][64 rows][2], already the pair-interleaved layout TDPBF16PS
- * wants: a tile is 16 pairs x 16 rows, 256 bytes apart), packed per call or
- * once (prepack = on).  Eight tiles: four C (2 token tiles x 2 column
- * groups of 16 rows), two A, two B; per 32 columns of K, 4 tile loads and 4
- * TDPBF16PS (16 x 16 x 32 multiply-adds each).  The act half takes gate rows
- * i.. and the matching up rows as its two column groups, so silu(gate) * up
- * is taken on the C tiles (stored to L1) and written as bf16; the down half
- * adds w * C into y.  Routed experts' tokens are scattered rows of x, so the
- * act half gathers up to AMX_GATHER of them into scratch first; a last tile
- * of fewer than 16 tokens is copied into a zeroed one, so no tile load reads
- * past the rows it was given.
+ * C[rows][tokens] += A[rows][K] . B[K][tokens]: A is 16 weight rows as
+ * stored (BF16 read in place with the matrix's own stride, so the weights
+ * are never packed or copied; FP8 rows decoded to bf16 into a 16-row strip
+ * of scratch, exactly), B the activations, packed once per call into the
+ * pair-interleaved layout TDPBF16PS wants (16 tokens' pair k side by side,
+ * by 16x16 dword transposes: tokens are far fewer bytes than weights).
+ * Eight tiles: four C (2 weight strips x 2 token tiles), two A, two B; per
+ * 32 columns of K, 4 tile loads and 4 TDPBF16PS (16 x 16 x 32 multiply-adds
+ * each).  The act half takes the gate strip and the matching up strip, so
+ * silu(gate) * up is taken on the C tiles (stored to L1), transposed to
+ * tokens and written as bf16; the down half transposes C and adds w * C
+ * into y.  Tokens go in chunks of up to amx_tokens() (1 MB of packed
+ * activations), so the chunk and the two strips stay in L2 while every
+ * token tile passes.  FP8 block scales: each 128-column block is summed in
+ * the tiles, stored, and added times its scale in block order.
  *
- * Taken where H and I are multiples of 32 (every release) and the weights
- * are BF16; otherwise (and for FP8, whose per-block scales would need the C
- * tiles stored every 128 columns) the call goes to bf16_gemm.c.  The tile
- * state is per thread: every call loads the configuration (TDPBF16PS needs
- * it) and releases it at the end; the kernel grants the tile data to the
- * process once (arch_prctl ARCH_REQ_XCOMP_PERM, amx_usable()).
+ * Taken where H and I are multiples of 32 (every release; FP8 blocks of
+ * whole k-steps and 16-row strips); otherwise the call goes to
+ * bf16_gemm.c's packed vdpbf16ps GEMM.  The tile state is per thread: every
+ * call loads the configuration and releases it at the end; the kernel
+ * grants the tile data to the process once (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, amx_usable()).  prepack = on packs panels this GEMM
+ * does not read; with isa = amx it only costs memory.
  *
  * Numerics: TDPBF16PS adds the products of a pair in its own order (it
  * matches neither vdpbf16ps's odd-then-even nor even-then-odd one rounded
@@ -53,8 +54,14 @@
 #include "plugins/cpu/bf16_impl.h"
 #include "plugins/cpu/avx512_impl.h"
 
-/* Tokens of a routed expert gathered into scratch per chunk (S1: 1 MB). */
-#define AMX_GATHER 256u
+/* Activations packed per chunk of tokens: up to 1 MB of them (256 tokens of
+ * S1's H = 2048, 64 of V3's 7168), so they stay in L2 with the strips. */
+static size_t amx_tokens(uint32_t K)
+{
+	size_t n = ((size_t)1 << 20) / ((size_t)K * 2) / 16 * 16;
+
+	return n < 16 ? 16 : n > 256 ? 256 : n;
+}
 
 struct tile_cfg {
 	uint8_t palette, start;
@@ -63,7 +70,7 @@ struct tile_cfg {
 	uint8_t rows[16];
 };
 
-/* Tiles 0-3: C, 4-5: A, 6-7: B, all 16 rows x 64 bytes. */
+/* Tiles 0-3: C, 4-5: A (weights), 6-7: B (activations), 16 rows x 64 bytes. */
 static void amx_begin(void)
 {
 	struct tile_cfg c;
@@ -77,61 +84,120 @@ static void amx_begin(void)
 	_tile_loadconfig(&c);
 }
 
-/* Where a token tile's 16 rows of A start, and their stride in bytes. */
-struct a_src {
-	const uint16_t *base;   /* full tiles: row 0 of the chunk */
-	size_t stride;
-	const uint16_t *tail;   /* the last tile, if partial: 16 rows, K apart */
-	size_t ntiles, n;
-	uint32_t K;
+/* scratch: the packed activations, two weight strips, the C tiles (and an
+ * FP8 block's), after what bf16_gemm.c needs (the fallback's panel). */
+struct amx_scratch {
+	uint32_t *xt;
+	uint16_t *strip[2];
+	float *cb, *blk;
+	size_t tok;
 };
 
-INL const uint16_t *a_tile(const struct a_src *a, size_t t, size_t *stride)
+static size_t up64(size_t n)
 {
-	if (a->tail && t == a->ntiles - 1) {
-		*stride = (size_t)a->K * 2;
-		return a->tail;
-	}
-	*stride = a->stride;
-	return (const uint16_t *)((const char *)a->base + t * 16 * a->stride);
+	return (n + 63) & ~(size_t)63;
 }
 
-/* A over n rows at rows[0..n) (stride ld elements) or, tok != NULL, the rows
- * rows + tok[j] * ld: gathered into buf (then K apart), a partial last tile
- * copied zero-padded into buf too. */
-static void a_setup(struct a_src *a, const uint16_t *rows, size_t ld, const struct group *g,
-		    size_t j0, size_t n, uint32_t K, uint16_t *buf)
+static struct amx_scratch amx_scratch(const struct expert_w *e, void *scratch)
 {
-	size_t full = n / 16 * 16;
+	uint32_t K = e->H > e->inter ? e->H : e->inter;
+	char *p = (char *)scratch + up64(expert_b16_scratch(e->H, e->inter));
+	struct amx_scratch a;
 
-	a->n = n;
-	a->K = K;
-	a->ntiles = (n + 15) / 16;
-	a->tail = NULL;
-	if (g && g->tok) {
-		for (size_t j = 0; j < n; j++)
-			memcpy(buf + j * K, rows + (size_t)g->tok[j0 + j] * ld, (size_t)K * 2);
-		memset(buf + n * K, 0, (a->ntiles * 16 - n) * K * 2);
-		a->base = buf;
-		a->stride = (size_t)K * 2;
-		return;
-	}
-	a->base = rows + (g ? g->first + j0 : j0) * ld;
-	a->stride = ld * 2;
-	if (full < n) {
-		for (size_t j = full; j < n; j++)
-			memcpy(buf + (j - full) * K, a->base + j * ld, (size_t)K * 2);
-		memset(buf + (n - full) * K, 0, (16 - (n - full)) * (size_t)K * 2);
-		a->tail = buf;
-	}
+	a.tok = amx_tokens(K);
+	a.xt = (uint32_t *)p;
+	p += up64(a.tok * K * 2);
+	a.strip[0] = (uint16_t *)p;
+	a.strip[1] = a.strip[0] + (size_t)16 * K;
+	p += up64((size_t)32 * K * 2);
+	a.cb = (float *)p;
+	a.blk = a.cb + 1024;
+	return a;
+}
+
+size_t amx_gemm_scratch(uint32_t H, uint32_t inter)
+{
+	uint32_t K = H > inter ? H : inter;
+
+	return up64(expert_b16_scratch(H, inter)) + up64(amx_tokens(K) * K * 2) +
+	       up64((size_t)32 * K * 2) + 2048 * 4;
 }
 
 /*
- * C tiles 0/1 = A tile t x B columns c0 / c1 of the panel, 2/3 the same for
- * tile t + 1 (two), over all KP pairs; stored into cb [4][16][16].
+ * Tokens' rows rows[j] (n of them, K bf16 each, K a multiple of 32) into
+ * xt as B tiles: tile t, pair kp at xt + (t * K/2 + kp) * 16, 16 tokens'
+ * pair kp side by side (tokens past n: zeros), by 16x16 dword transposes.
  */
-INL void amx_run(const uint16_t *a0, size_t s0, const uint16_t *a1, size_t s1, const int two,
-		 const uint32_t *P, uint32_t kp0, uint32_t kp1, unsigned c0, unsigned c1, float *cb)
+static void pack_tokens(const uint16_t *const *rows, size_t n, uint32_t K, uint32_t *xt)
+{
+	uint32_t KP = K / 2;
+
+	for (size_t t = 0; t < (n + 15) / 16; t++)
+		for (uint32_t kp0 = 0; kp0 < KP; kp0 += 16) {
+			__m512i r[16];
+
+			for (unsigned m = 0; m < 16; m++)
+				r[m] = t * 16 + m < n ? _mm512_loadu_si512(rows[t * 16 + m] + 2 * kp0)
+						      : _mm512_setzero_si512();
+			tr16(r);
+			for (unsigned p = 0; p < 16; p++)
+				_mm512_storeu_si512(xt + ((size_t)t * KP + kp0 + p) * 16, r[p]);
+		}
+}
+
+/* Token rows of the chunk j0.. (n), x rows by token id or act rows in order. */
+static void pack_chunk(const uint16_t *x, size_t ld, const struct group *g, size_t j0, size_t n,
+		       uint32_t K, uint32_t *xt)
+{
+	const uint16_t *rows[256];
+
+	for (size_t j = 0; j < n; j++)
+		rows[j] = x + (g ? group_tok(g, j0 + j) : j0 + j) * ld;
+	pack_tokens(rows, n, K, xt);
+}
+
+/*
+ * Rows r..r+15 of a matrix of R rows x K as an A source: in place (BF16,
+ * all 16 rows there), else BF16 rows copied or FP8 codes decoded into buf,
+ * rows past R zeros.  Returns the rows; their stride is K * 2 bytes.
+ */
+static const uint16_t *strip(const struct expert_w *e, const void *w, uint32_t r, uint32_t R,
+			     uint32_t K, uint16_t *buf)
+{
+	uint32_t have = R - r < 16 ? R - r : 16;
+
+	if (!e->fp8 && have == 16)
+		return (const uint16_t *)w + (size_t)r * K;
+	for (uint32_t i = 0; i < have; i++) {
+		uint16_t *dst = buf + (size_t)i * K;
+
+		if (!e->fp8) {
+			memcpy(dst, (const uint16_t *)w + (size_t)(r + i) * K, (size_t)K * 2);
+			continue;
+		}
+		const uint8_t *q = (const uint8_t *)w + (size_t)(r + i) * K;
+		uint32_t c = 0;
+
+		for (; c + 64 <= K; c += 64) {
+			__m512i w0, w1;
+
+			fp8_to_bf16_64(q + c, &w0, &w1);
+			_mm512_storeu_si512(dst + c, w0);
+			_mm512_storeu_si512(dst + c + 32, w1);
+		}
+		if (c < K)
+			_mm512_storeu_si512(dst + c, fp8_to_bf16(q + c, tail_mask(K - c)));
+	}
+	memset(buf + (size_t)have * K, 0, (size_t)(16 - have) * K * 2);
+	return buf;
+}
+
+/*
+ * C tiles: 0 = A0 x B0, 1 = A1 x B0, 2 = A0 x B1, 3 = A1 x B1 (two), over
+ * pairs kp0..kp1; stored into cb [4][16 rows][16 tokens].
+ */
+INL void amx_run(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *b0,
+		 const uint32_t *b1, const int two, uint32_t kp0, uint32_t kp1, float *cb)
 {
 	_tile_zero(0);
 	_tile_zero(1);
@@ -140,16 +206,14 @@ INL void amx_run(const uint16_t *a0, size_t s0, const uint16_t *a1, size_t s1, c
 		_tile_zero(3);
 	}
 	for (uint32_t kp = kp0; kp < kp1; kp += 16) {
-		const uint32_t *p = P + (size_t)kp * PK_ROWS;
-
-		_tile_loadd(4, a0 + 2 * kp, s0);
-		_tile_loadd(6, p + c0, PK_ROWS * 4);
-		_tile_loadd(7, p + c1, PK_ROWS * 4);
+		_tile_loadd(4, a0 + 2 * kp, sa);
+		_tile_loadd(5, a1 + 2 * kp, sa);
+		_tile_loadd(6, b0 + (size_t)kp * 16, 64);
 		_tile_dpbf16ps(0, 4, 6);
-		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(1, 5, 6);
 		if (two) {
-			_tile_loadd(5, a1 + 2 * kp, s1);
-			_tile_dpbf16ps(2, 5, 6);
+			_tile_loadd(7, b1 + (size_t)kp * 16, 64);
+			_tile_dpbf16ps(2, 4, 7);
 			_tile_dpbf16ps(3, 5, 7);
 		}
 	}
@@ -162,30 +226,27 @@ INL void amx_run(const uint16_t *a0, size_t s0, const uint16_t *a1, size_t s1, c
 }
 
 /*
- * The same over all KP pairs into cb.  S (FP8): the panel's block scales,
- * S[kb][64 rows], blocks of bcp pairs (a multiple of 16): each block's
- * products summed in the tiles, stored to cb + 1024 and added, times the
- * rows' scales, into cb in block order, as bf16_gemm.c's tile() does.
+ * The same over all KP pairs into sc->cb.  FP8 (s0, s1: the two strips'
+ * scale rows, one per K block of bcp pairs): each block summed in the
+ * tiles, stored to sc->blk and added, times its scale, into cb in block
+ * order.
  */
-INL void amx_block(const struct a_src *a, size_t t, const int two, const uint32_t *P,
-		   uint32_t KP, const float *S, uint32_t bcp, unsigned c0, unsigned c1, float *cb)
+INL void amx_block(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *b0,
+		   const uint32_t *b1, const int two, uint32_t KP, const float *s0,
+		   const float *s1, uint32_t bcp, const struct amx_scratch *sc)
 {
-	size_t s0, s1 = 0;
-	const uint16_t *a0 = a_tile(a, t, &s0), *a1 = two ? a_tile(a, t + 1, &s1) : NULL;
-	float *blk = cb + 1024;
-
-	if (!S) {
-		amx_run(a0, s0, a1, s1, two, P, 0, KP, c0, c1, cb);
+	if (!s0) {
+		amx_run(a0, a1, sa, b0, b1, two, 0, KP, sc->cb);
 		return;
 	}
 	for (uint32_t kp0 = 0, kb = 0; kp0 < KP; kp0 += bcp, kb++) {
-		amx_run(a0, s0, a1, s1, two, P, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, c0, c1, blk);
+		amx_run(a0, a1, sa, b0, b1, two, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, sc->blk);
 		for (unsigned q = 0; q < (two ? 4u : 2u); q++) {
-			__m512 sv = _mm512_loadu_ps(S + (size_t)kb * PK_ROWS + (q & 1 ? c1 : c0));
+			__m512 sv = _mm512_set1_ps((q & 1 ? s1 : s0)[kb]);
 
 			for (unsigned m = 0; m < 16; m++) {
-				float *o = cb + q * 256 + m * 16;
-				__m512 v = _mm512_loadu_ps(blk + q * 256 + m * 16);
+				float *o = sc->cb + q * 256 + m * 16;
+				__m512 v = _mm512_loadu_ps(sc->blk + q * 256 + m * 16);
 
 				_mm512_storeu_ps(o, kb ? _mm512_fmadd_ps(v, sv, _mm512_loadu_ps(o))
 						       : _mm512_mul_ps(v, sv));
@@ -194,34 +255,30 @@ INL void amx_block(const struct a_src *a, size_t t, const int two, const uint32_
 	}
 }
 
+/* A [16 rows][16 tokens] C tile, transposed: v[m] = token m's 16 rows. */
+INL void c_tokens(const float *c, __m512 v[16])
+{
+	__m512i r[16];
+
+	for (unsigned i = 0; i < 16; i++)
+		r[i] = _mm512_castps_si512(_mm512_loadu_ps(c + 16 * i));
+	tr16(r);
+	for (unsigned i = 0; i < 16; i++)
+		v[i] = _mm512_castsi512_ps(r[i]);
+}
+
 static __mmask16 rows_mask(int left)
 {
 	return left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
-/* scratch: the panel (expert_b16_scratch), then A rows, then C. */
-static uint16_t *a_buf(const struct expert_w *e, void *scratch)
+/* FP8: the scale row of matrix rows r.. (NULL for BF16). */
+static const float *scale_row(const struct expert_w *e, const float *s, uint32_t r, uint32_t K)
 {
-	return (uint16_t *)((char *)scratch +
-			    ((expert_b16_scratch(e->H, e->inter) + 63) & ~(size_t)63));
+	return e->fp8 ? s + (size_t)(r / e->br) * ((K + e->bc - 1) / e->bc) : NULL;
 }
 
-static float *c_buf(const struct expert_w *e, void *scratch)
-{
-	uint32_t K = e->H > e->inter ? e->H : e->inter;
-
-	return (float *)(a_buf(e, scratch) + (size_t)(AMX_GATHER + 16) * K);
-}
-
-size_t amx_gemm_scratch(uint32_t H, uint32_t inter)
-{
-	uint32_t K = H > inter ? H : inter;
-
-	return ((expert_b16_scratch(H, inter) + 63) & ~(size_t)63) +
-	       (size_t)(AMX_GATHER + 16) * K * 2 + 8 * 256 * 4;
-}
-
-/* FP8: blocks of whole k-steps (32 columns) and of whole 16-row tiles. */
+/* FP8: blocks of whole k-steps (32 columns) and of whole 16-row strips. */
 static int amx_fits(const struct expert_w *e)
 {
 	return e->H % 32 == 0 && e->inter % 32 == 0 &&
@@ -231,105 +288,106 @@ static int amx_fits(const struct expert_w *e)
 void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, const struct group *g,
 		  uint16_t *act, size_t lda, uint32_t r0, uint32_t r1, void *scratch)
 {
-	uint32_t H = e->H, KP = H / 2, bcp = e->bc / 2;
-	float *cb = c_buf(e, scratch);
-	size_t chunk = g->tok ? AMX_GATHER : g->n;
+	uint32_t H = e->H, In = e->inter, KP = H / 2, bcp = e->bc / 2;
+	struct amx_scratch sc = amx_scratch(e, scratch);
 
 	if (!amx_fits(e)) {
 		b16_gemm_act(e, xb, ldx, g, act, lda, r0, r1, scratch);
 		return;
 	}
 	amx_begin();
-	for (size_t j0 = 0; j0 < g->n; j0 += chunk) {
-		size_t n = g->n - j0 < chunk ? g->n - j0 : chunk;
-		struct a_src a;
+	for (size_t j0 = 0; j0 < g->n; j0 += sc.tok) {
+		size_t n = g->n - j0 < sc.tok ? g->n - j0 : sc.tok, nt = (n + 15) / 16;
 
-		a_setup(&a, xb, ldx, g, j0, n, H, a_buf(e, scratch));
-		for (uint32_t i = r0; i < r1; i += PK_ROWS / 2) {
-			uint32_t *P = e->packed ? b16_packed_act(e, i) : scratch;
-			const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
+		pack_chunk(xb, ldx, g, j0, n, H, sc.xt);
+		for (uint32_t i = r0; i < r1; i += 16) {
+			const uint16_t *ag = strip(e, e->gate, i, In, H, sc.strip[0]);
+			const uint16_t *au = strip(e, e->up, i, In, H, sc.strip[1]);
+			const float *sg = scale_row(e, e->gate_s, i, H), *su = scale_row(e, e->up_s, i, H);
+			__mmask16 keep = rows_mask((int)(r1 - i));
 
-			if (!e->packed)
-				b16_pack_act(e, i, r1, P);
-			for (size_t t = 0; t < a.ntiles; t += 2) {
-				int two = t + 1 < a.ntiles;
+			for (size_t t = 0; t < nt; t += 2) {
+				const uint32_t *b0 = sc.xt + t * KP * 16;
+				int two = t + 1 < nt;
 
-				/* gate rows 16q.. with up rows 16q.. (panel columns 32 + 16q) */
-				for (unsigned q = 0; q < 2; q++) {
-					__mmask16 keep = rows_mask((int)(r1 - i) - 16 * (int)q);
+				if (two)
+					amx_block(ag, au, (size_t)H * 2, b0, b0 + KP * 16, 1, KP, sg,
+						  su, bcp, &sc);
+				else
+					amx_block(ag, au, (size_t)H * 2, b0, NULL, 0, KP, sg, su, bcp,
+						  &sc);
+				for (unsigned s = 0; s < (two ? 2u : 1u); s++) {
+					const float *c = sc.cb + s * 512;
+					__m512i v[16];
 
-					if (!keep)
-						break;
-					if (two)
-						amx_block(&a, t, 1, P, KP, S, bcp, 16 * q,
-							  32 + 16 * q, cb);
-					else
-						amx_block(&a, t, 0, P, KP, S, bcp, 16 * q,
-							  32 + 16 * q, cb);
-					for (unsigned s = 0; s < (two ? 2u : 1u); s++)
-						for (unsigned m = 0; m < 16 && (t + s) * 16 + m < n; m++) {
-							const float *c = cb + s * 512 + m * 16;
-							__m512 v = _mm512_mul_ps(
-								silu16(_mm512_loadu_ps(c)),
-								_mm512_loadu_ps(c + 256));
-							size_t j = j0 + (t + s) * 16 + m;
-
-							_mm256_mask_storeu_epi16(
-								act + j * lda + i + 16 * q, keep,
-								(__m256i)_mm512_cvtneps_pbh(v));
-						}
+					for (unsigned r = 0; r < 16; r++)
+						v[r] = _mm512_castps_si512(_mm512_mul_ps(
+							silu16(_mm512_loadu_ps(c + 16 * r)),
+							_mm512_loadu_ps(c + 256 + 16 * r)));
+					tr16(v);        /* v[m]: token m's 16 rows */
+					for (unsigned m = 0; m < 16 && (t + s) * 16 + m < n; m++)
+						_mm256_mask_storeu_epi16(
+							act + (j0 + (t + s) * 16 + m) * lda + i, keep,
+							(__m256i)_mm512_cvtneps_pbh(
+								_mm512_castsi512_ps(v[m])));
 				}
 			}
 		}
 	}
 	_tile_release();
+	if (r1 == In && lda > In)
+		for (size_t j = 0; j < g->n; j++)
+			act[j * lda + In] = 0;
 }
 
 void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 		   const struct group *g, float *y, uint32_t h0, uint32_t h1, void *scratch)
 {
-	uint32_t H = e->H, KP = e->inter / 2, bcp = e->bc / 2;
-	float *cb = c_buf(e, scratch);
-	struct a_src a;
+	uint32_t H = e->H, In = e->inter, KP = In / 2, bcp = e->bc / 2;
+	struct amx_scratch sc = amx_scratch(e, scratch);
 
 	if (!amx_fits(e)) {
 		b16_gemm_down(e, act, lda, g, y, h0, h1, scratch);
 		return;
 	}
 	amx_begin();
-	a_setup(&a, act, lda, NULL, 0, g->n, e->inter, a_buf(e, scratch));
-	for (uint32_t h = h0; h < h1; h += PK_ROWS) {
-		uint32_t *P = e->packed ? b16_packed_down(e, h) : scratch;
-		const float *S = e->fp8 ? (const float *)(P + (size_t)PK_ROWS * KP) : NULL;
+	for (size_t j0 = 0; j0 < g->n; j0 += sc.tok) {
+		size_t n = g->n - j0 < sc.tok ? g->n - j0 : sc.tok, nt = (n + 15) / 16;
 
-		if (!e->packed)
-			b16_pack_down(e, h, h1, P);
-		for (size_t t = 0; t < a.ntiles; t += 2) {
-			int two = t + 1 < a.ntiles;
+		pack_chunk(act, lda, NULL, j0, n, In, sc.xt);
+		for (uint32_t h = h0; h < h1; h += 32) {
+			const uint16_t *a0 = strip(e, e->down, h, H, In, sc.strip[0]);
+			const uint16_t *a1 = h + 16 < H ? strip(e, e->down, h + 16, H, In, sc.strip[1])
+							: a0;
+			const float *s0 = scale_row(e, e->down_s, h, In);
+			const float *s1 = h + 16 < H ? scale_row(e, e->down_s, h + 16, In) : s0;
 
-			for (unsigned q = 0; q < 2; q++) {
-				if ((int)(h1 - h) - 32 * (int)q <= 0)
-					break;
+			for (size_t t = 0; t < nt; t += 2) {
+				const uint32_t *b0 = sc.xt + t * KP * 16;
+				int two = t + 1 < nt;
+
 				if (two)
-					amx_block(&a, t, 1, P, KP, S, bcp, 32 * q, 32 * q + 16,
-						  cb);
+					amx_block(a0, a1, (size_t)In * 2, b0, b0 + KP * 16, 1, KP, s0,
+						  s1, bcp, &sc);
 				else
-					amx_block(&a, t, 0, P, KP, S, bcp, 32 * q, 32 * q + 16,
-						  cb);
+					amx_block(a0, a1, (size_t)In * 2, b0, NULL, 0, KP, s0, s1, bcp,
+						  &sc);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++)
-					for (unsigned m = 0; m < 16 && (t + s) * 16 + m < g->n; m++) {
-						size_t j = (t + s) * 16 + m;
-						float *yj = y + group_tok(g, j) * H + h + 32 * q;
-						__m512 w = _mm512_set1_ps(group_w(g, j));
+					for (unsigned c = 0; c < 2; c++) {
+						__mmask16 k = rows_mask((int)(h1 - h) - 16 * (int)c);
+						__m512 v[16];
 
-						for (unsigned c = 0; c < 2; c++) {
-							__mmask16 k = rows_mask((int)(h1 - h) -
-										32 * (int)q - 16 * (int)c);
-							const float *cv = cb + s * 512 + c * 256 + m * 16;
-							__m512 yv = _mm512_maskz_loadu_ps(k, yj + 16 * c);
+						if (!k)
+							continue;
+						c_tokens(sc.cb + s * 512 + c * 256, v);
+						for (unsigned m = 0; m < 16 && (t + s) * 16 + m < n; m++) {
+							size_t j = j0 + (t + s) * 16 + m;
+							float *yj = y + group_tok(g, j) * H + h + 16 * c;
+							__m512 yv = _mm512_maskz_loadu_ps(k, yj);
 
-							yv = _mm512_fmadd_ps(w, _mm512_loadu_ps(cv), yv);
-							_mm512_mask_storeu_ps(yj + 16 * c, k, yv);
+							yv = _mm512_fmadd_ps(_mm512_set1_ps(group_w(g, j)),
+									     v[m], yv);
+							_mm512_mask_storeu_ps(yj, k, yv);
 						}
 					}
 			}

@@ -359,6 +359,16 @@ static int prepack_layer(struct cpu_layer *l)
 				  "precision = bf16 and AVX512-BF16 (said once, for every layer)");
 		return 0;
 	}
+	if (amx_layer(l)) {
+		/* the AMX GEMM reads the weights as stored: no panels to keep */
+		static atomic_flag said = ATOMIC_FLAG_INIT;
+
+		if (!atomic_flag_test_and_set(&said))
+			host->log(MOED_LOG_NOTICE, PLUGIN,
+				  "prepack = on has no effect with isa = amx, whose GEMM reads "
+				  "the weights as stored (said once, for every layer)");
+		return 0;
+	}
 	l->packed = calloc((size_t)E + 1, sizeof(*l->packed));
 	if (!l->packed)
 		return -ENOMEM;

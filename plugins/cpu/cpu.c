@@ -80,12 +80,21 @@
  * 54 / 49 / 49; FP8 8 / 12 / 16 at T=64 34 / 25 / 25, T=128 51 / 46 / 46. */
 #define GEMM_MIN_B16 32u
 #define GEMM_MIN_B16_FP8 16u
-/* ... and for the AMX tiles (isa = amx, BF16 weights, H and I multiples of
- * 32): one S1 expert, gemm_cmp, thread CPU ms, row kernel / AMX GEMM: n=1
- * 1.09/1.69, 3 1.13/1.68, 7 1.75/1.70, 13 2.48/1.72, 16 2.95/1.73 (a tile
- * is 16 tokens: the GEMM costs the same up to 16, then 2.4 ms at 64); FP8
- * n=4 1.14/1.53, 8 2.18/1.45, 16 4.39/1.56. */
-#define GEMM_MIN_AMX 8u
+/* ... and for the AMX tiles (isa = amx, H and I multiples of 32): one S1
+ * expert, gemm_cmp, thread CPU ms, row kernel / AMX GEMM (weights read in
+ * place), 2 runs: BF16 n=1 1.15-1.26/1.03-1.10, 2 1.20-1.23/0.71-0.73,
+ * 4 0.88-0.97/0.74-0.75, 8 1.46-1.52/0.82-0.90, 16 3.0/1.14-1.15; FP8 n=1
+ * 0.53-0.67/0.99-1.08, 2 0.66-0.67/0.89-0.92, 4 1.01/0.93-0.99, 6 1.58-1.66
+ * /0.96-1.11.  The layer (S1, 2 threads, -o gemm_min_tokens=1|2|8, 2
+ * alternated rounds, cold ms): BF16 T=1 5.28-5.43 / 5.24-5.39 / 5.24-5.49,
+ * T=64 40.9-41.9 / 41.3-41.8 / 50.9-51.8; FP8 (1|4|8) T=1 5.75-5.88 /
+ * 2.66-3.03 / 2.87-3.18, T=16 33.6-34.4 / 21.0-21.2 / 21.1-21.7.  So BF16
+ * takes the GEMM from one token on, and then every group of a layer runs
+ * the same kernel: a token's result no longer depends on its batch or on
+ * coalescing (tests/unit/test_cpu_expert.c); FP8 keeps the in-register
+ * decode of its one-byte rows below 4 tokens. */
+#define GEMM_MIN_AMX 1u
+#define GEMM_MIN_AMX_FP8 4u
 /* ... and for pre-packed BF16 weights (prepack = on): the GEMM from one
  * token on (S1, 2 threads, bench/expert_bench -o prepack=on -o
  * gemm_min_tokens=1|4, 3 alternated rounds, cold ms: T=1 5.0-6.0 / 5.5-6.3,
@@ -215,7 +224,7 @@ static const char *const prepack_choices[] = { "off", "on", NULL };
 
 static const struct moed_param_decl decls[] = {
 	{ .name = "gemm_min_tokens", .type = MOED_PARAM_INT, .min = 1, .max = 1e9,
-	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8); prepack: 1, 4",
+	  .def = "40 (F32), 48 (BF16); precision=bf16: 32 (BF16), 16 (FP8); amx: 1, 4; prepack: 1, 4",
 	  .help = "tokens of one expert from which sgemm is used" },
 	{ .name = "split_min_kb", .type = MOED_PARAM_INT, .min = 0, .max = 1e9, .def = "8192",
 	  .help = "work (kB) below which a call is not split across threads; 0: always split" },
@@ -434,7 +443,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		l->gemm_min = spec->dtype == MOED_DTYPE_F32 ? GEMM_MIN_F32
 			      : l->packed && l->fp8 ? GEMM_MIN_F8_PACKED
 			      : l->packed	  ? GEMM_MIN_B16_PACKED
-			      : amx_layer(l)	  ? GEMM_MIN_AMX
+			      : amx_layer(l)	  ? (l->fp8 ? GEMM_MIN_AMX_FP8 : GEMM_MIN_AMX)
 			      : l->bops && l->fp8 ? GEMM_MIN_B16_FP8
 			      : l->bops	  ? GEMM_MIN_B16
 						  : GEMM_MIN_BF16;

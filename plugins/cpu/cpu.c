@@ -24,11 +24,12 @@
  * into task scratch that stays in L2).
  *
  * Parameters: gemm_min_tokens (default 40 for F32 weights, 48 for BF16; with
- * precision = bf16 32 for BF16, 16 for FP8);
+ * precision = bf16 32 for BF16, 16 for FP8; on AMX 1 and 4);
  * split_min_kb (default 8192: smaller calls are not split, 0: always split);
  * kernel = auto|small|gemm (force one path, for tests and benchmarks);
- * isa = auto|avx512bf16|avx512|avx2|generic (the kernels' instruction set;
- * auto takes the best the CPU has); precision = exact|bf16 (BF16 and FP8
+ * isa = auto|amx|avx512bf16|avx512|avx2|generic (the kernels' instruction
+ * set; auto takes the best the CPU has; amx: avx512bf16 with amx_gemm.c's
+ * tile GEMM); precision = exact|bf16 (BF16 and FP8
  * weights; default bf16 where the CPU has AVX512-BF16): bf16 rounds x and the
  * act to bf16 once per pass / per act slice and runs bf16.c's kernels, or,
  * with an isa that lacks them, the fp32 kernels on the rounded values; exact

@@ -20,7 +20,8 @@
  * precision = bf16 (bf16.c, AVX512-BF16): activations rounded to bf16 meet
  * bf16 weights, or FP8 codes decoded exactly to bf16, in vdpbf16ps dot
  * products: a row-reading kernel for small groups and a packed-panel GEMM for
- * large ones, in the same two halves (struct cpu_bf16_ops).
+ * large ones, in the same two halves (struct cpu_bf16_ops); on AMX-BF16
+ * (isa = amx) the large ones run on tiles instead (amx_gemm.c).
  *
  * Numerics: every dot product and the weighted sum accumulate in fp32; bf16
  * weights are widened exactly (bf16 is the top half of an fp32); an FP8

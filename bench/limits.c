@@ -163,8 +163,8 @@ static void *peak_thread(void *arg)
 	return NULL;
 }
 
-/* GFLOP/s of `threads` threads running dot_chains(bf16, iters). */
-static double dot_peak(unsigned threads, int bf16, unsigned iters)
+/* Median seconds of `threads` threads running fn (a struct peak_arg each). */
+static double peak_seconds(unsigned threads, void *(*fn)(void *), int bf16, unsigned iters)
 {
 	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
 	pthread_t *th = xmalloc(threads * sizeof(*th));
@@ -177,7 +177,7 @@ static double dot_peak(unsigned threads, int bf16, unsigned iters)
 		pthread_barrier_init(&start, NULL, threads + 1);
 		for (unsigned i = 0; i < threads; i++) {
 			pa[i] = (struct peak_arg){ bf16, iters, &start, 0 };
-			if (pthread_create(&th[i], NULL, peak_thread, &pa[i])) {
+			if (pthread_create(&th[i], NULL, fn, &pa[i])) {
 				perror("pthread_create");
 				exit(1);
 			}
@@ -190,8 +190,15 @@ static double dot_peak(unsigned threads, int bf16, unsigned iters)
 		pthread_barrier_destroy(&start);
 	}
 	free(pa), free(th);
+	return bench_median(t, 3);
+}
+
+/* GFLOP/s of `threads` threads running dot_chains(bf16, iters). */
+static double dot_peak(unsigned threads, int bf16, unsigned iters)
+{
 	/* fmadd: 16 lanes x 2 FLOP; dpbf16: 16 lanes x 2 pairs x 2 FLOP */
-	return (double)threads * iters * CHAINS * (bf16 ? 64 : 32) / bench_median(t, 3) / 1e9;
+	return (double)threads * iters * CHAINS * (bf16 ? 64 : 32) /
+	       peak_seconds(threads, peak_thread, bf16, iters) / 1e9;
 }
 
 /*
@@ -244,31 +251,8 @@ __attribute__((target("amx-tile,amx-bf16"))) static void *amx_thread(void *arg)
 
 static double amx_peak(unsigned threads, unsigned iters)
 {
-	struct peak_arg *pa = xmalloc(threads * sizeof(*pa));
-	pthread_t *th = xmalloc(threads * sizeof(*th));
-	pthread_barrier_t start;
-	double t[3];
-
-	for (int r = 0; r < 3; r++) {
-		double t0;
-
-		pthread_barrier_init(&start, NULL, threads + 1);
-		for (unsigned i = 0; i < threads; i++) {
-			pa[i] = (struct peak_arg){ 1, iters, &start, 0 };
-			if (pthread_create(&th[i], NULL, amx_thread, &pa[i])) {
-				perror("pthread_create");
-				exit(1);
-			}
-		}
-		t0 = bench_now();
-		pthread_barrier_wait(&start);
-		for (unsigned i = 0; i < threads; i++)
-			pthread_join(th[i], NULL);
-		t[r] = bench_now() - t0;
-		pthread_barrier_destroy(&start);
-	}
-	free(pa), free(th);
-	return (double)threads * iters * 4 * 16384 / bench_median(t, 3) / 1e9;
+	return (double)threads * iters * 4 * 16384 / peak_seconds(threads, amx_thread, 1, iters) /
+	       1e9;
 }
 
 void limits_measure(unsigned threads, int quick, struct limits *ret)

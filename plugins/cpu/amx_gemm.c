@@ -255,6 +255,20 @@ INL void amx_block(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint
 	}
 }
 
+/* amx_block on token tiles t and t + 1 of xt (two) or t alone, each
+ * branch with `two` a constant. */
+static void amx_tiles(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *xt,
+		      size_t t, int two, uint32_t KP, const float *s0, const float *s1,
+		      uint32_t bcp, const struct amx_scratch *sc)
+{
+	const uint32_t *b0 = xt + t * KP * 16;
+
+	if (two)
+		amx_block(a0, a1, sa, b0, b0 + KP * 16, 1, KP, s0, s1, bcp, sc);
+	else
+		amx_block(a0, a1, sa, b0, NULL, 0, KP, s0, s1, bcp, sc);
+}
+
 /* A [16 rows][16 tokens] C tile, transposed: v[m] = token m's 16 rows. */
 INL void c_tokens(const float *c, __m512 v[16])
 {
@@ -307,15 +321,9 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 			__mmask16 keep = rows_mask((int)(r1 - i));
 
 			for (size_t t = 0; t < nt; t += 2) {
-				const uint32_t *b0 = sc.xt + t * KP * 16;
 				int two = t + 1 < nt;
 
-				if (two)
-					amx_block(ag, au, (size_t)H * 2, b0, b0 + KP * 16, 1, KP, sg,
-						  su, bcp, &sc);
-				else
-					amx_block(ag, au, (size_t)H * 2, b0, NULL, 0, KP, sg, su, bcp,
-						  &sc);
+				amx_tiles(ag, au, (size_t)H * 2, sc.xt, t, two, KP, sg, su, bcp, &sc);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++) {
 					const float *c = sc.cb + s * 512;
 					__m512i v[16];
@@ -363,15 +371,9 @@ void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 			const float *s1 = h + 16 < H ? scale_row(e, e->down_s, h + 16, In) : s0;
 
 			for (size_t t = 0; t < nt; t += 2) {
-				const uint32_t *b0 = sc.xt + t * KP * 16;
 				int two = t + 1 < nt;
 
-				if (two)
-					amx_block(a0, a1, (size_t)In * 2, b0, b0 + KP * 16, 1, KP, s0,
-						  s1, bcp, &sc);
-				else
-					amx_block(a0, a1, (size_t)In * 2, b0, NULL, 0, KP, s0, s1, bcp,
-						  &sc);
+				amx_tiles(a0, a1, (size_t)In * 2, sc.xt, t, two, KP, s0, s1, bcp, &sc);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++)
 					for (unsigned c = 0; c < 2; c++) {
 						__mmask16 k = rows_mask((int)(h1 - h) - 16 * (int)c);

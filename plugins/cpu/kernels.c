@@ -10,6 +10,12 @@
 #include "plugins/cpu/kernels.h"
 
 #define SMALL_NB 4u
+/* Tokens of a group dotted with the same rows per pass (small_impl.h's
+ * dots()), and the span of K they take together. */
+#define SMALL_SUPER 24u
+#ifndef SMALL_SPAN
+#define SMALL_SPAN 256u
+#endif
 
 float silu(float z)
 {

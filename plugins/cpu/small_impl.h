@@ -73,21 +73,31 @@ SMALL_INLINE float SMALL_FN(hsum)(SMALL_FN(vf) v)
 	return t[0];
 }
 
-/* out[r][j] = rows[r] · xs[j] for r < R (<= SMALL_ROWS), j < nb; rows of len
- * elements.  Each (row, token) sum runs in the same order whatever R and nb. */
-SMALL_INLINE void SMALL_FN(dot)(const void *const *rows, const int bf16, uint32_t len,
-				const float *const *xs, const unsigned nb, const unsigned R,
+/* dot_span modes: zero the accumulators first; end with the lane sums and
+ * the tail (len % SMALL_VW elements) into out. */
+#define SMALL_BEGIN 1
+#define SMALL_END 2
+
+/*
+ * rows[r] · xs[j] for r < R (<= SMALL_ROWS), j < nb, over elements i0..i1
+ * (multiples of SMALL_VW) of rows of len: acc holds the vector sums between
+ * calls, so a dot product may be taken in spans of K; with SMALL_END, out[r][j]
+ * gets the whole sum.  Each (row, token) sum runs in the same order whatever
+ * R, nb and the spans.
+ */
+SMALL_INLINE void SMALL_FN(dot)(const void *const *rows, const int bf16, uint32_t i0, uint32_t i1,
+				uint32_t len, const float *const *xs, const unsigned nb,
+				const unsigned R, SMALL_FN(vf) io[SMALL_ROWS][SMALL_NB], int mode,
 				float out[SMALL_ROWS][SMALL_NB])
 {
 	SMALL_FN(vf) acc[SMALL_ROWS][SMALL_NB];
-	uint32_t i = 0;
 
 #pragma GCC unroll 8
 	for (unsigned r = 0; r < R; r++)
 #pragma GCC unroll 8
 		for (unsigned j = 0; j < nb; j++)
-			acc[r][j] = (SMALL_FN(vf)){ 0 };
-	for (; i + SMALL_VW <= len; i += SMALL_VW) {
+			acc[r][j] = mode & SMALL_BEGIN ? (SMALL_FN(vf)){ 0 } : io[r][j];
+	for (uint32_t i = i0; i < i1; i += SMALL_VW) {
 		SMALL_FN(vf) w[SMALL_ROWS];
 
 #pragma GCC unroll 8
@@ -107,34 +117,76 @@ SMALL_INLINE void SMALL_FN(dot)(const void *const *rows, const int bf16, uint32_
 				acc[r][j] += w[r] * xv;
 		}
 	}
+	if (!(mode & SMALL_END)) {
+		for (unsigned r = 0; r < R; r++)
+			for (unsigned j = 0; j < nb; j++)
+				io[r][j] = acc[r][j];
+		return;
+	}
 	for (unsigned r = 0; r < R; r++)
 		for (unsigned j = 0; j < nb; j++) {
 			float sum = SMALL_FN(hsum)(acc[r][j]);
 
-			for (uint32_t t = i; t < len; t++)
+			for (uint32_t t = i1; t < len; t++)
 				sum += wload(rows[r], t, bf16) * xs[j][t];
 			out[r][j] = sum;
 		}
 }
 
 /* dot with nb a compile-time constant in each branch. */
-SMALL_INLINE void SMALL_FN(dot_n)(const void *const *rows, const int bf16, uint32_t len,
-				  const float *const *xs, unsigned nb, const unsigned R,
+SMALL_INLINE void SMALL_FN(dot_n)(const void *const *rows, const int bf16, uint32_t i0,
+				  uint32_t i1, uint32_t len, const float *const *xs, unsigned nb,
+				  const unsigned R, SMALL_FN(vf) io[SMALL_ROWS][SMALL_NB], int mode,
 				  float out[SMALL_ROWS][SMALL_NB])
 {
 	switch (nb) {
 	case 4:
-		SMALL_FN(dot)(rows, bf16, len, xs, 4, R, out);
+		SMALL_FN(dot)(rows, bf16, i0, i1, len, xs, 4, R, io, mode, out);
 		break;
 	case 3:
-		SMALL_FN(dot)(rows, bf16, len, xs, 3, R, out);
+		SMALL_FN(dot)(rows, bf16, i0, i1, len, xs, 3, R, io, mode, out);
 		break;
 	case 2:
-		SMALL_FN(dot)(rows, bf16, len, xs, 2, R, out);
+		SMALL_FN(dot)(rows, bf16, i0, i1, len, xs, 2, R, io, mode, out);
 		break;
 	default:
-		SMALL_FN(dot)(rows, bf16, len, xs, 1, R, out);
+		SMALL_FN(dot)(rows, bf16, i0, i1, len, xs, 1, R, io, mode, out);
 		break;
+	}
+}
+
+/*
+ * out[j][r] = rows[r] · xs[j] for the n <= SMALL_SUPER tokens xs, in blocks
+ * of SMALL_NB tokens.  More than one block: K is taken in spans of
+ * SMALL_SPAN elements, every block finishing a span before the next, so the
+ * span of the rows and of the n tokens stays in L1 while the blocks pass (a
+ * whole row's worth of tokens would come from L2, and the FMAs wait on it);
+ * the sums are the same, in the same order, as in one pass.
+ */
+SMALL_INLINE void SMALL_FN(dots)(const void *const *rows, const int bf16, uint32_t len,
+				 const float *const *xs, size_t n, const unsigned R,
+				 float out[SMALL_SUPER][SMALL_ROWS])
+{
+	SMALL_FN(vf) io[SMALL_SUPER / SMALL_NB][SMALL_ROWS][SMALL_NB];
+	float o[SMALL_ROWS][SMALL_NB];
+	uint32_t lenv = len / SMALL_VW * SMALL_VW, span = n > SMALL_NB ? SMALL_SPAN : lenv;
+
+	for (uint32_t c = 0;; c += span) {
+		uint32_t ce = lenv - c < span ? lenv : c + span;
+		int mode = (c ? 0 : SMALL_BEGIN) | (ce == lenv ? SMALL_END : 0);
+
+		for (size_t j0 = 0; j0 < n; j0 += SMALL_NB) {
+			unsigned nb = n - j0 < SMALL_NB ? (unsigned)(n - j0) : SMALL_NB;
+
+			SMALL_FN(dot_n)(rows, bf16, c, ce, len, xs + j0, nb, R, io[j0 / SMALL_NB],
+					mode, o);
+			if (mode & SMALL_END)
+				for (unsigned j = 0; j < nb; j++)
+					for (unsigned r = 0; r < R; r++)
+						out[j0 + j][r] = o[r][j];
+		}
+		if (ce == lenv)
+			return;
 	}
 }
 
@@ -157,9 +209,9 @@ SMALL_INLINE void SMALL_FN(act_body)(const struct expert_w *e, const float *x,
 	const unsigned half = R / 2;
 	uint32_t H = e->H, In = e->inter;
 	size_t es = bf16 ? 2 : 4;
-	const float *xs[SMALL_NB];
+	const float *xs[SMALL_SUPER];
 	const void *rows[SMALL_ROWS];
-	float out[SMALL_ROWS][SMALL_NB];
+	float out[SMALL_SUPER][SMALL_ROWS];
 
 	if (R == 1) {
 		/* the gate rows, their products parked in act, then the up rows:
@@ -167,17 +219,16 @@ SMALL_INLINE void SMALL_FN(act_body)(const struct expert_w *e, const float *x,
 		for (int up = 0; up < 2; up++)
 			for (uint32_t i = r0; i < r1; i++) {
 				rows[0] = (const char *)(up ? e->up : e->gate) + (size_t)i * H * es;
-				for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
-					unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0)
-									   : SMALL_NB;
+				for (size_t j0 = 0; j0 < g->n; j0 += SMALL_SUPER) {
+					size_t n = g->n - j0 < SMALL_SUPER ? g->n - j0 : SMALL_SUPER;
 
-					for (unsigned j = 0; j < nb; j++)
+					for (size_t j = 0; j < n; j++)
 						xs[j] = x + group_tok(g, j0 + j) * H;
-					SMALL_FN(dot_n)(rows, bf16, H, xs, nb, 1, out);
-					for (unsigned j = 0; j < nb; j++) {
+					SMALL_FN(dots)(rows, bf16, H, xs, n, 1, out);
+					for (size_t j = 0; j < n; j++) {
 						float *a = act + (j0 + j) * In + i;
 
-						*a = up ? silu(*a) * out[0][j] : out[0][j];
+						*a = up ? silu(*a) * out[j][0] : out[j][0];
 					}
 				}
 			}
@@ -187,16 +238,15 @@ SMALL_INLINE void SMALL_FN(act_body)(const struct expert_w *e, const float *x,
 	for (uint32_t i = r0; i < r1; i += half) {
 		SMALL_FN(rows_at)(rows, e->gate, i, half, r1, H, es);
 		SMALL_FN(rows_at)(rows + half, e->up, i, half, r1, H, es);
-		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
-			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
+		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_SUPER) {
+			size_t n = g->n - j0 < SMALL_SUPER ? g->n - j0 : SMALL_SUPER;
 
-			for (unsigned j = 0; j < nb; j++)
+			for (size_t j = 0; j < n; j++)
 				xs[j] = x + group_tok(g, j0 + j) * H;
-			SMALL_FN(dot_n)(rows, bf16, H, xs, nb, R, out);
+			SMALL_FN(dots)(rows, bf16, H, xs, n, R, out);
 			for (unsigned r = 0; r < half && i + r < r1; r++)
-				for (unsigned j = 0; j < nb; j++)
-					act[(j0 + j) * In + i + r] =
-						silu(out[r][j]) * out[half + r][j];
+				for (size_t j = 0; j < n; j++)
+					act[(j0 + j) * In + i + r] = silu(out[j][r]) * out[j][half + r];
 		}
 	}
 }
@@ -207,24 +257,24 @@ SMALL_INLINE void SMALL_FN(down_body)(const struct expert_w *e, const float *act
 {
 	uint32_t H = e->H, In = e->inter;
 	size_t es = bf16 ? 2 : 4;
-	const float *xs[SMALL_NB];
+	const float *xs[SMALL_SUPER];
 	const void *rows[SMALL_ROWS];
-	float out[SMALL_ROWS][SMALL_NB];
+	float out[SMALL_SUPER][SMALL_ROWS];
 
 	for (uint32_t h = h0; h < h1; h += R) {
 		SMALL_FN(rows_at)(rows, e->down, h, R, h1, In, es);
-		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_NB) {
-			unsigned nb = g->n - j0 < SMALL_NB ? (unsigned)(g->n - j0) : SMALL_NB;
+		for (size_t j0 = 0; j0 < g->n; j0 += SMALL_SUPER) {
+			size_t n = g->n - j0 < SMALL_SUPER ? g->n - j0 : SMALL_SUPER;
 
-			for (unsigned j = 0; j < nb; j++)
+			for (size_t j = 0; j < n; j++)
 				xs[j] = act + (j0 + j) * In;
-			SMALL_FN(dot_n)(rows, bf16, In, xs, nb, R, out);
-			for (unsigned j = 0; j < nb; j++) {
+			SMALL_FN(dots)(rows, bf16, In, xs, n, R, out);
+			for (size_t j = 0; j < n; j++) {
 				float *yj = y + group_tok(g, j0 + j) * H;
 				float w = group_w(g, j0 + j);
 
 				for (unsigned r = 0; r < R && h + r < h1; r++)
-					yj[h + r] = SMALL_MADD(w, out[r][j], yj[h + r]);
+					yj[h + r] = SMALL_MADD(w, out[j][r], yj[h + r]);
 			}
 		}
 	}

@@ -84,8 +84,8 @@ static void amx_begin(void)
 	_tile_loadconfig(&c);
 }
 
-/* scratch: the packed activations, two weight strips, the C tiles (and an
- * FP8 block's), after what bf16_gemm.c needs (the fallback's panel). */
+/* scratch: the packed activations, two weight strips, the C tiles (and two
+ * FP8 blocks'), after what bf16_gemm.c needs (the fallback's panel). */
 struct amx_scratch {
 	uint32_t *xt;
 	uint16_t *strip[2];
@@ -120,7 +120,7 @@ size_t amx_gemm_scratch(uint32_t H, uint32_t inter)
 	uint32_t K = H > inter ? H : inter;
 
 	return up64(expert_b16_scratch(H, inter)) + up64(amx_tokens(K) * K * 2) +
-	       up64((size_t)32 * K * 2) + 2048 * 4;
+	       up64((size_t)32 * K * 2) + 3072 * 4;
 }
 
 /*
@@ -225,34 +225,47 @@ INL void amx_run(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32
 	}
 }
 
+/* FP8: cb (+)= blk * the block's scale, per C tile (q odd: strip 1). */
+INL void scale_add(const float *blk, float *cb, const int two, const float *s0, const float *s1,
+		   uint32_t kb)
+{
+	for (unsigned q = 0; q < (two ? 4u : 2u); q++) {
+		__m512 sv = _mm512_set1_ps((q & 1 ? s1 : s0)[kb]);
+
+		for (unsigned m = 0; m < 16; m++) {
+			float *o = cb + q * 256 + m * 16;
+			__m512 v = _mm512_loadu_ps(blk + q * 256 + m * 16);
+
+			_mm512_storeu_ps(o, kb ? _mm512_fmadd_ps(v, sv, _mm512_loadu_ps(o))
+					       : _mm512_mul_ps(v, sv));
+		}
+	}
+}
+
 /*
  * The same over all KP pairs into sc->cb.  FP8 (s0, s1: the two strips'
  * scale rows, one per K block of bcp pairs): each block summed in the
- * tiles, stored to sc->blk and added, times its scale, into cb in block
- * order.
+ * tiles, stored to one of two sc->blk buffers and added, times its scale,
+ * into cb in block order, one block behind, so that the vector adds of
+ * block kb - 1 run while the tiles sum block kb.
  */
 INL void amx_block(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *b0,
 		   const uint32_t *b1, const int two, uint32_t KP, const float *s0,
 		   const float *s1, uint32_t bcp, const struct amx_scratch *sc)
 {
+	uint32_t kb = 0;
+
 	if (!s0) {
 		amx_run(a0, a1, sa, b0, b1, two, 0, KP, sc->cb);
 		return;
 	}
-	for (uint32_t kp0 = 0, kb = 0; kp0 < KP; kp0 += bcp, kb++) {
-		amx_run(a0, a1, sa, b0, b1, two, kp0, KP - kp0 < bcp ? KP : kp0 + bcp, sc->blk);
-		for (unsigned q = 0; q < (two ? 4u : 2u); q++) {
-			__m512 sv = _mm512_set1_ps((q & 1 ? s1 : s0)[kb]);
-
-			for (unsigned m = 0; m < 16; m++) {
-				float *o = sc->cb + q * 256 + m * 16;
-				__m512 v = _mm512_loadu_ps(sc->blk + q * 256 + m * 16);
-
-				_mm512_storeu_ps(o, kb ? _mm512_fmadd_ps(v, sv, _mm512_loadu_ps(o))
-						       : _mm512_mul_ps(v, sv));
-			}
-		}
+	for (uint32_t kp0 = 0; kp0 < KP; kp0 += bcp, kb++) {
+		amx_run(a0, a1, sa, b0, b1, two, kp0, KP - kp0 < bcp ? KP : kp0 + bcp,
+			sc->blk + (kb & 1) * 1024);
+		if (kb)
+			scale_add(sc->blk + ((kb - 1) & 1) * 1024, sc->cb, two, s0, s1, kb - 1);
 	}
+	scale_add(sc->blk + ((kb - 1) & 1) * 1024, sc->cb, two, s0, s1, kb - 1);
 }
 
 /* amx_block on token tiles t and t + 1 of xt (two) or t alone, each

@@ -22,6 +22,9 @@ const char *bench_dtype_name(enum bench_dtype d);
 
 /* Element i of tensor `id`: uniform in [-scale/2, scale/2), exactly an fp32. */
 float bench_value(uint64_t id, uint64_t i, float scale);
+/* bytes as the layer's weights are held: 2 MiB aligned and advised huge
+ * pages (unless MOED_NO_HUGEPAGES is set); exits on failure. */
+void *bench_huge_alloc(size_t bytes);
 /* n weights of tensor id in dtype d (malloc'd; exits on failure).  fp8: E4M3
  * codes of magnitude below 2^7, never NaN, to be multiplied by gen_scales(). */
 void *gen_weights(uint64_t id, size_t n, enum bench_dtype d);
@@ -35,7 +38,10 @@ unsigned gen_routes(const struct shape *s, size_t T, double zipf, unsigned rep, 
 
 struct limits {
 	double peak;            /* cblas_sgemm 4096^3, GFLOP/s */
-	double bw;              /* streaming read of 512 MiB, GB/s */
+	double bw;              /* streaming read, the best variant, GB/s */
+	size_t bw_mib;          /* its buffer, MiB */
+	unsigned bw_streams;    /* its sequential streams per thread */
+	unsigned bw_prefetch;   /* its software prefetch distance, bytes (0: none) */
 	double fma_peak;        /* AVX-512 fp32 FMA, registers only, GFLOP/s; 0 = none */
 	double bf16_peak;       /* AVX512-BF16 vdpbf16ps, GFLOP/s; 0 = not on this CPU */
 	double amx_peak;        /* AMX-BF16 TDPBF16PS, tiles only, GFLOP/s; 0 = not here */

@@ -4,7 +4,7 @@
  *
  * Right before each table (the layer built, the peer started and idle) it
  * measures the limits with the table's thread count (bench/limits.c):
- * cblas_sgemm 4096^3, a streaming read of 512 MiB, and the register-only
+ * cblas_sgemm 4096^3, a streaming read of 4x the L3, and the register-only
  * peaks of fp32 FMA and of AVX512-BF16 vdpbf16ps, so that a noisy machine's
  * drift between tables shows in their limits too.  For each shape (S0-S4 of
  * ROUTING.md, V3 of the releases issue, V3-64: V3 with 64 experts, whose peer
@@ -374,6 +374,7 @@ static void json_row(const struct config *c, size_t T, const struct row *r, doub
 		"\"bound\":\"%s\",\"efficiency\":%.4f,\"hot_ms\":%.6g,"
 		"\"hot_roofline_ms\":%.6g,\"hot_efficiency\":%.4f,\"peer_ms\":%.6g,"
 		"\"x_peer\":%.3f,\"peer_max_rel_err\":%.3g,\"read_bw_gb_per_s\":%.6g,"
+		"\"read_bw_mib\":%zu,\"read_bw_streams\":%u,\"read_bw_prefetch\":%u,"
 		"\"sgemm_peak_gflops\":%.6g,\"fma_peak_gflops\":%.6g,"
 		"\"bf16_peak_gflops\":%.6g,\"amx_peak_gflops\":%.6g,\"dtype_peak_gflops\":%.6g,"
 		"\"blas_core\":\"%s\"}",
@@ -383,8 +384,8 @@ static void json_row(const struct config *c, size_t T, const struct row *r, doub
 		r->bytes / r->ms / 1e6 / l->bw, r->flops / r->ms / 1e6,
 		r->flops / r->ms / 1e6 / l->peak, r->flops / r->ms / 1e6 / dtype_peak(c), roof,
 		bound, roof / r->ms, r->hot_ms, hroof, r->hot_ms > 0 ? hroof / r->hot_ms : 0,
-		r->peer_ms, r->peer_ms > 0 ? r->peer_ms / r->ms : 0, err, l->bw, l->peak,
-		l->fma_peak, l->bf16_peak, l->amx_peak, dtype_peak(c), openblas_get_corename());
+		r->peer_ms, r->peer_ms > 0 ? r->peer_ms / r->ms : 0, err, l->bw, l->bw_mib,
+		l->bw_streams, l->bw_prefetch, l->peak, l->fma_peak, l->bf16_peak, l->amx_peak, dtype_peak(c), openblas_get_corename());
 }
 
 static void run_config(const struct config *c)
@@ -414,10 +415,12 @@ static void run_config(const struct config *c)
 	/* the limits right before the rows, the peer idle, the pool started */
 	limits_measure(c->threads, c->quick, c->lim);
 	openblas_set_num_threads(1);
-	printf("\nlimits, %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %s %.1f GB/s, "
+	printf("\nlimits, %u thread%s: sgemm %s %.1f GFLOP/s (OpenBLAS %s), read %zu MiB "
+	       "(%u stream%s/thread, prefetch %u B) %.1f GB/s, "
 	       "fp32 FMA %.1f GFLOP/s, vdpbf16ps %.1f GFLOP/s, AMX %.1f GFLOP/s%s", c->threads,
 	       c->threads > 1 ? "s" : "", c->quick ? "512^3" : "4096^3", c->lim->peak,
-	       openblas_get_corename(), c->quick ? "32 MiB" : "512 MiB", c->lim->bw,
+	       openblas_get_corename(), c->lim->bw_mib, c->lim->bw_streams,
+	       c->lim->bw_streams > 1 ? "s" : "", c->lim->bw_prefetch, c->lim->bw,
 	       c->lim->fma_peak, c->lim->bf16_peak, c->lim->amx_peak,
 	       c->lim->bf16_peak > 0 ? "" : " (no AVX512-BF16: bf16 against sgemm)");
 	printf("\n%s %s, %u thread%s%s%s, %s routes, layer built in %.1f s; peak %.1f GFLOP/s "

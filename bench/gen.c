@@ -46,7 +46,7 @@ const char *bench_dtype_name(enum bench_dtype d)
 /* Weights as the daemon holds what it converts or generates (daemon/
  * hugepages.c): 2 MiB aligned and advised transparent huge pages, unless
  * MOED_NO_HUGEPAGES is set (then 4 kB pages, as before 2026-12-02). */
-static void *weight_alloc(size_t bytes)
+void *bench_huge_alloc(size_t bytes)
 {
 	const char *off = getenv("MOED_NO_HUGEPAGES");
 	size_t huge = (size_t)2 << 20;
@@ -64,7 +64,7 @@ static void *weight_alloc(size_t bytes)
 
 void *gen_weights(uint64_t id, size_t n, enum bench_dtype d)
 {
-	void *p = weight_alloc(n * bench_dtype_size(d));
+	void *p = bench_huge_alloc(n * bench_dtype_size(d));
 
 	for (size_t i = 0; i < n; i++) {
 		float f = bench_value(id, i, 0.05f);

@@ -1,9 +1,10 @@
 /*
  * The limits a benchmark is measured against, taken in the same run with the
  * same thread count: cblas_sgemm 4096^3 (median of 3; OpenBLAS's threads set
- * to `threads` for the measurement), a streaming read of a 512 MiB buffer
- * (median of 5; `threads` pthreads each summing one slice, timed from a common
- * start to the last finish), and the register-only peaks of AVX-512 fp32 FMA
+ * to `threads` for the measurement), a streaming read of a buffer of 4x the
+ * L3 on huge pages (read_bw: the best of 4 variants, each the median of 5;
+ * `threads` pthreads each summing one slice, timed from a common start to
+ * the last finish), and the register-only peaks of AVX-512 fp32 FMA
  * and of AVX512-BF16 vdpbf16ps (`threads` pthreads each running 24
  * independent accumulator chains, enough to cover the latency on Zen 4/5 and
  * Sapphire Rapids; median of 3).  vdpbf16ps on a zmm register is 32 products
@@ -62,46 +63,56 @@ static double sgemm_peak(unsigned threads, size_t n)
 }
 
 struct slice {
-	const float *a;
-	size_t n;
+	const char *a;
+	size_t bytes;
+	unsigned streams, prefetch;
 	pthread_barrier_t *start;
 	float sink;
 };
 
+/* Sums the slice as `streams` sequential streams side by side (256 bytes of
+ * each in turn), prefetching `prefetch` bytes ahead of each (0: none). */
 static void *read_slice(void *arg)
 {
 	struct slice *s = arg;
+	size_t per = s->bytes / s->streams / 256 * 256;
 	v4f acc[8] = { { 0 } };
 
 	pthread_barrier_wait(s->start);
-	for (size_t i = 0; i + 32 <= s->n; i += 32)
-		for (int j = 0; j < 8; j++) {
-			v4f v;
+	for (size_t off = 0; off < per; off += 256)
+		for (unsigned k = 0; k < s->streams; k++) {
+			const char *q = s->a + k * per + off;
 
-			memcpy(&v, s->a + i + 4 * j, sizeof(v));
-			acc[j] += v;
+			if (s->prefetch)
+				for (int l = 0; l < 4; l++)
+					__builtin_prefetch(q + s->prefetch + 64 * l, 0, 3);
+			for (int j = 0; j < 16; j++) {
+				v4f v;
+
+				memcpy(&v, q + 16 * j, sizeof(v));
+				acc[j & 7] += v;
+			}
 		}
 	s->sink = acc[0][0] + acc[7][3];
 	return NULL;
 }
 
-static double read_bw(unsigned threads, size_t bytes)
+/* GB/s of `threads` threads reading a slice of buf each (median of 5). */
+static double read_run(unsigned threads, const char *buf, size_t bytes, unsigned streams,
+		       unsigned prefetch)
 {
-	size_t n = bytes / 4, per = n / threads;
-	float *a = xmalloc(bytes);
+	size_t per = bytes / threads;
 	struct slice *sl = xmalloc(threads * sizeof(*sl));
 	pthread_t *th = xmalloc(threads * sizeof(*th));
 	pthread_barrier_t start;
 	double t[5];
 
-	for (size_t i = 0; i < n; i++)
-		a[i] = (float)(i & 7);
 	for (int r = 0; r < 5; r++) {
 		double t0;
 
 		pthread_barrier_init(&start, NULL, threads + 1);
 		for (unsigned i = 0; i < threads; i++) {
-			sl[i] = (struct slice){ a + i * per, per, &start, 0 };
+			sl[i] = (struct slice){ buf + i * per, per, streams, prefetch, &start, 0 };
 			if (pthread_create(&th[i], NULL, read_slice, &sl[i])) {
 				perror("pthread_create");
 				exit(1);
@@ -114,8 +125,46 @@ static double read_bw(unsigned threads, size_t bytes)
 		t[r] = bench_now() - t0;
 		pthread_barrier_destroy(&start);
 	}
-	free(a), free(sl), free(th);
-	return (double)per * threads * 4 / bench_median(t, 5) / 1e9;
+	free(sl), free(th);
+	return (double)(per / streams / 256 * 256 * streams) * threads / bench_median(t, 5) / 1e9;
+}
+
+/*
+ * The read bandwidth the kernels can reach: a buffer of four times the L3
+ * (at least 512 MiB, at most a quarter of the memory) held as the layer's
+ * weights are (bench_huge_alloc: huge pages), read as 1 or 2 streams per
+ * thread, with no software prefetch or 512 bytes ahead; the best median.
+ * (A single stream on 4 kB pages, what this measured before 2026-12-03,
+ * read 20-24 GB/s on the 2-core AMX VM where these reach 33-36 and the
+ * bf16 row kernel 25-26: efficiencies above 1.)
+ */
+static void read_bw(unsigned threads, int quick, struct limits *ret)
+{
+	static const unsigned streams[] = { 1, 2 }, prefetch[] = { 0, 512 };
+	long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), pages = sysconf(_SC_PHYS_PAGES);
+	size_t bytes = l3 > 0 ? 4 * (size_t)l3 : 0, cap = pages > 0 ? (size_t)pages * 4096 / 4 : 0;
+	char *buf;
+
+	if (bytes < (512u << 20))
+		bytes = 512u << 20;
+	if (cap && bytes > cap)
+		bytes = cap;
+	bytes = quick ? 32u << 20 : bytes >> 21 << 21;
+	buf = bench_huge_alloc(bytes);
+	memset(buf, 1, bytes);
+	ret->bw = 0;
+	ret->bw_mib = bytes >> 20;
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned j = 0; j < 2; j++) {
+			double bw = read_run(threads, buf, bytes, streams[i], prefetch[j]);
+
+			if (bw > ret->bw) {
+				ret->bw = bw;
+				ret->bw_streams = streams[i];
+				ret->bw_prefetch = prefetch[j];
+			}
+		}
+	free(buf);
 }
 
 #define CHAINS 24
@@ -260,7 +309,7 @@ void limits_measure(unsigned threads, int quick, struct limits *ret)
 	unsigned iters = quick ? DOT_ITERS / 64 : DOT_ITERS;
 
 	ret->peak = sgemm_peak(threads, quick ? 512 : 4096);
-	ret->bw = read_bw(threads, quick ? 32u << 20 : 512u << 20);
+	read_bw(threads, quick, ret);
 	ret->fma_peak = __builtin_cpu_supports("avx512f") ? dot_peak(threads, 0, iters) : 0;
 	ret->bf16_peak = __builtin_cpu_supports("avx512bf16") ? dot_peak(threads, 1, iters) : 0;
 	ret->amx_peak = amx_here() ? amx_peak(threads, iters / 4) : 0;

@@ -48,6 +48,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -406,6 +407,41 @@ nomem:
 	return -ENOMEM;
 }
 
+/*
+ * What a layer runs on, logged at notice when it differs from the last layer
+ * logged (so once for a model whose layers agree, again after a reload that
+ * changes the parameters): the instruction set, the weights, the precision,
+ * the group size from which the GEMM takes over and which GEMM.
+ */
+static void log_kernels(const struct cpu_layer *l, const struct moed_param *params, size_t n)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char last[256];
+	const struct moed_expert_spec *s = &l->spec;
+	const char *gemm = amx_layer(l) ? "AMX tiles"
+			   : l->bops	? "vdpbf16ps, packed panels"
+			   : l->gemm_act != expert_gemm_act ? "AVX-512 fp32"
+							    : "OpenBLAS sgemm";
+	const char *isa = "auto";
+	char line[256];
+
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(params[i].key, "isa"))
+			isa = params[i].value;
+	snprintf(line, sizeof(line),
+		 "kernels: isa %s%s, %s weights, precision %s, GEMM (%s) from %u tokens%s%s",
+		 l->isa->name, strcmp(isa, "auto") ? "" : " (auto)",
+		 l->fp8 ? "FP8 E4M3" : s->dtype == MOED_DTYPE_BF16 ? "BF16" : "F32",
+		 l->b16 ? "bf16" : "exact", gemm, l->gemm_min, l->packed ? ", prepacked" : "",
+		 l->mode == PATH_SMALL ? ", forced small" : l->mode == PATH_GEMM ? ", forced gemm" : "");
+	pthread_mutex_lock(&lock);
+	if (strcmp(line, last)) {
+		memcpy(last, line, sizeof(last));
+		host->log(MOED_LOG_NOTICE, PLUGIN, "%s", line);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 			 const struct moed_param *params, size_t n_params, void **ret_layer)
 {
@@ -475,6 +511,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		pthread_mutex_destroy(&l->passes.lock);
 		goto fail;
 	}
+	log_kernels(l, params, n_params);
 	*ret_layer = l;
 	return 0;
 fail:

@@ -5,8 +5,8 @@
  *
  * C[rows][tokens] += A[rows][K] . B[K][tokens]: A is 16 weight rows as
  * stored (BF16 read in place with the matrix's own stride, so the weights
- * are never packed or copied; FP8 rows decoded to bf16 into a 16-row strip
- * of scratch, exactly), B the activations, packed once per call into the
+ * are never packed or copied; FP8 decoded to bf16, exactly, one scale block
+ * of 16 rows at a time into L1, see amx_fp8), B the activations, packed once per call into the
  * pair-interleaved layout TDPBF16PS wants (16 tokens' pair k side by side,
  * by 16x16 dword transposes: tokens are far fewer bytes than weights).
  * Eight tiles: four C (2 weight strips x 2 token tiles), two A, two B; per
@@ -17,7 +17,19 @@
  * into y.  Tokens go in chunks of up to amx_tokens() (1 MB of packed
  * activations), so the chunk and the two strips stay in L2 while every
  * token tile passes.  FP8 block scales: each 128-column block is summed in
- * the tiles, stored, and added times its scale in block order.
+ * the tiles, stored, and added times its scale in block order.  FP8 goes
+ * block by block (decode both strips' block, then every token tile), with
+ * the next strip pair's codes prefetched into L2 as the one sequential
+ * stream they are: S1 fp8 layer, 2 threads, 4 alternated rounds against
+ * whole-strip decode into L2 scratch, cold ms: T=64 46.3 -> 41.2, T=256
+ * 62.8 -> 59.7, T=1024 130 -> 127, T=16 even; without the prefetch the
+ * blocks' 16 rows side by side were slower (T=64 56, T=256 81).  perf puts
+ * most of amx_fp8's own time on those prefetches (the queue to memory is
+ * full: they are what waits for DRAM).  Tried and not kept: each k-step
+ * alternating between two sets of A and B tiles (the tiles are not
+ * renamed, so a load waits for the product still reading its tile; perf put
+ * 80% of amx_run's time after the A loads), one token tile after the other:
+ * one S1 expert, gemm_cmp, no faster at 4 tokens, 10% slower at 64-300.
  *
  * Taken where H and I are multiples of 32 (every release; FP8 blocks of
  * whole k-steps and 16-row strips); otherwise the call goes to
@@ -84,12 +96,13 @@ static void amx_begin(void)
 	_tile_loadconfig(&c);
 }
 
-/* scratch: the packed activations, two weight strips, the C tiles (and two
- * FP8 blocks'), after what bf16_gemm.c needs (the fallback's panel). */
+/* scratch: the packed activations, two weight strips (BF16 rows copied,
+ * FP8 blocks decoded), two FP8 blocks' sums and the C tiles of every token
+ * tile pair of a chunk, after what bf16_gemm.c needs (the fallback's panel). */
 struct amx_scratch {
 	uint32_t *xt;
 	uint16_t *strip[2];
-	float *cb, *blk;
+	float *blk, *cp;
 	size_t tok;
 };
 
@@ -110,8 +123,8 @@ static struct amx_scratch amx_scratch(const struct expert_w *e, void *scratch)
 	a.strip[0] = (uint16_t *)p;
 	a.strip[1] = a.strip[0] + (size_t)16 * K;
 	p += up64((size_t)32 * K * 2);
-	a.cb = (float *)p;
-	a.blk = a.cb + 1024;
+	a.blk = (float *)p;
+	a.cp = a.blk + 2048;
 	return a;
 }
 
@@ -120,7 +133,7 @@ size_t amx_gemm_scratch(uint32_t H, uint32_t inter)
 	uint32_t K = H > inter ? H : inter;
 
 	return up64(expert_b16_scratch(H, inter)) + up64(amx_tokens(K) * K * 2) +
-	       up64((size_t)32 * K * 2) + 3072 * 4;
+	       up64((size_t)32 * K * 2) + (2048 + (amx_tokens(K) / 16 + 1) / 2 * 1024) * 4;
 }
 
 /*
@@ -157,47 +170,54 @@ static void pack_chunk(const uint16_t *x, size_t ld, const struct group *g, size
 }
 
 /*
- * Rows r..r+15 of a matrix of R rows x K as an A source: in place (BF16,
- * all 16 rows there), else BF16 rows copied or FP8 codes decoded into buf,
- * rows past R zeros.  Returns the rows; their stride is K * 2 bytes.
+ * BF16 rows r..r+15 of a matrix of R rows x K as an A source: in place (all
+ * 16 rows there), else copied into buf, rows past R zeros.  Returns the
+ * rows; their stride is K * 2 bytes.
  */
-static const uint16_t *strip(const struct expert_w *e, const void *w, uint32_t r, uint32_t R,
-			     uint32_t K, uint16_t *buf)
+static const uint16_t *strip(const void *w, uint32_t r, uint32_t R, uint32_t K, uint16_t *buf)
 {
 	uint32_t have = R - r < 16 ? R - r : 16;
 
-	if (!e->fp8 && have == 16)
+	if (have == 16)
 		return (const uint16_t *)w + (size_t)r * K;
-	for (uint32_t i = 0; i < have; i++) {
-		uint16_t *dst = buf + (size_t)i * K;
-
-		if (!e->fp8) {
-			memcpy(dst, (const uint16_t *)w + (size_t)(r + i) * K, (size_t)K * 2);
-			continue;
-		}
-		const uint8_t *q = (const uint8_t *)w + (size_t)(r + i) * K;
-		uint32_t c = 0;
-
-		for (; c + 64 <= K; c += 64) {
-			__m512i w0, w1;
-
-			fp8_to_bf16_64(q + c, &w0, &w1);
-			_mm512_storeu_si512(dst + c, w0);
-			_mm512_storeu_si512(dst + c + 32, w1);
-		}
-		if (c < K)
-			_mm512_storeu_si512(dst + c, fp8_to_bf16(q + c, tail_mask(K - c)));
-	}
+	memcpy(buf, (const uint16_t *)w + (size_t)r * K, (size_t)have * K * 2);
 	memset(buf + (size_t)have * K, 0, (size_t)(16 - have) * K * 2);
 	return buf;
 }
 
+/* FP8: columns [c, c + n) (n a multiple of 32) of `have` rows of codes from
+ * q (row stride K) decoded into buf (row stride n), up to 16 rows, zeros. */
+static void decode_block(const uint8_t *q, uint32_t have, uint32_t K, uint32_t c, uint32_t n,
+			 uint16_t *buf)
+{
+	for (uint32_t i = 0; i < 16; i++) {
+		uint16_t *dst = buf + (size_t)i * n;
+		const uint8_t *src = q + (size_t)i * K + c;
+		uint32_t j = 0;
+
+		if (i >= have) {
+			memset(dst, 0, (size_t)n * 2);
+			continue;
+		}
+		for (; j + 64 <= n; j += 64) {
+			__m512i w0, w1;
+
+			fp8_to_bf16_64(src + j, &w0, &w1);
+			_mm512_storeu_si512(dst + j, w0);
+			_mm512_storeu_si512(dst + j + 32, w1);
+		}
+		if (j < n)
+			_mm512_storeu_si512(dst + j, fp8_to_bf16(src + j, tail_mask(n - j)));
+	}
+}
+
 /*
  * C tiles: 0 = A0 x B0, 1 = A1 x B0, 2 = A0 x B1, 3 = A1 x B1 (two), over
- * pairs kp0..kp1; stored into cb [4][16 rows][16 tokens].
+ * nkp pairs (a0, a1: 16 rows at a stride of sa bytes; b0, b1: 16 tokens'
+ * pairs side by side), from zero; stored into cb [4][16 rows][16 tokens].
  */
 INL void amx_run(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *b0,
-		 const uint32_t *b1, const int two, uint32_t kp0, uint32_t kp1, float *cb)
+		 const uint32_t *b1, const int two, uint32_t nkp, float *cb)
 {
 	_tile_zero(0);
 	_tile_zero(1);
@@ -205,7 +225,7 @@ INL void amx_run(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32
 		_tile_zero(2);
 		_tile_zero(3);
 	}
-	for (uint32_t kp = kp0; kp < kp1; kp += 16) {
+	for (uint32_t kp = 0; kp < nkp; kp += 16) {
 		_tile_loadd(4, a0 + 2 * kp, sa);
 		_tile_loadd(5, a1 + 2 * kp, sa);
 		_tile_loadd(6, b0 + (size_t)kp * 16, 64);
@@ -242,44 +262,94 @@ INL void scale_add(const float *blk, float *cb, const int two, const float *s0, 
 	}
 }
 
-/*
- * The same over all KP pairs into sc->cb.  FP8 (s0, s1: the two strips'
- * scale rows, one per K block of bcp pairs): each block summed in the
- * tiles, stored to one of two sc->blk buffers and added, times its scale,
- * into cb in block order, one block behind, so that the vector adds of
- * block kb - 1 run while the tiles sum block kb.
- */
-INL void amx_block(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *b0,
-		   const uint32_t *b1, const int two, uint32_t KP, const float *s0,
-		   const float *s1, uint32_t bcp, const struct amx_scratch *sc)
+/* Token tiles t, t + 1 of xt (two) or t alone (K / 2 = KP pairs each) from
+ * pair kp0 on: amx_run with `two` a constant in each branch. */
+static void amx_pair(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *xt,
+		     size_t t, int two, uint32_t KP, uint32_t kp0, uint32_t nkp, float *cb)
 {
-	uint32_t kb = 0;
-
-	if (!s0) {
-		amx_run(a0, a1, sa, b0, b1, two, 0, KP, sc->cb);
-		return;
-	}
-	for (uint32_t kp0 = 0; kp0 < KP; kp0 += bcp, kb++) {
-		amx_run(a0, a1, sa, b0, b1, two, kp0, KP - kp0 < bcp ? KP : kp0 + bcp,
-			sc->blk + (kb & 1) * 1024);
-		if (kb)
-			scale_add(sc->blk + ((kb - 1) & 1) * 1024, sc->cb, two, s0, s1, kb - 1);
-	}
-	scale_add(sc->blk + ((kb - 1) & 1) * 1024, sc->cb, two, s0, s1, kb - 1);
-}
-
-/* amx_block on token tiles t and t + 1 of xt (two) or t alone, each
- * branch with `two` a constant. */
-static void amx_tiles(const uint16_t *a0, const uint16_t *a1, size_t sa, const uint32_t *xt,
-		      size_t t, int two, uint32_t KP, const float *s0, const float *s1,
-		      uint32_t bcp, const struct amx_scratch *sc)
-{
-	const uint32_t *b0 = xt + t * KP * 16;
+	const uint32_t *b0 = xt + (t * KP + kp0) * 16;
 
 	if (two)
-		amx_block(a0, a1, sa, b0, b0 + KP * 16, 1, KP, s0, s1, bcp, sc);
+		amx_run(a0, a1, sa, b0, b0 + KP * 16, 1, nkp, cb);
 	else
-		amx_block(a0, a1, sa, b0, NULL, 0, KP, s0, s1, bcp, sc);
+		amx_run(a0, a1, sa, b0, NULL, 0, nkp, cb);
+}
+
+/* BF16: strips a0, a1 (in place or copied, row stride K) times all nt token
+ * tiles of xt into sc->cp (tiles t, t + 1 at cp + t / 2 * 1024). */
+static void amx_b16(const uint16_t *a0, const uint16_t *a1, uint32_t K, const uint32_t *xt,
+		    size_t nt, const struct amx_scratch *sc)
+{
+	for (size_t t = 0; t < nt; t += 2)
+		amx_pair(a0, a1, (size_t)K * 2, xt, t, t + 1 < nt, K / 2, 0, K / 2,
+			 sc->cp + t / 2 * 1024);
+}
+
+/* Prefetches into L2 of the next strip pair's codes, spread over the blocks
+ * of this one: [p, p + len) in nb slices, slice kb now. */
+struct next_codes {
+	const uint8_t *p[2];
+	size_t len[2];
+};
+
+static void prefetch_slice(const struct next_codes *nx, uint32_t kb, uint32_t nb)
+{
+	for (int i = 0; i < 2; i++) {
+		size_t lo = nx->len[i] * kb / nb & ~(size_t)63, hi = nx->len[i] * (kb + 1) / nb;
+
+		for (size_t o = lo; o < hi; o += 64)
+			_mm_prefetch((const char *)nx->p[i] + o, _MM_HINT_T1);
+	}
+}
+
+/*
+ * FP8: strips of codes q0, q1 (n0, n1 rows of 16, row stride K; s0, s1 their
+ * scale rows, one per block of bc columns) times all nt token tiles into
+ * sc->cp.  Block by block: both strips' block decoded (exactly) into an L1
+ * buffer, summed in the tiles for every token tile, stored to one of two
+ * sc->blk buffers and added, times its scale, into cp in block order, one
+ * step behind, so that the vector adds run while the tiles sum the next.
+ * Decoding a block at a time reads 16 rows side by side, so the next strip
+ * pair's codes (nx) are prefetched meanwhile as the sequential stream they
+ * are in memory.
+ */
+static void amx_fp8(const uint8_t *q0, uint32_t n0, const uint8_t *q1, uint32_t n1, uint32_t K,
+		    const float *s0, const float *s1, uint32_t bc, const uint32_t *xt, size_t nt,
+		    const struct next_codes *nx, const struct amx_scratch *sc)
+{
+	uint32_t nb = (K + bc - 1) / bc, runs = 0;
+	float *pend = NULL, *pend_cp = NULL;
+	int pend_two = 0;
+	uint32_t pend_kb = 0;
+
+	decode_block(q0, n0, K, 0, K < bc ? K : bc, sc->strip[0]);
+	decode_block(q1, n1, K, 0, K < bc ? K : bc, sc->strip[1]);
+	for (uint32_t kb = 0; kb < nb; kb++) {
+		uint32_t c = kb * bc, n = K - c < bc ? K - c : bc, off = (kb & 1) * 16 * bc;
+
+		if (kb + 1 < nb) {      /* the next block, into the other half */
+			uint32_t c1 = c + bc, n1c = K - c1 < bc ? K - c1 : bc;
+
+			decode_block(q0, n0, K, c1, n1c, sc->strip[0] + (16 * bc - off));
+			decode_block(q1, n1, K, c1, n1c, sc->strip[1] + (16 * bc - off));
+		}
+		prefetch_slice(nx, kb, nb);
+		for (size_t t = 0; t < nt; t += 2, runs++) {
+			float *out = sc->blk + (runs & 1) * 1024;
+			int two = t + 1 < nt;
+
+			amx_pair(sc->strip[0] + off, sc->strip[1] + off, (size_t)n * 2, xt, t, two,
+				 K / 2, c / 2, n / 2, out);
+			if (pend)
+				scale_add(pend, pend_cp, pend_two, s0, s1, pend_kb);
+			pend = out;
+			pend_cp = sc->cp + t / 2 * 1024;
+			pend_two = two;
+			pend_kb = kb;
+		}
+	}
+	if (pend)
+		scale_add(pend, pend_cp, pend_two, s0, s1, pend_kb);
 }
 
 /* A [16 rows][16 tokens] C tile, transposed: v[m] = token m's 16 rows. */
@@ -315,7 +385,7 @@ static int amx_fits(const struct expert_w *e)
 void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, const struct group *g,
 		  uint16_t *act, size_t lda, uint32_t r0, uint32_t r1, void *scratch)
 {
-	uint32_t H = e->H, In = e->inter, KP = H / 2, bcp = e->bc / 2;
+	uint32_t H = e->H, In = e->inter;
 	struct amx_scratch sc = amx_scratch(e, scratch);
 
 	if (!amx_fits(e)) {
@@ -328,17 +398,33 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 
 		pack_chunk(xb, ldx, g, j0, n, H, sc.xt);
 		for (uint32_t i = r0; i < r1; i += 16) {
-			const uint16_t *ag = strip(e, e->gate, i, In, H, sc.strip[0]);
-			const uint16_t *au = strip(e, e->up, i, In, H, sc.strip[1]);
-			const float *sg = scale_row(e, e->gate_s, i, H), *su = scale_row(e, e->up_s, i, H);
 			__mmask16 keep = rows_mask((int)(r1 - i));
 
+			if (e->fp8) {
+				uint32_t nr = In - i < 16 ? In - i : 16;
+				uint32_t nn = i + 16 < r1 ? (In - i - 16 < 16 ? In - i - 16 : 16) : 0;
+				const uint8_t *qg = (const uint8_t *)e->gate + (size_t)i * H;
+				const uint8_t *qu = (const uint8_t *)e->up + (size_t)i * H;
+				struct next_codes nx = { { qg + 16 * H, qu + 16 * H },
+							 { (size_t)nn * H, (size_t)nn * H } };
+
+				if (i == r0) {  /* the first pair, as one stream each */
+					struct next_codes first = { { qg, qu },
+								    { (size_t)nr * H, (size_t)nr * H } };
+
+					prefetch_slice(&first, 0, 1);
+				}
+				amx_fp8(qg, nr, qu, nr, H, scale_row(e, e->gate_s, i, H),
+					scale_row(e, e->up_s, i, H), e->bc, sc.xt, nt, &nx, &sc);
+			} else {
+				amx_b16(strip(e->gate, i, In, H, sc.strip[0]),
+					strip(e->up, i, In, H, sc.strip[1]), H, sc.xt, nt, &sc);
+			}
 			for (size_t t = 0; t < nt; t += 2) {
 				int two = t + 1 < nt;
 
-				amx_tiles(ag, au, (size_t)H * 2, sc.xt, t, two, KP, sg, su, bcp, &sc);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++) {
-					const float *c = sc.cb + s * 512;
+					const float *c = sc.cp + t / 2 * 1024 + s * 512;
 					__m512i v[16];
 
 					for (unsigned r = 0; r < 16; r++)
@@ -364,7 +450,7 @@ void amx_gemm_act(const struct expert_w *e, const uint16_t *xb, size_t ldx, cons
 void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 		   const struct group *g, float *y, uint32_t h0, uint32_t h1, void *scratch)
 {
-	uint32_t H = e->H, In = e->inter, KP = In / 2, bcp = e->bc / 2;
+	uint32_t H = e->H, In = e->inter;
 	struct amx_scratch sc = amx_scratch(e, scratch);
 
 	if (!amx_fits(e)) {
@@ -377,16 +463,37 @@ void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 
 		pack_chunk(act, lda, NULL, j0, n, In, sc.xt);
 		for (uint32_t h = h0; h < h1; h += 32) {
-			const uint16_t *a0 = strip(e, e->down, h, H, In, sc.strip[0]);
-			const uint16_t *a1 = h + 16 < H ? strip(e, e->down, h + 16, H, In, sc.strip[1])
-							: a0;
-			const float *s0 = scale_row(e, e->down_s, h, In);
-			const float *s1 = h + 16 < H ? scale_row(e, e->down_s, h + 16, In) : s0;
+			if (e->fp8) {
+				const uint8_t *q0 = (const uint8_t *)e->down + (size_t)h * In;
+				uint32_t n0 = H - h < 16 ? H - h : 16, n1 = n0;
+				uint32_t nn = h + 32 < h1 ? (H - h - 32 < 32 ? H - h - 32 : 32) : 0;
+				const uint8_t *q1 = q0;
+				const float *s0 = scale_row(e, e->down_s, h, In), *s1 = s0;
+				struct next_codes nx = { { q0 + (size_t)32 * In, NULL },
+							 { (size_t)nn * In, 0 } };
 
+				if (h + 16 < H) {
+					q1 = q0 + (size_t)16 * In;
+					n1 = H - h - 16 < 16 ? H - h - 16 : 16;
+					s1 = scale_row(e, e->down_s, h + 16, In);
+				}
+				if (h == h0) {  /* the first pair, as one stream */
+					struct next_codes first = {
+						{ q0, NULL }, { (size_t)(n0 + (q1 != q0 ? n1 : 0)) * In, 0 }
+					};
+
+					prefetch_slice(&first, 0, 1);
+				}
+				amx_fp8(q0, n0, q1, n1, In, s0, s1, e->bc, sc.xt, nt, &nx, &sc);
+			} else {
+				const uint16_t *a0 = strip(e->down, h, H, In, sc.strip[0]);
+
+				amx_b16(a0, h + 16 < H ? strip(e->down, h + 16, H, In, sc.strip[1]) : a0,
+					In, sc.xt, nt, &sc);
+			}
 			for (size_t t = 0; t < nt; t += 2) {
 				int two = t + 1 < nt;
 
-				amx_tiles(a0, a1, (size_t)In * 2, sc.xt, t, two, KP, s0, s1, bcp, &sc);
 				for (unsigned s = 0; s < (two ? 2u : 1u); s++)
 					for (unsigned c = 0; c < 2; c++) {
 						__mmask16 k = rows_mask((int)(h1 - h) - 16 * (int)c);
@@ -394,7 +501,7 @@ void amx_gemm_down(const struct expert_w *e, const uint16_t *act, size_t lda,
 
 						if (!k)
 							continue;
-						c_tokens(sc.cb + s * 512 + c * 256, v);
+						c_tokens(sc.cp + t / 2 * 1024 + s * 512 + c * 256, v);
 						for (unsigned m = 0; m < 16 && (t + s) * 16 + m < n; m++) {
 							size_t j = j0 + (t + s) * 16 + m;
 							float *yj = y + group_tok(g, j) * H + h + 16 * c;

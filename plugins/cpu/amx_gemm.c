@@ -6,9 +6,10 @@
  * C[rows][tokens] += A[rows][K] . B[K][tokens]: A is 16 weight rows as
  * stored (BF16 read in place with the matrix's own stride, so the weights
  * are never packed or copied; FP8 decoded to bf16, exactly, one scale block
- * of 16 rows at a time into L1, see amx_fp8), B the activations, packed once per call into the
- * pair-interleaved layout TDPBF16PS wants (16 tokens' pair k side by side,
- * by 16x16 dword transposes: tokens are far fewer bytes than weights).
+ * of 16 rows at a time into L1, see amx_fp8), B the activations, packed
+ * once per call into the pair-interleaved layout TDPBF16PS wants (16
+ * tokens' pair k side by side, by 16x16 dword transposes: tokens are far
+ * fewer bytes than weights).
  * Eight tiles: four C (2 weight strips x 2 token tiles), two A, two B; per
  * 32 columns of K, 4 tile loads and 4 TDPBF16PS (16 x 16 x 32 multiply-adds
  * each).  The act half takes the gate strip and the matching up strip, so

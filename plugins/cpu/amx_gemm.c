@@ -307,7 +307,8 @@ static void prefetch_slice(const struct next_codes *nx, uint32_t kb, uint32_t nb
  * FP8: strips of codes q0, q1 (n0, n1 rows of 16, row stride K; s0, s1 their
  * scale rows, one per block of bc columns) times all nt token tiles into
  * sc->cp.  Block by block: both strips' block decoded (exactly) into an L1
- * buffer, summed in the tiles for every token tile, stored to one of two
+ * buffer (the next block into the buffer's other half, before this one's
+ * tiles), summed in the tiles for every token tile, stored to one of two
  * sc->blk buffers and added, times its scale, into cp in block order, one
  * step behind, so that the vector adds run while the tiles sum the next.
  * Decoding a block at a time reads 16 rows side by side, so the next strip

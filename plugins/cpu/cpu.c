@@ -147,6 +147,7 @@ enum precision { PREC_EXACT, PREC_BF16 };
 struct cpu_layer {
 	struct moed_expert_spec spec;
 	const struct cpu_isa *isa;
+	int isa_auto;           /* isa = auto (for the kernels notice) */
 	/* precision = bf16 and BF16 or FP8 weights: activations rounded to bf16 */
 	int b16;
 	/* ... and these kernels take them as bf16 (NULL: the fp32 kernels take
@@ -263,6 +264,7 @@ static int parse_params(struct cpu_layer *l, const struct moed_param *params, si
 		if (!strcmp(params[i].key, "isa"))
 			isa = params[i].value;
 	l->isa = cpu_isa_pick(isa);
+	l->isa_auto = !strcmp(isa, "auto");
 	if (!l->isa) {
 		host->log(MOED_LOG_ERR, PLUGIN,
 			  "parameter 'isa' = '%s': unknown or not supported by this CPU", isa);
@@ -413,7 +415,7 @@ nomem:
  * changes the parameters): the instruction set, the weights, the precision,
  * the group size from which the GEMM takes over and which GEMM.
  */
-static void log_kernels(const struct cpu_layer *l, const struct moed_param *params, size_t n)
+static void log_kernels(const struct cpu_layer *l)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static char last[256];
@@ -422,15 +424,11 @@ static void log_kernels(const struct cpu_layer *l, const struct moed_param *para
 			   : l->bops	? "vdpbf16ps, packed panels"
 			   : l->gemm_act != expert_gemm_act ? "AVX-512 fp32"
 							    : "OpenBLAS sgemm";
-	const char *isa = "auto";
 	char line[256];
 
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(params[i].key, "isa"))
-			isa = params[i].value;
 	snprintf(line, sizeof(line),
 		 "kernels: isa %s%s, %s weights, precision %s, GEMM (%s) from %u tokens%s%s",
-		 l->isa->name, strcmp(isa, "auto") ? "" : " (auto)",
+		 l->isa->name, l->isa_auto ? " (auto)" : "",
 		 l->fp8 ? "FP8 E4M3" : s->dtype == MOED_DTYPE_BF16 ? "BF16" : "F32",
 		 l->b16 ? "bf16" : "exact", gemm, l->gemm_min, l->packed ? ", prepacked" : "",
 		 l->mode == PATH_SMALL ? ", forced small" : l->mode == PATH_GEMM ? ", forced gemm" : "");
@@ -511,7 +509,7 @@ static int cpu_layer_new(void *state, const struct moed_expert_spec *spec,
 		pthread_mutex_destroy(&l->passes.lock);
 		goto fail;
 	}
-	log_kernels(l, params, n_params);
+	log_kernels(l);
 	*ret_layer = l;
 	return 0;
 fail:
